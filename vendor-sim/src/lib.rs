@@ -1,0 +1,1 @@
+//! Placeholder: the vendor simulator is being written.
