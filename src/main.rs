@@ -1,1 +1,118 @@
-fn main() {}
+//! CLI: parse the command and the configuration, then run. Nothing else lives here.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use print_gateway::api::auth::SCOPES;
+use print_gateway::app::{self, Application, Role};
+use print_gateway::config::Config;
+use print_gateway::{api, store, telemetry};
+
+/// One vendor-neutral print API over Lianke, Zhimu and WeCom cloud printers.
+///
+/// Every setting below is also read from the environment variable of the same name.
+#[derive(Parser)]
+#[command(name = "print-gateway", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API and/or the dispatch workers until SIGTERM / Ctrl-C.
+    Serve {
+        /// What this process runs.
+        #[arg(long, value_enum, default_value = "all")]
+        role: Role,
+    },
+    /// Create the database if missing and apply migrations, then exit.
+    Migrate,
+    /// Manage API keys.
+    #[command(subcommand)]
+    ApiKeys(ApiKeysCommand),
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum ApiKeysCommand {
+    /// Create a key; prints the key alone on stdout (it is shown only once).
+    Create {
+        /// The tenant the key acts for; jobs are visible only to their tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Comma-separated: jobs:write, jobs:read, printers:admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+    },
+    /// List keys (id, tenant, prefix, scopes, state).
+    List,
+    /// Revoke a key by id.
+    Revoke { id: uuid::Uuid },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Err(message) = cli.config.validate() {
+        eprintln!("error: {message}");
+        std::process::exit(2);
+    }
+    telemetry::init(cli.config.log_format, std::io::stderr);
+    match cli.command {
+        Command::Serve { role } => {
+            let pool = app::prepare_database(&cli.config).await?;
+            let application =
+                Application::start(cli.config, pool, app::default_backends(), role).await?;
+            application.run_until_signal().await;
+        }
+        Command::Migrate => {
+            app::prepare_database(&cli.config).await?;
+            eprintln!("database is migrated");
+        }
+        Command::ApiKeys(ApiKeysCommand::Create { tenant, scopes }) => {
+            if tenant.trim().is_empty() {
+                anyhow::bail!("--tenant must not be empty");
+            }
+            if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
+                anyhow::bail!("unknown scope `{bad}`; scopes are {}", SCOPES.join(", "));
+            }
+            let pool = app::prepare_database(&cli.config).await?;
+            let (_, key) = store::api_keys::create(&pool, &tenant, &scopes)
+                .await
+                .context("creating the key")?;
+            println!("{key}");
+        }
+        Command::ApiKeys(ApiKeysCommand::List) => {
+            let pool = app::prepare_database(&cli.config).await?;
+            for key in store::api_keys::list(&pool).await? {
+                let status = if key.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{}\t{}\t{}…\t{}\t{}",
+                    key.id,
+                    key.tenant,
+                    key.prefix,
+                    key.scopes.join(","),
+                    status
+                );
+            }
+        }
+        Command::ApiKeys(ApiKeysCommand::Revoke { id }) => {
+            let pool = app::prepare_database(&cli.config).await?;
+            if !store::api_keys::revoke(&pool, id).await? {
+                anyhow::bail!("no active key with id {id}");
+            }
+            eprintln!("revoked {id}");
+        }
+        Command::Openapi => {
+            println!("{}", api::openapi().to_pretty_json()?);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! The HTTP API: handlers per resource, the auth extractor, problem+json errors, and the
+//! OpenAPI document assembled from the same route list that serves requests.
+
+pub mod auth;
+pub mod error;
+pub mod health;
+pub mod jobs;
+pub mod printers;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode};
+use metrics_exporter_prometheus::PrometheusHandle;
+use sqlx::PgPool;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+use uuid::Uuid;
+
+use crate::backends::{Backend, BackendRegistry};
+use crate::config::Config;
+use crate::domain::{JobOptions, OptionsMode};
+use crate::engine::Engine;
+use crate::store;
+use crate::store::documents::NewDocument;
+use crate::store::jobs::{JobRow, NewJob};
+use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub backends: BackendRegistry,
+    pub config: Arc<Config>,
+    pub engine: Arc<Engine>,
+    pub metrics: PrometheusHandle,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "print-gateway",
+        description = "One vendor-neutral API for printing on Lianke, Zhimu and WeCom cloud printers, and for knowing what became of every job.\n\nAuthenticate with `Authorization: Bearer <key>` (create keys with `print-gateway api-keys create`). Errors are `application/problem+json` with a stable `code`.",
+        license(name = "MIT OR Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "jobs", description = "Print jobs: accept, read, list, history, cancel"),
+        (name = "printers", description = "Printers: register, configure, capabilities, live status (printers:admin to change)"),
+        (name = "operations", description = "Health, readiness and metrics (no key needed)"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key from `print-gateway api-keys create`."))
+                    .build(),
+            ),
+        );
+    }
+}
+
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(jobs::create_job, jobs::list_jobs))
+        .routes(routes!(jobs::get_job))
+        .routes(routes!(jobs::job_events))
+        .routes(routes!(jobs::cancel_job))
+        .routes(routes!(printers::create_printer, printers::list_printers))
+        .routes(routes!(
+            printers::get_printer,
+            printers::update_printer,
+            printers::delete_printer
+        ))
+        .routes(routes!(printers::printer_capabilities))
+        .routes(routes!(printers::printer_status))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+}
+
+/// The OpenAPI document, exactly as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().split_for_parts().1
+}
+
+/// The whole HTTP application with its middleware.
+pub fn router(state: AppState) -> Router {
+    let (routes, spec) = api_routes().split_for_parts();
+    let request_id = HeaderName::from_static("x-request-id");
+    let max_body = state.config.max_body_bytes as usize;
+    let timeout = Duration::from_secs(state.config.request_timeout_secs);
+    routes
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
+        .with_state(state)
+        .layer(axum::middleware::from_fn(error::problemify))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(RequestBodyLimitLayer::new(max_body))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(CatchPanicLayer::new())
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+impl AppState {
+    pub async fn backend_of_printer(
+        &self,
+        printer_id: &str,
+    ) -> Result<&Arc<dyn Backend>, ApiError> {
+        let printer = store::printers::get(&self.pool, printer_id)
+            .await?
+            .ok_or_else(|| ApiError::Internal(format!("printer {printer_id} vanished")))?;
+        self.backend(&printer.backend)
+    }
+
+    pub fn backend(&self, name: &str) -> Result<&Arc<dyn Backend>, ApiError> {
+        self.backends.get(name).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "backend_unavailable",
+                format!(
+                    "The `{name}` backend is not configured in this gateway (configured: {:?}).",
+                    self.backends.names()
+                ),
+            )
+        })
+    }
+
+    /// Checks a new job against its printer (exists, enabled, backend can take the
+    /// document and options) and builds the row to insert.
+    #[expect(clippy::too_many_arguments, reason = "every input of an accepted job")]
+    pub async fn prepare_job(
+        &self,
+        tenant: &str,
+        input: jobs::CreateJob,
+        document: jobs::DocumentInfo,
+        idempotency_key: Option<String>,
+        request_hash: Vec<u8>,
+        source: &str,
+        vendor_ids: Option<serde_json::Value>,
+    ) -> Result<NewJob, ApiError> {
+        let printer = store::printers::get(&self.pool, &input.printer_id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::unprocessable(
+                    "unknown_printer",
+                    format!(
+                        "Printer `{}` does not exist; GET /v1/printers lists the printers.",
+                        input.printer_id
+                    ),
+                )
+            })?;
+        if !printer.enabled {
+            return Err(ApiError::conflict(
+                "printer_disabled",
+                format!(
+                    "Printer `{}` is disabled; enable it or choose another printer.",
+                    printer.id
+                ),
+            ));
+        }
+        let backend = self.backend(&printer.backend)?;
+        backend
+            .check_document(document.kind, document.doc_type)
+            .map_err(|detail| ApiError::unprocessable("unsupported_document_type", detail))?;
+        if let Some(expires_at) = input.expires_at
+            && expires_at <= chrono::Utc::now()
+        {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                "`expires_at` is in the past.",
+            ));
+        }
+        input
+            .options
+            .validate()
+            .map_err(|detail| ApiError::unprocessable("invalid_option", detail))?;
+        let options: JobOptions = input.options.with_defaults(&printer.default_options.0);
+        backend
+            .check_vendor_options(&options.vendor_options)
+            .map_err(|detail| ApiError::unprocessable("unsupported_option", detail))?;
+        let (options, dropped) = match &printer.capabilities {
+            Some(caps) => {
+                let checked = caps.0.check(&options, input.options_mode).map_err(|problem| {
+                    ApiError::unprocessable(
+                        "unsupported_option",
+                        format!("Printer `{}` cannot honour {problem}. Send options_mode \"best_effort\" to drop what it cannot do.", printer.id),
+                    )
+                })?;
+                (checked.applied, checked.dropped)
+            }
+            None => (options, Vec::new()),
+        };
+        let document_info =
+            serde_json::to_value(&document).map_err(|err| ApiError::Internal(err.to_string()))?;
+        Ok(NewJob {
+            id: Uuid::now_v7(),
+            tenant: tenant.to_owned(),
+            printer_id: printer.id,
+            document_id: Uuid::nil(),
+            document_info,
+            source: source.to_owned(),
+            options,
+            options_mode: match input.options_mode {
+                OptionsMode::Strict => "strict".into(),
+                OptionsMode::BestEffort => "best_effort".into(),
+            },
+            dropped_options: dropped,
+            metadata: input.metadata,
+            idempotency_key,
+            request_hash: Some(request_hash),
+            expires_at: input.expires_at,
+            vendor_ids,
+        })
+    }
+
+    /// Stores document, job and first event in one transaction. `None` when the
+    /// idempotency key was already used (nothing is stored then).
+    pub async fn accept_job(
+        &self,
+        job: &NewJob,
+        document: &NewDocument,
+    ) -> Result<Option<JobRow>, ApiError> {
+        let mut tx = self.pool.begin().await?;
+        let document_id = store::documents::insert(&mut tx, document).await?;
+        let job = NewJob {
+            document_id,
+            ..job.clone()
+        };
+        let row = store::jobs::insert(&mut tx, &job, crate::domain::EventSource::Api).await?;
+        if row.is_some() {
+            tx.commit().await?;
+            metrics::counter!("print_gateway_jobs_accepted_total", "source" => job.source.clone())
+                .increment(1);
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(row)
+    }
+}

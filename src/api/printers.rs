@@ -1,0 +1,545 @@
+//! `/v1/printers`: operators register printers (secrets write-only); apps read them, their
+//! capabilities (cached from the vendor) and their live status.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::{ApiError, Json, Path, Problem, Query};
+use crate::backends::{Backend, PrinterStatus, VendorError};
+use crate::domain::{Capabilities, JobOptions, PrinterId};
+use crate::engine::printer_context;
+use crate::store::printers::{Deleted, PrinterFields, PrinterRow};
+use crate::store::{self};
+
+/// A printer to register.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "id": "office-2f",
+    "display_name": "2nd floor office",
+    "backend": "lianke",
+    "locator": {"device_id": "lk112312312312", "device_port": 1, "printer_model": "Kyocera MA2000w GX"},
+    "secrets": {"device_key": "••••••"},
+    "default_options": {"paper": "A4"}
+}))]
+pub struct CreatePrinter {
+    /// Slug: 1-64 of a-z, 0-9, `-`, `_`.
+    pub id: String,
+    pub display_name: Option<String>,
+    /// `lianke`, `zhimu` or `wecom`.
+    pub backend: String,
+    /// Backend-specific, non-secret settings.
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub locator: Value,
+    /// Backend-specific secrets; stored, never returned.
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub secrets: Value,
+    #[serde(default)]
+    pub default_options: JobOptions,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Vendor calls in flight on this printer's device at once (defaults per backend).
+    pub max_in_flight: Option<u32>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Changes to a printer; absent fields stay as they are. In `secrets`, a key set to
+/// `null` removes that secret.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"enabled": false}))]
+pub struct UpdatePrinter {
+    pub display_name: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub locator: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub secrets: Option<Value>,
+    pub default_options: Option<JobOptions>,
+    pub enabled: Option<bool>,
+    pub max_in_flight: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CircuitState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PrinterHealth {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub online: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub circuit: CircuitState,
+    pub consecutive_failures: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuit_open_until: Option<DateTime<Utc>>,
+}
+
+/// A printer as the API shows it: secrets appear only by name.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "office-2f", "display_name": "2nd floor office", "backend": "lianke",
+    "locator": {"device_id": "lk112312312312", "device_port": 1},
+    "secrets_set": ["device_key"], "default_options": {"paper": "A4"}, "enabled": true,
+    "device": "lianke:lk112312312312", "max_in_flight": 1,
+    "health": {"online": true, "circuit": "closed", "consecutive_failures": 0},
+    "created_at": "2026-11-23T08:00:00Z", "updated_at": "2026-11-23T08:00:00Z"
+}))]
+pub struct PrinterView {
+    pub id: String,
+    pub display_name: String,
+    pub backend: String,
+    #[schema(value_type = Object)]
+    pub locator: Value,
+    /// Names of the secrets configured (values are never returned).
+    pub secrets_set: Vec<String>,
+    pub default_options: JobOptions,
+    pub enabled: bool,
+    pub device: String,
+    pub max_in_flight: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capabilities_fetched_at: Option<DateTime<Utc>>,
+    pub health: PrinterHealth,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl PrinterView {
+    pub fn from_row(row: PrinterRow, breaker_threshold: i32) -> PrinterView {
+        let mut secrets_set: Vec<String> = row
+            .secrets
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        secrets_set.sort();
+        let now = Utc::now();
+        let circuit = match row.breaker_open_until {
+            _ if row.breaker_failures < breaker_threshold => CircuitState::Closed,
+            Some(until) if until > now => CircuitState::Open,
+            _ => CircuitState::HalfOpen,
+        };
+        PrinterView {
+            id: row.id,
+            display_name: row.display_name,
+            backend: row.backend,
+            locator: row.locator,
+            secrets_set,
+            default_options: row.default_options.0,
+            enabled: row.enabled,
+            device: row.device,
+            max_in_flight: row.max_in_flight,
+            capabilities_fetched_at: row.capabilities_at,
+            health: PrinterHealth {
+                online: row.online,
+                last_error: row.last_error,
+                last_error_at: row.last_error_at,
+                circuit,
+                consecutive_failures: row.breaker_failures,
+                circuit_open_until: row.breaker_open_until.filter(|u| *u > now),
+            },
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PrinterList {
+    pub items: Vec<PrinterView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CapabilitiesView {
+    pub printer_id: String,
+    pub capabilities: Capabilities,
+    pub fetched_at: DateTime<Utc>,
+    /// `cache` or `vendor` (fetched for this request).
+    pub source: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusView {
+    pub printer_id: String,
+    pub status: PrinterStatus,
+    pub checked_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CapabilitiesQuery {
+    /// Fetch from the vendor even when cached.
+    #[serde(default)]
+    pub refresh: bool,
+}
+
+fn object_or_err(value: &Value, field: &str) -> Result<(), ApiError> {
+    if value.is_object() {
+        Ok(())
+    } else {
+        Err(ApiError::unprocessable(
+            "invalid_field",
+            format!("`{field}` must be a JSON object."),
+        ))
+    }
+}
+
+/// A printer's settings before the backend has checked them.
+struct Draft {
+    id: String,
+    display_name: String,
+    locator: Value,
+    secrets: Value,
+    default_options: JobOptions,
+    enabled: bool,
+    max_in_flight: Option<u32>,
+}
+
+fn fields_for(backend: &dyn Backend, draft: Draft) -> Result<PrinterFields, ApiError> {
+    let Draft {
+        id,
+        display_name,
+        locator,
+        secrets,
+        default_options,
+        enabled,
+        max_in_flight,
+    } = draft;
+    object_or_err(&locator, "locator")?;
+    object_or_err(&secrets, "secrets")?;
+    default_options
+        .validate()
+        .map_err(|d| ApiError::unprocessable("invalid_option", format!("default_options: {d}")))?;
+    backend
+        .check_vendor_options(&default_options.vendor_options)
+        .map_err(|d| {
+            ApiError::unprocessable("unsupported_option", format!("default_options: {d}"))
+        })?;
+    let setup = backend
+        .setup_printer(&locator, &secrets)
+        .map_err(|detail| ApiError::unprocessable("invalid_printer_config", detail))?;
+    let max_in_flight = match max_in_flight {
+        Some(n) if (1..=64).contains(&n) => n,
+        Some(n) => {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                format!("`max_in_flight` must be between 1 and 64, got {n}."),
+            ));
+        }
+        None => setup.max_in_flight,
+    };
+    if display_name.trim().is_empty() || display_name.len() > 200 {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            "`display_name` must be 1-200 characters.",
+        ));
+    }
+    Ok(PrinterFields {
+        id,
+        display_name,
+        backend: backend.name().to_owned(),
+        locator,
+        secrets,
+        default_options,
+        enabled,
+        device: setup.device,
+        max_in_flight: max_in_flight as i32,
+    })
+}
+
+const ADMIN: &str = "printers:admin";
+
+/// Register a printer.
+#[utoipa::path(post, path = "/v1/printers", tag = "printers",
+    security(("bearer" = [])),
+    request_body = CreatePrinter,
+    responses(
+        (status = 201, description = "Registered", body = PrinterView),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks `printers:admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The id is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field or backend configuration", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Backend not configured", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_printer(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(input): Json<CreatePrinter>,
+) -> Result<Response, ApiError> {
+    caller.require(ADMIN)?;
+    let id = PrinterId::parse(&input.id)
+        .map_err(|detail| ApiError::unprocessable("invalid_field", detail))?;
+    let backend = state.backend(&input.backend)?;
+    let draft = Draft {
+        id: id.to_string(),
+        display_name: input.display_name.unwrap_or_else(|| id.to_string()),
+        locator: input.locator,
+        secrets: input.secrets,
+        default_options: input.default_options,
+        enabled: input.enabled,
+        max_in_flight: input.max_in_flight,
+    };
+    let fields = fields_for(backend.as_ref(), draft)?;
+    let row = store::printers::insert(&state.pool, &fields)
+        .await?
+        .ok_or_else(|| {
+            ApiError::conflict(
+                "printer_exists",
+                format!("Printer `{id}` already exists; PATCH it or pick another id."),
+            )
+        })?;
+    let location = format!("/v1/printers/{id}");
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(PrinterView::from_row(
+            row,
+            state.engine.settings().breaker_threshold,
+        )),
+    )
+        .into_response())
+}
+
+/// List printers.
+#[utoipa::path(get, path = "/v1/printers", tag = "printers",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "All printers", body = PrinterList),
+        (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks `jobs:read` and `printers:admin`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_printers(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<PrinterList>, ApiError> {
+    caller.require_any(&["jobs:read", ADMIN])?;
+    let threshold = state.engine.settings().breaker_threshold;
+    let items = store::printers::list(&state.pool)
+        .await?
+        .into_iter()
+        .map(|r| PrinterView::from_row(r, threshold))
+        .collect();
+    Ok(Json(PrinterList { items }))
+}
+
+async fn load(state: &AppState, id: &str) -> Result<PrinterRow, ApiError> {
+    store::printers::get(&state.pool, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&format!("Printer `{id}`")))
+}
+
+/// Get a printer.
+#[utoipa::path(get, path = "/v1/printers/{id}", tag = "printers",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Printer id")),
+    responses(
+        (status = 200, description = "The printer", body = PrinterView),
+        (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks `jobs:read` and `printers:admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such printer", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_printer(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<PrinterView>, ApiError> {
+    caller.require_any(&["jobs:read", ADMIN])?;
+    let row = load(&state, &id).await?;
+    Ok(Json(PrinterView::from_row(
+        row,
+        state.engine.settings().breaker_threshold,
+    )))
+}
+
+/// Change a printer.
+#[utoipa::path(patch, path = "/v1/printers/{id}", tag = "printers",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Printer id")),
+    request_body = UpdatePrinter,
+    responses(
+        (status = 200, description = "Updated", body = PrinterView),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks `printers:admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such printer", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field or backend configuration", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update_printer(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(input): Json<UpdatePrinter>,
+) -> Result<Json<PrinterView>, ApiError> {
+    caller.require(ADMIN)?;
+    let row = load(&state, &id).await?;
+    let backend = state.backend(&row.backend)?;
+    let mut secrets = row.secrets.clone();
+    if let Some(changes) = input.secrets {
+        object_or_err(&changes, "secrets")?;
+        if let (Some(target), Some(changes)) = (secrets.as_object_mut(), changes.as_object()) {
+            for (key, value) in changes {
+                if value.is_null() {
+                    target.remove(key);
+                } else {
+                    target.insert(key.clone(), value.clone());
+                }
+            }
+        }
+    }
+    let draft = Draft {
+        id: row.id.clone(),
+        display_name: input.display_name.unwrap_or(row.display_name),
+        locator: input.locator.unwrap_or(row.locator),
+        secrets,
+        default_options: input.default_options.unwrap_or(row.default_options.0),
+        enabled: input.enabled.unwrap_or(row.enabled),
+        max_in_flight: input.max_in_flight.or(Some(row.max_in_flight as u32)),
+    };
+    let fields = fields_for(backend.as_ref(), draft)?;
+    let updated = store::printers::update(&state.pool, &fields)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&format!("Printer `{id}`")))?;
+    Ok(Json(PrinterView::from_row(
+        updated,
+        state.engine.settings().breaker_threshold,
+    )))
+}
+
+/// Delete a printer that has no jobs (disable it otherwise).
+#[utoipa::path(delete, path = "/v1/printers/{id}", tag = "printers",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Printer id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks `printers:admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such printer", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The printer has jobs", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_printer(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(ADMIN)?;
+    match store::printers::delete(&state.pool, &id).await? {
+        Deleted::Yes => Ok(StatusCode::NO_CONTENT),
+        Deleted::NotFound => Err(ApiError::not_found(&format!("Printer `{id}`"))),
+        Deleted::HasJobs => Err(ApiError::conflict(
+            "printer_has_jobs",
+            format!(
+                "Printer `{id}` has jobs and keeps them for their history; disable it with PATCH {{\"enabled\": false}} instead."
+            ),
+        )),
+    }
+}
+
+fn vendor_problem(err: VendorError) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "vendor_error",
+        format!(
+            "The vendor could not answer ({}): {}",
+            err.code, err.message
+        ),
+    )
+}
+
+/// A printer's capabilities, normalised; cached from the vendor.
+#[utoipa::path(get, path = "/v1/printers/{id}/capabilities", tag = "printers",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Printer id"), CapabilitiesQuery),
+    responses(
+        (status = 200, description = "Capabilities", body = CapabilitiesView),
+        (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks `jobs:read` and `printers:admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such printer", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The vendor failed", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn printer_capabilities(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<CapabilitiesQuery>,
+) -> Result<Json<CapabilitiesView>, ApiError> {
+    caller.require_any(&["jobs:read", ADMIN])?;
+    let row = load(&state, &id).await?;
+    if !query.refresh
+        && let (Some(caps), Some(at)) = (&row.capabilities, row.capabilities_at)
+    {
+        return Ok(Json(CapabilitiesView {
+            printer_id: row.id.clone(),
+            capabilities: caps.0.clone(),
+            fetched_at: at,
+            source: "cache".into(),
+        }));
+    }
+    let backend = state.backend(&row.backend)?;
+    let context = printer_context(&row).map_err(ApiError::Internal)?;
+    let report = backend
+        .capabilities(&context)
+        .await
+        .map_err(vendor_problem)?;
+    store::printers::save_capabilities(&state.pool, &row.id, &report.capabilities, &report.raw)
+        .await?;
+    Ok(Json(CapabilitiesView {
+        printer_id: row.id,
+        capabilities: report.capabilities,
+        fetched_at: Utc::now(),
+        source: "vendor".into(),
+    }))
+}
+
+/// A printer's live status, asked of the vendor now.
+#[utoipa::path(get, path = "/v1/printers/{id}/status", tag = "printers",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Printer id")),
+    responses(
+        (status = 200, description = "Live status", body = StatusView),
+        (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks `jobs:read` and `printers:admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such printer", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The vendor failed", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn printer_status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<StatusView>, ApiError> {
+    caller.require_any(&["jobs:read", ADMIN])?;
+    let row = load(&state, &id).await?;
+    let backend = state.backend(&row.backend)?;
+    let context = printer_context(&row).map_err(ApiError::Internal)?;
+    let status = backend
+        .printer_status(&context)
+        .await
+        .map_err(vendor_problem)?;
+    store::printers::save_online(&state.pool, &row.id, status.online).await?;
+    Ok(Json(StatusView {
+        printer_id: row.id,
+        status,
+        checked_at: Utc::now(),
+    }))
+}

@@ -1,0 +1,194 @@
+//! Builds the state, the router and the workers; starts and stops them. Usable from tests
+//! on port 0 (`BIND_ADDR=127.0.0.1:0`), where it reports the real address.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{self, AppState};
+use crate::backends::BackendRegistry;
+use crate::callback_token::CallbackKeys;
+use crate::config::Config;
+use crate::engine::{Engine, EngineSettings};
+use crate::store::{self, StoreError};
+
+/// What a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The HTTP API only.
+    Api,
+    /// The dispatch workers only.
+    Worker,
+    /// Both.
+    All,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on BIND_ADDR {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The process-wide Prometheus recorder (one per process, shared by every app in tests).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Connects to Postgres (creating the database if needed) and applies migrations.
+pub async fn prepare_database(config: &Config) -> Result<PgPool, StartError> {
+    let pool = store::connect(&config.database_url, config.database_max_connections).await?;
+    store::migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// A running gateway.
+pub struct Application {
+    addr: Option<SocketAddr>,
+    state: AppState,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Application {
+    /// Starts the API and/or the workers on an already migrated pool.
+    pub async fn start(
+        config: Config,
+        pool: PgPool,
+        backends: BackendRegistry,
+        role: Role,
+    ) -> Result<Application, StartError> {
+        config.validate().map_err(StartError::Config)?;
+        let callback_keys = CallbackKeys::from_config(config.callback_secrets.as_deref());
+        let engine = Engine::new(
+            pool.clone(),
+            backends.clone(),
+            EngineSettings::from_config(&config),
+            callback_keys,
+        );
+        let state = AppState {
+            pool,
+            backends,
+            config: Arc::new(config.clone()),
+            engine: Arc::clone(&engine),
+            metrics: metrics_handle(),
+        };
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let mut addr = None;
+        if matches!(role, Role::Api | Role::All) {
+            let listener = tokio::net::TcpListener::bind(config.bind_addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.bind_addr,
+                    source,
+                })?;
+            let local = listener.local_addr().map_err(|source| StartError::Bind {
+                addr: config.bind_addr,
+                source,
+            })?;
+            addr = Some(local);
+            let router = api::router(state.clone());
+            let stop = shutdown.clone();
+            tracker.spawn(async move {
+                let served = axum::serve(listener, router)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+                if let Err(err) = served {
+                    tracing::error!(error = %err, "HTTP server stopped with an error");
+                }
+            });
+            tracing::info!(address = %local, "API listening");
+        }
+        if matches!(role, Role::Worker | Role::All) {
+            engine.spawn(&tracker, shutdown.clone());
+            tracing::info!(
+                workers = config.worker_concurrency,
+                "dispatch workers started"
+            );
+        }
+        tracker.close();
+        Ok(Application {
+            addr,
+            state,
+            shutdown,
+            tracker,
+        })
+    }
+
+    /// The address the API listens on (None for a worker-only process).
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    pub fn base_url(&self) -> String {
+        self.addr.map(|a| format!("http://{a}")).unwrap_or_default()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.state.engine
+    }
+
+    /// Stops accepting requests, lets in-flight requests and vendor calls finish, and
+    /// returns when every task has ended.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tracker.wait().await;
+    }
+
+    /// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight work");
+        self.shutdown().await;
+        tracing::info!("stopped");
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
+
+/// The backends this build registers for `serve`.
+pub fn default_backends() -> BackendRegistry {
+    BackendRegistry::new()
+}

@@ -1,0 +1,360 @@
+//! The seam every vendor plugs into: the [`Backend`] trait, the values that cross it, and
+//! the registry keyed by backend name.
+//!
+//! The engine owns the job lifecycle (leases, retries, breaker, state machine); a backend
+//! only speaks its vendor's wire format and classifies the vendor's answers into neutral
+//! outcomes and [`VendorError`]s carrying a [`Decision`]. Backends know nothing of SQL,
+//! axum or the public API.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::domain::{
+    Capabilities, Decision, DocumentKind, DocumentType, ErrorCode, JobError, JobOptions, PrinterId,
+};
+
+/// A printer as a backend sees it: its locator, its secrets and its cached capabilities.
+#[derive(Debug, Clone)]
+pub struct PrinterContext {
+    pub id: PrinterId,
+    pub locator: Value,
+    pub secrets: Secrets,
+    pub capabilities: Option<Capabilities>,
+}
+
+/// Backend credentials. `Debug` never shows them, so they cannot leak through a log line.
+#[derive(Clone, Default)]
+pub struct Secrets(pub Value);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets([redacted])")
+    }
+}
+
+impl Secrets {
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(Value::as_str)
+    }
+}
+
+/// What a backend says about a printer's configuration when it is registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrinterSetup {
+    /// The vendor device this printer sits on; in-flight limits are per device.
+    pub device: String,
+    /// How many vendor calls may be in flight on that device at once.
+    pub max_in_flight: u32,
+}
+
+/// The document handed to a backend.
+#[derive(Debug, Clone)]
+pub struct DocumentPayload {
+    pub kind: DocumentKind,
+    pub doc_type: Option<DocumentType>,
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
+    pub url: Option<String>,
+    pub bytes: Option<Bytes>,
+}
+
+/// Everything a backend needs to submit one job.
+#[derive(Debug, Clone)]
+pub struct SubmitRequest {
+    pub job_id: Uuid,
+    pub document: DocumentPayload,
+    pub options: JobOptions,
+    /// Where the vendor should report the result, when the gateway has a public URL.
+    pub callback_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The vendor accepted a job.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub vendor_task_id: String,
+    pub raw: Option<Value>,
+}
+
+/// What the vendor says about a task, mapped to the neutral model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskProgress {
+    /// Still working; `reason` is the neutral sub-stage (queued_at_vendor, rendering, …).
+    Processing {
+        reason: String,
+    },
+    Completed,
+    Failed {
+        error: JobError,
+    },
+    Canceled,
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskReport {
+    pub progress: TaskProgress,
+    /// The vendor's own status word, kept on the job (`vendor_status`).
+    pub vendor_status: String,
+    pub raw: Option<Value>,
+}
+
+/// Result of a cancel request at the vendor.
+#[derive(Debug, Clone)]
+pub enum CancelOutcome {
+    /// The vendor canceled the task.
+    Canceled { raw: Option<Value> },
+    /// The vendor is canceling (e.g. Lianke SET_REVOKE); the job stays processing.
+    Requested { raw: Option<Value> },
+}
+
+/// A backend's answer to "did this job reach you?" for an unconfirmed submit.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    Found {
+        vendor_task_id: String,
+        report: TaskReport,
+    },
+    /// The vendor is sure it has no such task.
+    NotFound,
+}
+
+/// How often the engine asks a vendor about an accepted task when no callback came.
+#[derive(Debug, Clone, Copy)]
+pub struct PollPlan {
+    pub first_after: Duration,
+    pub every: Duration,
+}
+
+/// Live printer status, neutral.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"online": true, "ready": false, "conditions": ["out_of_paper"], "vendor_status": "outOfPaper"}))]
+pub struct PrinterStatus {
+    pub online: Option<bool>,
+    pub ready: Option<bool>,
+    /// Neutral conditions such as `out_of_paper`, `paper_jam`, `door_open`, `no_printer`.
+    pub conditions: Vec<String>,
+    pub vendor_status: Option<String>,
+}
+
+/// Capabilities as fetched from a vendor: the neutral document and the vendor's raw answer.
+#[derive(Debug, Clone)]
+pub struct CapabilitiesReport {
+    pub capabilities: Capabilities,
+    pub raw: Value,
+}
+
+/// An error from a vendor call, already classified by the backend's error catalog.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct VendorError {
+    pub code: ErrorCode,
+    pub decision: Decision,
+    pub message: String,
+    pub vendor_code: Option<String>,
+    pub vendor_message: Option<String>,
+    /// The request may have reached the vendor and its outcome is unknown (timeout after
+    /// sending, connection reset mid-response). For a submit this means `unconfirmed`.
+    pub outcome_unknown: bool,
+    /// Whether this failure says something about the printer's health (counts toward the
+    /// circuit breaker). Document or option rejections do not.
+    pub counts_for_breaker: bool,
+    pub raw: Option<Value>,
+}
+
+impl VendorError {
+    pub fn new(code: ErrorCode, decision: Decision, message: impl Into<String>) -> VendorError {
+        VendorError {
+            code,
+            decision,
+            message: message.into(),
+            vendor_code: None,
+            vendor_message: None,
+            outcome_unknown: false,
+            counts_for_breaker: !matches!(decision, Decision::Fail | Decision::RefreshTokenOnce),
+            raw: None,
+        }
+    }
+
+    pub fn with_vendor(mut self, code: impl ToString, message: impl Into<String>) -> VendorError {
+        self.vendor_code = Some(code.to_string());
+        self.vendor_message = Some(message.into());
+        self
+    }
+
+    pub fn with_raw(mut self, raw: Value) -> VendorError {
+        self.raw = Some(raw);
+        self
+    }
+
+    pub fn outcome_unknown(mut self) -> VendorError {
+        self.outcome_unknown = true;
+        self
+    }
+
+    pub fn counting_for_breaker(mut self, counts: bool) -> VendorError {
+        self.counts_for_breaker = counts;
+        self
+    }
+
+    pub fn to_job_error(&self) -> JobError {
+        JobError {
+            code: self.code,
+            message: self.message.clone(),
+            vendor_code: self.vendor_code.clone(),
+            vendor_message: self.vendor_message.clone(),
+        }
+    }
+
+    /// Classifies a transport error from `reqwest`: a timeout or a broken connection after
+    /// the request was sent leaves the outcome unknown; a failure to connect does not.
+    pub fn from_transport(err: &reqwest::Error) -> VendorError {
+        if err.is_timeout() {
+            VendorError::new(
+                ErrorCode::VendorTimeout,
+                Decision::Retry,
+                "the vendor did not answer in time",
+            )
+            .outcome_unknown()
+        } else if err.is_connect() {
+            VendorError::new(
+                ErrorCode::VendorUnavailable,
+                Decision::Retry,
+                "the vendor could not be reached",
+            )
+        } else if err.is_decode() {
+            VendorError::new(
+                ErrorCode::VendorProtocolError,
+                Decision::Retry,
+                "the vendor's answer could not be read",
+            )
+        } else {
+            VendorError::new(
+                ErrorCode::VendorUnavailable,
+                Decision::Retry,
+                "the connection to the vendor broke before its answer arrived",
+            )
+            .outcome_unknown()
+        }
+    }
+}
+
+/// One vendor. Implementations hold their HTTP client, token caches and configuration.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// The registry key, also stored on printers (`lianke`, `zhimu`, …).
+    fn name(&self) -> &'static str;
+
+    /// Checks a printer's backend configuration at registration and names its device.
+    fn setup_printer(&self, locator: &Value, secrets: &Value) -> Result<PrinterSetup, String>;
+
+    /// The secret fields of this backend's printers, removed from every API answer.
+    fn secret_fields(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Refuses documents this vendor cannot take, before anything is stored.
+    fn check_document(
+        &self,
+        _kind: DocumentKind,
+        _doc_type: Option<DocumentType>,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Checks `vendor_options` against this vendor's allow-list.
+    fn check_vendor_options(&self, options: &serde_json::Map<String, Value>) -> Result<(), String> {
+        match options.keys().next() {
+            Some(key) => Err(format!(
+                "vendor option `{key}` is not accepted by the {} backend",
+                self.name()
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the vendor reports results to a callback URL.
+    fn wants_callback(&self) -> bool {
+        false
+    }
+
+    fn poll_plan(&self) -> PollPlan {
+        PollPlan {
+            first_after: Duration::from_secs(10),
+            every: Duration::from_secs(10),
+        }
+    }
+
+    /// Whether jobs already at the vendor can be canceled there.
+    fn supports_cancel(&self) -> bool {
+        true
+    }
+
+    async fn submit(
+        &self,
+        printer: &PrinterContext,
+        job: &SubmitRequest,
+    ) -> Result<Accepted, VendorError>;
+
+    async fn task_status(
+        &self,
+        printer: &PrinterContext,
+        vendor_task_id: &str,
+    ) -> Result<TaskReport, VendorError>;
+
+    /// For an unconfirmed submit: asks the vendor whether the job reached it.
+    async fn find_task(
+        &self,
+        printer: &PrinterContext,
+        job: &SubmitRequest,
+    ) -> Result<Lookup, VendorError>;
+
+    async fn cancel(
+        &self,
+        printer: &PrinterContext,
+        vendor_task_id: &str,
+    ) -> Result<CancelOutcome, VendorError>;
+
+    async fn capabilities(
+        &self,
+        printer: &PrinterContext,
+    ) -> Result<CapabilitiesReport, VendorError>;
+
+    async fn printer_status(&self, printer: &PrinterContext) -> Result<PrinterStatus, VendorError>;
+
+    /// Drops cached vendor tokens so the next call fetches fresh ones.
+    async fn invalidate_credentials(&self, _printer: &PrinterContext) {}
+}
+
+/// Backends by name.
+#[derive(Clone, Default)]
+pub struct BackendRegistry {
+    backends: BTreeMap<&'static str, Arc<dyn Backend>>,
+}
+
+impl BackendRegistry {
+    pub fn new() -> BackendRegistry {
+        BackendRegistry::default()
+    }
+
+    pub fn with(mut self, backend: Arc<dyn Backend>) -> BackendRegistry {
+        self.backends.insert(backend.name(), backend);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Backend>> {
+        self.backends.get(name)
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.backends.keys().copied().collect()
+    }
+}

@@ -1,0 +1,251 @@
+//! Every setting, read from the environment (or the matching flag), validated at start with
+//! a message that names the variable at fault.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings shared by every command. Each has an environment variable of the same name.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Postgres URL; the database is created if missing and migrated at start.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        value_name = "DATABASE_URL",
+        global = true,
+        default_value = "postgres://postgres@127.0.0.1:5432/print_gateway"
+    )]
+    pub database_url: String,
+
+    /// Maximum Postgres connections in the pool.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", value_name = "DATABASE_MAX_CONNECTIONS",
+          global = true, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_max_connections: u32,
+
+    /// Address the HTTP API listens on.
+    #[arg(
+        long,
+        env = "BIND_ADDR",
+        value_name = "BIND_ADDR",
+        global = true,
+        default_value = "127.0.0.1:8080"
+    )]
+    pub bind_addr: SocketAddr,
+
+    /// The URL vendors use to reach this gateway (callbacks). Unset: no callbacks are
+    /// requested and status comes from polling.
+    #[arg(
+        long,
+        env = "PUBLIC_BASE_URL",
+        value_name = "PUBLIC_BASE_URL",
+        global = true
+    )]
+    pub public_base_url: Option<String>,
+
+    /// Log line format.
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_name = "LOG_FORMAT",
+        global = true,
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    /// Dispatch workers per process (vendor calls in flight at once, at most).
+    #[arg(long, env = "WORKER_CONCURRENCY", value_name = "WORKER_CONCURRENCY", global = true,
+          default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub worker_concurrency: u32,
+
+    /// How long a worker's claim on a job lasts before another worker may take it over.
+    /// Must exceed VENDOR_TIMEOUT_SECS.
+    #[arg(long, env = "LEASE_SECS", value_name = "LEASE_SECS", global = true,
+          default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub lease_secs: u64,
+
+    /// Timeout of one vendor HTTP call.
+    #[arg(long, env = "VENDOR_TIMEOUT_SECS", value_name = "VENDOR_TIMEOUT_SECS", global = true,
+          default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub vendor_timeout_secs: u64,
+
+    /// The backstop sweep for due jobs (LISTEN/NOTIFY wakes workers at once otherwise).
+    #[arg(long, env = "SWEEP_INTERVAL_MS", value_name = "SWEEP_INTERVAL_MS", global = true,
+          default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub sweep_interval_ms: u64,
+
+    /// First retry delay; each later retry doubles it (with jitter) up to RETRY_MAX_MS.
+    #[arg(long, env = "RETRY_BASE_MS", value_name = "RETRY_BASE_MS", global = true,
+          default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub retry_base_ms: u64,
+
+    /// Longest delay between two retries.
+    #[arg(long, env = "RETRY_MAX_MS", value_name = "RETRY_MAX_MS", global = true,
+          default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub retry_max_ms: u64,
+
+    /// Submit attempts before a job fails with `retries_exhausted`.
+    #[arg(long, env = "RETRY_MAX_ATTEMPTS", value_name = "RETRY_MAX_ATTEMPTS", global = true,
+          default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub retry_max_attempts: u32,
+
+    /// How often a job waiting for an offline device tries again.
+    #[arg(long, env = "DEVICE_WAIT_RETRY_SECS", value_name = "DEVICE_WAIT_RETRY_SECS", global = true,
+          default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub device_wait_retry_secs: u64,
+
+    /// How long a job without `expires_at` waits for an offline device before failing.
+    #[arg(long, env = "DEVICE_WAIT_MAX_SECS", value_name = "DEVICE_WAIT_MAX_SECS", global = true,
+          default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
+    pub device_wait_max_secs: u64,
+
+    /// Consecutive printer failures that open its circuit breaker (Lianke suspends a device
+    /// after 30; stay well below).
+    #[arg(long, env = "BREAKER_THRESHOLD", value_name = "BREAKER_THRESHOLD", global = true,
+          default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=29))]
+    pub breaker_threshold: u32,
+
+    /// How long an open breaker waits before letting one trial call through.
+    #[arg(long, env = "BREAKER_COOLDOWN_SECS", value_name = "BREAKER_COOLDOWN_SECS", global = true,
+          default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub breaker_cooldown_secs: u64,
+
+    /// How often the reconciler asks the vendor about an unconfirmed job.
+    #[arg(long, env = "RECONCILE_EVERY_SECS", value_name = "RECONCILE_EVERY_SECS", global = true,
+          default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub reconcile_every_secs: u64,
+
+    /// How long an unconfirmed job may stay unresolved before it fails with
+    /// `dispatch_unconfirmed`.
+    #[arg(long, env = "UNCONFIRMED_GIVE_UP_SECS", value_name = "UNCONFIRMED_GIVE_UP_SECS", global = true,
+          default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub unconfirmed_give_up_secs: u64,
+
+    /// Largest document, in bytes, after decoding (the vendors' own limit is 20 MiB).
+    #[arg(long, env = "MAX_DOCUMENT_BYTES", value_name = "MAX_DOCUMENT_BYTES", global = true,
+          default_value_t = 20 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..=1_073_741_824))]
+    pub max_document_bytes: u64,
+
+    /// Largest request body, in bytes (base64 documents are a third larger than the file).
+    #[arg(long, env = "MAX_BODY_BYTES", value_name = "MAX_BODY_BYTES", global = true,
+          default_value_t = 28 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..=2_147_483_648))]
+    pub max_body_bytes: u64,
+
+    /// Time limit for one API request.
+    #[arg(long, env = "REQUEST_TIMEOUT_SECS", value_name = "REQUEST_TIMEOUT_SECS", global = true,
+          default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout_secs: u64,
+
+    /// Keys for the per-job callback tokens, comma-separated; the first signs, all verify
+    /// (rotation: put the new key first, drop the old one once its jobs are done).
+    /// Unset: a random key per process (fine for one replica; set it for several).
+    #[arg(
+        long,
+        env = "CALLBACK_SECRETS",
+        value_name = "CALLBACK_SECRETS",
+        global = true,
+        hide_env_values = true
+    )]
+    pub callback_secrets: Option<String>,
+}
+
+impl Config {
+    /// The defaults, as if no variable were set: for tests and the demo.
+    pub fn defaults() -> Config {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            config: Config,
+        }
+        let matches = <Only as clap::CommandFactory>::command()
+            .mut_args(|arg| arg.env(None::<&str>))
+            .get_matches_from(["print-gateway"]);
+        <Only as clap::FromArgMatches>::from_arg_matches(&matches)
+            .map(|only| only.config)
+            .unwrap_or_else(|err| unreachable!("the defaults parse: {err}"))
+    }
+
+    /// Checks what clap cannot: relations between settings and URL shapes.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.database_url.starts_with("postgres://")
+            && !self.database_url.starts_with("postgresql://")
+        {
+            return Err("DATABASE_URL must be a postgres:// URL".into());
+        }
+        if let Some(url) = &self.public_base_url {
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|err| format!("PUBLIC_BASE_URL is not a URL ({err}): {url}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                return Err(format!(
+                    "PUBLIC_BASE_URL must be an http(s) URL with a host, got {url}"
+                ));
+            }
+        }
+        if self.vendor_timeout_secs >= self.lease_secs {
+            return Err(format!(
+                "LEASE_SECS ({}) must be longer than VENDOR_TIMEOUT_SECS ({})",
+                self.lease_secs, self.vendor_timeout_secs
+            ));
+        }
+        if self.retry_base_ms > self.retry_max_ms {
+            return Err("RETRY_BASE_MS must not exceed RETRY_MAX_MS".into());
+        }
+        if self.max_document_bytes > self.max_body_bytes {
+            return Err("MAX_DOCUMENT_BYTES must not exceed MAX_BODY_BYTES".into());
+        }
+        if let Some(secrets) = &self.callback_secrets
+            && secrets.split(',').any(|s| s.trim().len() < 16)
+        {
+            return Err(
+                "CALLBACK_SECRETS must be comma-separated keys of at least 16 characters each"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+
+    pub fn vendor_timeout(&self) -> Duration {
+        Duration::from_secs(self.vendor_timeout_secs)
+    }
+
+    /// The public base URL without a trailing slash.
+    pub fn public_base(&self) -> Option<&str> {
+        self.public_base_url
+            .as_deref()
+            .map(|u| u.trim_end_matches('/'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::defaults();
+        assert_eq!(config.bind_addr.to_string(), "127.0.0.1:8080");
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn validation_names_the_variable() {
+        let mut config = Config::defaults();
+        config.public_base_url = Some("ftp://x".into());
+        assert!(config.validate().unwrap_err().contains("PUBLIC_BASE_URL"));
+        let mut config = Config::defaults();
+        config.lease_secs = 5;
+        assert!(config.validate().unwrap_err().contains("LEASE_SECS"));
+    }
+}

@@ -1,0 +1,942 @@
+//! The dispatch engine: workers claim due jobs under leases, call the job's backend, and
+//! move the job through the one-way state machine. The same workers poll vendors for
+//! status and reconcile unconfirmed submits; every decision about an error comes from the
+//! error's [`Decision`].
+
+pub mod retry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::backends::{
+    Backend, BackendRegistry, CancelOutcome, DocumentPayload, Lookup, PrinterContext, Secrets,
+    SubmitRequest, TaskProgress, TaskReport, VendorError,
+};
+use crate::callback_token::CallbackKeys;
+use crate::config::Config;
+use crate::domain::{
+    Decision, DocumentKind, DocumentType, ErrorCode, EventSource, JobError, JobState, PrinterId,
+    Transition,
+};
+use crate::store::jobs::{JobRow, JobUpdate};
+use crate::store::printers::PrinterRow;
+use crate::store::{self, StoreError};
+use retry::{RetryPolicy, short_pause};
+
+/// The channel the `jobs_due_notify` trigger signals on.
+pub const DUE_CHANNEL: &str = "print_gateway_jobs_due";
+
+/// Engine settings, taken from [`Config`].
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub workers: u32,
+    pub lease: Duration,
+    pub vendor_timeout: Duration,
+    pub sweep_interval: Duration,
+    pub retry: RetryPolicy,
+    pub device_wait_retry: Duration,
+    pub device_wait_max: Duration,
+    pub breaker_threshold: i32,
+    pub breaker_cooldown: Duration,
+    pub reconcile_every: Duration,
+    pub unconfirmed_give_up: Duration,
+    pub public_base_url: Option<String>,
+}
+
+impl EngineSettings {
+    pub fn from_config(config: &Config) -> EngineSettings {
+        EngineSettings {
+            workers: config.worker_concurrency,
+            lease: config.lease(),
+            vendor_timeout: config.vendor_timeout(),
+            sweep_interval: Duration::from_millis(config.sweep_interval_ms),
+            retry: RetryPolicy {
+                base: Duration::from_millis(config.retry_base_ms),
+                max: Duration::from_millis(config.retry_max_ms),
+                max_attempts: config.retry_max_attempts,
+            },
+            device_wait_retry: Duration::from_secs(config.device_wait_retry_secs),
+            device_wait_max: Duration::from_secs(config.device_wait_max_secs),
+            breaker_threshold: config.breaker_threshold as i32,
+            breaker_cooldown: Duration::from_secs(config.breaker_cooldown_secs),
+            reconcile_every: Duration::from_secs(config.reconcile_every_secs),
+            unconfirmed_give_up: Duration::from_secs(config.unconfirmed_give_up_secs),
+            public_base_url: config.public_base().map(str::to_owned),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for EngineError {
+    fn from(err: sqlx::Error) -> Self {
+        EngineError::Store(StoreError::Db(err))
+    }
+}
+
+type EngineResult<T> = Result<T, EngineError>;
+
+pub struct Engine {
+    pool: PgPool,
+    backends: BackendRegistry,
+    settings: EngineSettings,
+    callback_keys: CallbackKeys,
+    wake: Notify,
+}
+
+fn after(d: Duration) -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Builds the backend's view of a printer row.
+pub fn printer_context(row: &PrinterRow) -> Result<PrinterContext, String> {
+    Ok(PrinterContext {
+        id: PrinterId::parse(&row.id)?,
+        locator: row.locator.clone(),
+        secrets: Secrets(row.secrets.clone()),
+        capabilities: row.capabilities.as_ref().map(|c| c.0.clone()),
+    })
+}
+
+impl Engine {
+    pub fn new(
+        pool: PgPool,
+        backends: BackendRegistry,
+        settings: EngineSettings,
+        callback_keys: CallbackKeys,
+    ) -> Arc<Engine> {
+        Arc::new(Engine {
+            pool,
+            backends,
+            settings,
+            callback_keys,
+            wake: Notify::new(),
+        })
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// Starts the workers, the LISTEN task and the sweeper on `tracker`; they stop when
+    /// `shutdown` fires, each finishing (or giving back) the job it holds.
+    pub fn spawn(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
+        for _ in 0..self.settings.workers {
+            let engine = Arc::clone(self);
+            let shutdown = shutdown.clone();
+            tracker.spawn(async move { engine.worker_loop(shutdown).await });
+        }
+        let engine = Arc::clone(self);
+        let stop = shutdown.clone();
+        tracker.spawn(async move { engine.listen_loop(stop).await });
+        let engine = Arc::clone(self);
+        tracker.spawn(async move { engine.sweep_loop(shutdown).await });
+    }
+
+    async fn worker_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let token = Uuid::new_v4();
+        while !shutdown.is_cancelled() {
+            match self.run_one(token).await {
+                // Found work: pass the baton so another idle worker looks too.
+                Ok(true) => self.wake.notify_one(),
+                Ok(false) => {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "dispatch worker error");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn listen_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let mut listener = match PgListener::connect_with(&self.pool).await {
+                Ok(listener) => listener,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot LISTEN for due jobs; relying on the sweep");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+            };
+            if let Err(err) = listener.listen(DUE_CHANNEL).await {
+                tracing::warn!(error = %err, "LISTEN failed");
+                continue;
+            }
+            loop {
+                tokio::select! {
+                    message = listener.recv() => match message {
+                        Ok(_) => self.wake.notify_one(),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "LISTEN connection lost; reconnecting");
+                            break;
+                        }
+                    },
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        }
+    }
+
+    async fn sweep_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.settings.sweep_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.wake.notify_one(),
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Claims and handles one due job. True when there was one.
+    pub async fn run_one(&self, token: Uuid) -> EngineResult<bool> {
+        let claimed = store::jobs::claim_due(&self.pool, token, 1, self.settings.lease).await?;
+        let Some(job) = claimed.into_iter().next() else {
+            return Ok(false);
+        };
+        let id = job.id;
+        if let Err(err) = self.handle(job, token).await {
+            tracing::error!(job_id = %id, error = %err, "handling a job failed; it will be retried when its lease expires");
+        }
+        Ok(true)
+    }
+
+    /// Handles everything due now, one job at a time, until nothing is due: the
+    /// deterministic driver for tests and tools.
+    pub async fn run_due_now(&self) -> EngineResult<usize> {
+        let token = Uuid::new_v4();
+        let mut handled = 0;
+        while self.run_one(token).await? {
+            handled += 1;
+        }
+        Ok(handled)
+    }
+
+    async fn handle(&self, job: JobRow, token: Uuid) -> EngineResult<()> {
+        let state = job.job_state()?;
+        let Some(printer) = store::printers::get(&self.pool, &job.printer_id).await? else {
+            return Err(
+                StoreError::Corrupt(format!("job {} names a missing printer", job.id)).into(),
+            );
+        };
+        let backend = self.backends.get(&printer.backend).cloned();
+        let context = printer_context(&printer);
+        let (backend, context) = match (backend, context) {
+            (Some(backend), Ok(context)) => (backend, context),
+            (None, _) | (_, Err(_)) => {
+                let error = JobError {
+                    code: ErrorCode::BackendUnavailable,
+                    message: format!(
+                        "the `{}` backend is not configured in this gateway",
+                        printer.backend
+                    ),
+                    vendor_code: None,
+                    vendor_message: None,
+                };
+                return self
+                    .fail_now(&job, state, token, error, EventSource::Dispatcher)
+                    .await;
+            }
+        };
+        let work = Work {
+            job: &job,
+            printer: &printer,
+            backend: backend.as_ref(),
+            context: &context,
+            token,
+        };
+        match state {
+            JobState::Pending => self.dispatch(&work).await,
+            JobState::Processing
+                if job.cancel_requested
+                    && job.state_reason.as_deref() != Some(REASON_CANCELING) =>
+            {
+                self.cancel_at_vendor(&work).await
+            }
+            JobState::Processing => self.poll(&work).await,
+            JobState::Unconfirmed => self.reconcile(&work).await,
+            JobState::Completed | JobState::Failed | JobState::Canceled => Ok(()),
+        }
+    }
+
+    async fn fail_now(
+        &self,
+        job: &JobRow,
+        from: JobState,
+        token: Uuid,
+        error: JobError,
+        source: EventSource,
+    ) -> EngineResult<()> {
+        if let Ok(t) = Transition::new(from, JobState::Failed) {
+            let update = JobUpdate::transition(t, source)
+                .reason(error.code.as_str())
+                .message(error.message.clone())
+                .error(error)
+                .settle_submit()
+                .leased(token);
+            store::jobs::apply_on(&self.pool, job.id, &update).await?;
+        }
+        Ok(())
+    }
+
+    async fn release(&self, job: &JobRow, token: Uuid, due: DateTime<Utc>) -> EngineResult<()> {
+        store::jobs::release(&self.pool, job.id, token, due).await?;
+        Ok(())
+    }
+
+    fn submit_request(
+        &self,
+        w: &Work<'_>,
+        bytes: Option<bytes::Bytes>,
+        doc: &store::documents::DocumentRow,
+    ) -> SubmitRequest {
+        let callback_url = match (&self.settings.public_base_url, w.backend.wants_callback()) {
+            (Some(base), true) => Some(format!(
+                "{base}/webhooks/{}/{}?token={}",
+                w.backend.name(),
+                w.job.id,
+                self.callback_keys.sign(w.job.id)
+            )),
+            _ => None,
+        };
+        SubmitRequest {
+            job_id: w.job.id,
+            document: DocumentPayload {
+                kind: DocumentKind::parse(&doc.kind).unwrap_or(DocumentKind::Upload),
+                doc_type: doc
+                    .doc_type
+                    .as_deref()
+                    .and_then(|ext| DocumentType::from_extension(&format!("x.{ext}"))),
+                content_type: doc.content_type.clone(),
+                filename: doc.filename.clone(),
+                url: doc.url.clone(),
+                bytes,
+            },
+            options: w.job.options.0.clone(),
+            callback_url,
+            created_at: w.job.created_at,
+        }
+    }
+
+    async fn load_submit_request(&self, w: &Work<'_>) -> EngineResult<Option<SubmitRequest>> {
+        let Some(doc) = store::documents::get(&self.pool, w.job.document_id).await? else {
+            return Ok(None);
+        };
+        let bytes = if doc.url.is_some() {
+            None
+        } else {
+            store::documents::content(&self.pool, doc.id).await?
+        };
+        Ok(Some(self.submit_request(w, bytes, &doc)))
+    }
+
+    /// A pending job: submit it, unless it must expire, was canceled, or its last submit
+    /// was cut off by a crash.
+    async fn dispatch(&self, w: &Work<'_>) -> EngineResult<()> {
+        let job = w.job;
+        let now = Utc::now();
+        if job.cancel_requested && job.submit_started_at.is_none() {
+            let update = JobUpdate::transition(
+                transition(JobState::Pending, JobState::Canceled),
+                EventSource::Dispatcher,
+            )
+            .reason("canceled")
+            .leased(w.token);
+            store::jobs::apply_on(&self.pool, job.id, &update).await?;
+            return Ok(());
+        }
+        if job.submit_started_at.is_some() {
+            // The previous holder of this job started a submit and vanished: the vendor may
+            // have it. Never send it again; let the reconciler ask.
+            let update = JobUpdate::transition(transition(JobState::Pending, JobState::Unconfirmed), EventSource::Dispatcher)
+                .reason("submit_outcome_unknown")
+                .message("a worker stopped while submitting this job; the vendor will be asked whether it arrived")
+                .due(now)
+                .leased(w.token);
+            store::jobs::apply_on(&self.pool, job.id, &update).await?;
+            return Ok(());
+        }
+        if job.expires_at.is_some_and(|t| t <= now) {
+            let error = JobError {
+                code: ErrorCode::Expired,
+                message: "the job was not printed before its expires_at".into(),
+                vendor_code: None,
+                vendor_message: job.error.as_ref().and_then(|e| e.0.vendor_message.clone()),
+            };
+            return self
+                .fail_now(
+                    job,
+                    JobState::Pending,
+                    w.token,
+                    error,
+                    EventSource::Dispatcher,
+                )
+                .await;
+        }
+        if !w.printer.enabled {
+            return self
+                .release(job, w.token, after(self.settings.sweep_interval * 10))
+                .await;
+        }
+        if w.printer.breaker_failures >= self.settings.breaker_threshold
+            && !store::printers::take_breaker_trial(
+                &self.pool,
+                &w.printer.id,
+                self.settings.breaker_threshold,
+                self.settings.breaker_cooldown,
+            )
+            .await?
+        {
+            let due = w
+                .printer
+                .breaker_open_until
+                .unwrap_or_else(|| after(self.settings.breaker_cooldown));
+            return self
+                .release(job, w.token, due.max(after(short_pause())))
+                .await;
+        }
+        let Some(request) = self.load_submit_request(w).await? else {
+            let error = JobError {
+                code: ErrorCode::DocumentUnavailable,
+                message: "the job's document is missing from the store".into(),
+                vendor_code: None,
+                vendor_message: None,
+            };
+            return self
+                .fail_now(
+                    job,
+                    JobState::Pending,
+                    w.token,
+                    error,
+                    EventSource::Dispatcher,
+                )
+                .await;
+        };
+        let Some(slot) = self.take_slot(w).await? else {
+            return self.release(job, w.token, after(short_pause())).await;
+        };
+        if !store::jobs::mark_submit_started(&self.pool, job.id, w.token).await? {
+            self.free_slot(w, slot).await;
+            return Ok(());
+        }
+        let mut outcome = self.call(w.backend.submit(w.context, &request)).await;
+        if let Err(err) = &outcome
+            && err.decision == Decision::RefreshTokenOnce
+            && !err.outcome_unknown
+        {
+            // The vendor refused our token before taking the job: a fresh token, one retry.
+            w.backend.invalidate_credentials(w.context).await;
+            outcome = self
+                .call(w.backend.submit(w.context, &request))
+                .await
+                .map_err(|mut err| {
+                    if err.decision == Decision::RefreshTokenOnce {
+                        err.decision = Decision::Fail;
+                        err.code = ErrorCode::VendorAuthFailed;
+                    }
+                    err
+                });
+        }
+        self.free_slot(w, slot).await;
+        metrics::counter!("print_gateway_submits_total",
+            "backend" => w.backend.name(),
+            "outcome" => match &outcome { Ok(_) => "accepted", Err(e) if e.outcome_unknown => "unknown", Err(_) => "error" })
+        .increment(1);
+
+        match outcome {
+            Ok(accepted) => {
+                store::printers::record_success(&self.pool, &w.printer.id).await?;
+                let due = if job.cancel_requested {
+                    now
+                } else {
+                    after(w.backend.poll_plan().first_after)
+                };
+                let update = JobUpdate::transition(
+                    transition(JobState::Pending, JobState::Processing),
+                    EventSource::Dispatcher,
+                )
+                .reason("submitted")
+                .vendor_task(accepted.vendor_task_id)
+                .payload(accepted.raw)
+                .due(due)
+                .settle_submit()
+                .count_attempt()
+                .leased(w.token);
+                match store::jobs::apply_on(&self.pool, job.id, &update).await? {
+                    // A cancel arrived while the submit was in flight: send it right away.
+                    Some(row) if row.cancel_requested => {
+                        store::jobs::make_due_now(&self.pool, row.id).await?
+                    }
+                    Some(_) => {}
+                    None => {
+                        tracing::warn!(job_id = %job.id, "lost the lease while submitting; the reconciler will confirm the submit")
+                    }
+                }
+                Ok(())
+            }
+            Err(err) => self.after_submit_error(w, err).await,
+        }
+    }
+
+    async fn after_submit_error(&self, w: &Work<'_>, err: VendorError) -> EngineResult<()> {
+        let job = w.job;
+        if err.counts_for_breaker {
+            self.count_printer_failure(w.printer, &err).await?;
+        }
+        if err.outcome_unknown {
+            let update = JobUpdate::transition(
+                transition(JobState::Pending, JobState::Unconfirmed),
+                EventSource::Dispatcher,
+            )
+            .reason("submit_outcome_unknown")
+            .message(err.message.clone())
+            .error(err.to_job_error())
+            .payload(err.raw.clone())
+            .due(after(
+                self.settings.reconcile_every.min(Duration::from_secs(5)),
+            ))
+            .count_attempt()
+            .leased(w.token);
+            store::jobs::apply_on(&self.pool, job.id, &update).await?;
+            return Ok(());
+        }
+        let attempts = job.attempts as u32 + 1;
+        let deadline_passed = |limit: DateTime<Utc>| Utc::now() >= limit;
+        let retry_at = match err.decision {
+            Decision::Fail | Decision::RefreshTokenOnce => None,
+            Decision::Retry if attempts >= self.settings.retry.max_attempts => None,
+            Decision::Retry => Some(after(self.settings.retry.delay(attempts))),
+            Decision::RetrySoon if attempts >= self.settings.retry.max_attempts => None,
+            Decision::RetrySoon => Some(after(short_pause() * 3)),
+            Decision::WaitForDevice => {
+                let waited_out = job.created_at
+                    + chrono::Duration::from_std(self.settings.device_wait_max)
+                        .unwrap_or(chrono::Duration::MAX);
+                let limit = job.expires_at.map_or(waited_out, |e| e.min(waited_out));
+                if deadline_passed(limit) {
+                    None
+                } else {
+                    Some(after(self.settings.device_wait_retry).min(limit))
+                }
+            }
+        };
+        let counted = !matches!(err.decision, Decision::WaitForDevice);
+        match retry_at {
+            Some(due) => {
+                let reason = if err.decision == Decision::WaitForDevice {
+                    "waiting_for_device"
+                } else {
+                    "retry_scheduled"
+                };
+                let mut update = JobUpdate::stay(
+                    JobState::Pending,
+                    EventSource::Dispatcher,
+                    "retry_scheduled",
+                )
+                .reason(reason)
+                .message(err.message.clone())
+                .error(err.to_job_error())
+                .payload(err.raw.clone())
+                .due(due)
+                .settle_submit()
+                .leased(w.token);
+                if counted {
+                    update = update.count_attempt();
+                }
+                store::jobs::apply_on(&self.pool, job.id, &update).await?;
+            }
+            None => {
+                let mut error = err.to_job_error();
+                if matches!(err.decision, Decision::Retry | Decision::RetrySoon) {
+                    error.message = format!("gave up after {attempts} attempts: {}", error.message);
+                    error.code = ErrorCode::RetriesExhausted;
+                }
+                let mut update = JobUpdate::transition(
+                    transition(JobState::Pending, JobState::Failed),
+                    EventSource::Dispatcher,
+                )
+                .reason(err.code.as_str())
+                .message(error.message.clone())
+                .error(error)
+                .payload(err.raw.clone())
+                .settle_submit()
+                .leased(w.token);
+                if counted {
+                    update = update.count_attempt();
+                }
+                store::jobs::apply_on(&self.pool, job.id, &update).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn count_printer_failure(
+        &self,
+        printer: &PrinterRow,
+        err: &VendorError,
+    ) -> EngineResult<()> {
+        let failures = store::printers::record_failure(
+            &self.pool,
+            &printer.id,
+            &err.message,
+            self.settings.breaker_threshold,
+            self.settings.breaker_cooldown,
+        )
+        .await?;
+        if failures == self.settings.breaker_threshold {
+            tracing::warn!(printer_id = %printer.id, failures, "circuit breaker opened");
+            metrics::counter!("print_gateway_breaker_opened_total", "printer" => printer.id.clone()).increment(1);
+        }
+        Ok(())
+    }
+
+    /// A processing job without news: ask the vendor.
+    async fn poll(&self, w: &Work<'_>) -> EngineResult<()> {
+        let Some(task_id) = w.job.vendor_task_id.clone() else {
+            return Err(StoreError::Corrupt(format!(
+                "processing job {} has no vendor task id",
+                w.job.id
+            ))
+            .into());
+        };
+        let Some(slot) = self.take_slot(w).await? else {
+            return self.release(w.job, w.token, after(short_pause())).await;
+        };
+        let mut outcome = self.call(w.backend.task_status(w.context, &task_id)).await;
+        if let Err(err) = &outcome
+            && err.decision == Decision::RefreshTokenOnce
+        {
+            w.backend.invalidate_credentials(w.context).await;
+            outcome = self.call(w.backend.task_status(w.context, &task_id)).await;
+        }
+        self.free_slot(w, slot).await;
+        match outcome {
+            Ok(report) => {
+                self.apply_report(w.job, report, EventSource::Poller, Some(w.token), w.backend)
+                    .await?;
+            }
+            Err(err) => {
+                let due = after(
+                    self.settings
+                        .retry
+                        .delay(1)
+                        .max(w.backend.poll_plan().every),
+                );
+                let update =
+                    JobUpdate::stay(JobState::Processing, EventSource::Poller, "poll_failed")
+                        .message(err.message.clone())
+                        .payload(err.raw.clone())
+                        .due(due)
+                        .leased(w.token)
+                        .silent();
+                store::jobs::apply_on(&self.pool, w.job.id, &update).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies what a vendor says about a task (from a poll, a callback or the reconciler)
+    /// to a processing job. Returns the updated job, or `None` when the job had moved on.
+    pub async fn apply_report(
+        &self,
+        job: &JobRow,
+        report: TaskReport,
+        source: EventSource,
+        lease: Option<Uuid>,
+        backend: &dyn Backend,
+    ) -> EngineResult<Option<JobRow>> {
+        apply_task_report(
+            &self.pool,
+            job,
+            report,
+            source,
+            lease,
+            backend.poll_plan().every,
+            self.settings.breaker_threshold,
+            self.settings.breaker_cooldown,
+        )
+        .await
+    }
+
+    async fn cancel_at_vendor(&self, w: &Work<'_>) -> EngineResult<()> {
+        let Some(task_id) = w.job.vendor_task_id.clone() else {
+            return Err(StoreError::Corrupt(format!(
+                "processing job {} has no vendor task id",
+                w.job.id
+            ))
+            .into());
+        };
+        let Some(slot) = self.take_slot(w).await? else {
+            return self.release(w.job, w.token, after(short_pause())).await;
+        };
+        let outcome = self.call(w.backend.cancel(w.context, &task_id)).await;
+        self.free_slot(w, slot).await;
+        let update = match outcome {
+            Ok(CancelOutcome::Canceled { raw }) => JobUpdate::transition(
+                transition(JobState::Processing, JobState::Canceled),
+                EventSource::Dispatcher,
+            )
+            .reason("canceled")
+            .payload(raw),
+            Ok(CancelOutcome::Requested { raw }) => {
+                JobUpdate::stay(JobState::Processing, EventSource::Dispatcher, "cancel_sent")
+                    .reason(REASON_CANCELING)
+                    .payload(raw)
+                    .due(after(w.backend.poll_plan().every))
+            }
+            Err(err) => JobUpdate::stay(
+                JobState::Processing,
+                EventSource::Dispatcher,
+                "cancel_failed",
+            )
+            .reason("cancel_requested")
+            .message(err.message.clone())
+            .payload(err.raw.clone())
+            .due(after(self.settings.retry.delay(1))),
+        };
+        store::jobs::apply_on(&self.pool, w.job.id, &update.leased(w.token)).await?;
+        Ok(())
+    }
+
+    /// An unconfirmed job: ask the vendor whether the submit arrived. Never resubmit.
+    async fn reconcile(&self, w: &Work<'_>) -> EngineResult<()> {
+        let job = w.job;
+        let since = job.submit_started_at.unwrap_or(job.updated_at);
+        let give_up_at = since
+            + chrono::Duration::from_std(self.settings.unconfirmed_give_up)
+                .unwrap_or(chrono::Duration::MAX);
+        let Some(request) = self.load_submit_request(w).await? else {
+            return Err(StoreError::Corrupt(format!("job {} lost its document", job.id)).into());
+        };
+        let Some(slot) = self.take_slot(w).await? else {
+            return self.release(job, w.token, after(short_pause())).await;
+        };
+        let outcome = self.call(w.backend.find_task(w.context, &request)).await;
+        self.free_slot(w, slot).await;
+        match outcome {
+            Ok(Lookup::Found {
+                vendor_task_id,
+                report,
+            }) => {
+                let update = JobUpdate::transition(
+                    transition(JobState::Unconfirmed, JobState::Processing),
+                    EventSource::Reconciler,
+                )
+                .reason("submit_confirmed")
+                .vendor_task(vendor_task_id)
+                .payload(report.raw.clone())
+                .settle_submit()
+                .due(Utc::now())
+                .leased(w.token);
+                if let Some(row) = store::jobs::apply_on(&self.pool, job.id, &update).await? {
+                    self.apply_report(&row, report, EventSource::Reconciler, None, w.backend)
+                        .await?;
+                }
+            }
+            Ok(Lookup::NotFound) if job.cancel_requested => {
+                let update = JobUpdate::transition(
+                    transition(JobState::Unconfirmed, JobState::Canceled),
+                    EventSource::Reconciler,
+                )
+                .reason("canceled")
+                .message("the vendor has no record of the submit; canceled as asked")
+                .leased(w.token);
+                store::jobs::apply_on(&self.pool, job.id, &update).await?;
+            }
+            other => {
+                if Utc::now() >= give_up_at {
+                    let detail = match &other {
+                        Ok(_) => "the vendor has no record of it".to_owned(),
+                        Err(err) => format!("the vendor could not be asked: {}", err.message),
+                    };
+                    let error = JobError {
+                        code: ErrorCode::DispatchUnconfirmed,
+                        message: format!(
+                            "the submit's outcome could not be confirmed ({detail}); it was not sent again — resubmit if it did not print"
+                        ),
+                        vendor_code: other.as_ref().err().and_then(|e| e.vendor_code.clone()),
+                        vendor_message: other.as_ref().err().and_then(|e| e.vendor_message.clone()),
+                    };
+                    let update = JobUpdate::transition(
+                        transition(JobState::Unconfirmed, JobState::Failed),
+                        EventSource::Reconciler,
+                    )
+                    .reason(ErrorCode::DispatchUnconfirmed.as_str())
+                    .message(error.message.clone())
+                    .error(error)
+                    .leased(w.token);
+                    store::jobs::apply_on(&self.pool, job.id, &update).await?;
+                } else {
+                    let due = after(self.settings.reconcile_every).min(give_up_at);
+                    let update = JobUpdate::stay(
+                        JobState::Unconfirmed,
+                        EventSource::Reconciler,
+                        "reconcile_pending",
+                    )
+                    .due(due)
+                    .leased(w.token)
+                    .silent();
+                    store::jobs::apply_on(&self.pool, job.id, &update).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn call<T>(
+        &self,
+        fut: impl Future<Output = Result<T, VendorError>>,
+    ) -> Result<T, VendorError> {
+        match tokio::time::timeout(self.settings.vendor_timeout, fut).await {
+            Ok(result) => result,
+            Err(_) => Err(VendorError::new(
+                ErrorCode::VendorTimeout,
+                Decision::Retry,
+                "the vendor did not answer in time",
+            )
+            .outcome_unknown()),
+        }
+    }
+
+    async fn take_slot(&self, w: &Work<'_>) -> EngineResult<Option<i32>> {
+        Ok(store::slots::acquire(
+            &self.pool,
+            &w.printer.device,
+            w.printer.max_in_flight,
+            w.job.id,
+            self.settings.lease,
+        )
+        .await?)
+    }
+
+    async fn free_slot(&self, w: &Work<'_>, slot: i32) {
+        if let Err(err) = store::slots::release(&self.pool, &w.printer.device, slot, w.job.id).await
+        {
+            tracing::warn!(error = %err, device = %w.printer.device, "could not free a device slot; it expires with its lease");
+        }
+        // Another job on this device may be waiting for the slot.
+        self.wake.notify_one();
+    }
+}
+
+/// Applies a vendor's task report to a processing job (shared by the poller, callbacks and
+/// the reconciler).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the engine and the webhook pass their own settings"
+)]
+pub async fn apply_task_report(
+    pool: &PgPool,
+    job: &JobRow,
+    report: TaskReport,
+    source: EventSource,
+    lease: Option<Uuid>,
+    poll_every: Duration,
+    breaker_threshold: i32,
+    breaker_cooldown: Duration,
+) -> EngineResult<Option<JobRow>> {
+    let from = job.job_state()?;
+    if from != JobState::Processing {
+        return Ok(None);
+    }
+    let mut update = match &report.progress {
+        TaskProgress::Processing { reason } => {
+            let changed = job.vendor_status.as_deref() != Some(report.vendor_status.as_str());
+            let mut u = JobUpdate::stay(JobState::Processing, source, "vendor_progress")
+                .vendor_status(Some(report.vendor_status.clone()))
+                .due(after(poll_every));
+            // Keep a cancel in progress visible; otherwise show the vendor's stage.
+            if job.state_reason.as_deref() != Some(REASON_CANCELING) && !job.cancel_requested {
+                u = u.reason(reason.clone());
+            }
+            if !changed {
+                u = u.silent();
+            }
+            u
+        }
+        TaskProgress::Completed => JobUpdate::transition(
+            transition(JobState::Processing, JobState::Completed),
+            source,
+        )
+        .reason("printed"),
+        TaskProgress::Failed { error } => {
+            JobUpdate::transition(transition(JobState::Processing, JobState::Failed), source)
+                .reason(error.code.as_str())
+                .message(error.message.clone())
+                .error(error.clone())
+        }
+        TaskProgress::Canceled => {
+            JobUpdate::transition(transition(JobState::Processing, JobState::Canceled), source)
+                .reason("canceled")
+        }
+    };
+    update = update
+        .vendor_status(Some(report.vendor_status.clone()))
+        .payload(report.raw.clone());
+    if let Some(token) = lease {
+        update = update.leased(token);
+    }
+    if source == EventSource::Callback {
+        update = update.from_callback();
+    }
+    let row = store::jobs::apply_on(pool, job.id, &update).await?;
+    if row.is_some() {
+        match &report.progress {
+            TaskProgress::Completed => {
+                store::printers::record_success(pool, &job.printer_id).await?
+            }
+            TaskProgress::Failed { .. } => {
+                store::printers::record_failure(
+                    pool,
+                    &job.printer_id,
+                    "a print task failed",
+                    breaker_threshold,
+                    breaker_cooldown,
+                )
+                .await?;
+            }
+            _ => {}
+        }
+    }
+    Ok(row)
+}
+
+/// The reason shown while a vendor works on a cancel.
+pub const REASON_CANCELING: &str = "canceling";
+
+/// The engine's transitions are fixed pairs known to be legal; the table in
+/// [`JobState::can_move_to`] is still the judge.
+fn transition(from: JobState, to: JobState) -> Transition {
+    Transition::new(from, to)
+        .unwrap_or_else(|err| unreachable!("engine transition table out of date: {err}"))
+}
+
+struct Work<'a> {
+    job: &'a JobRow,
+    printer: &'a PrinterRow,
+    backend: &'a dyn Backend,
+    context: &'a PrinterContext,
+    token: Uuid,
+}

@@ -1,0 +1,14 @@
+//! print-gateway: one vendor-neutral print API over Lianke, Zhimu and WeCom cloud printers.
+//!
+//! Layers, arrows pointing one way: `api` and `engine` use `domain`, `store` and
+//! `backends`; `backends` use `domain`; `domain` uses nothing of ours.
+
+pub mod api;
+pub mod app;
+pub mod backends;
+pub mod callback_token;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod store;
+pub mod telemetry;

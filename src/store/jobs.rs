@@ -1,0 +1,518 @@
+//! Jobs: accept, read, list (keyset), claim (SKIP LOCKED leases) and the one function
+//! every state change goes through.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::types::Json;
+use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use super::{StoreError, StoreResult};
+use crate::domain::{EventSource, JobError, JobOptions, JobState, Transition};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct JobRow {
+    pub id: Uuid,
+    pub tenant: String,
+    pub printer_id: String,
+    pub document_id: Uuid,
+    pub document_info: Value,
+    pub source: String,
+    pub options: Json<JobOptions>,
+    pub options_mode: String,
+    pub dropped_options: Vec<String>,
+    pub metadata: Option<Value>,
+    pub state: String,
+    pub state_reason: Option<String>,
+    pub vendor_status: Option<String>,
+    pub error: Option<Json<JobError>>,
+    pub vendor_task_id: Option<String>,
+    pub vendor_ids: Option<Value>,
+    pub attempts: i32,
+    pub idempotency_key: Option<String>,
+    pub request_hash: Option<Vec<u8>>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub lease_owner: Option<Uuid>,
+    pub submit_started_at: Option<DateTime<Utc>>,
+    pub cancel_requested: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub dispatched_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl JobRow {
+    pub fn job_state(&self) -> StoreResult<JobState> {
+        JobState::parse(&self.state).ok_or_else(|| {
+            StoreError::Corrupt(format!("job {} has state {:?}", self.id, self.state))
+        })
+    }
+}
+
+const COLUMNS: &str = "id, tenant, printer_id, document_id, document_info, source, options, options_mode, dropped_options, metadata,
+    state, state_reason, vendor_status, error, vendor_task_id, vendor_ids, attempts, idempotency_key, request_hash,
+    due_at, lease_owner, submit_started_at, cancel_requested, created_at, updated_at, dispatched_at, completed_at,
+    expires_at";
+
+/// A job about to be accepted.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: Uuid,
+    pub tenant: String,
+    pub printer_id: String,
+    pub document_id: Uuid,
+    pub document_info: Value,
+    pub source: String,
+    pub options: JobOptions,
+    pub options_mode: String,
+    pub dropped_options: Vec<String>,
+    pub metadata: Option<Value>,
+    pub idempotency_key: Option<String>,
+    pub request_hash: Option<Vec<u8>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub vendor_ids: Option<Value>,
+}
+
+/// Inserts a pending job due now and its first event. `None` when the tenant already used
+/// the idempotency key (the caller's transaction should then be rolled back).
+pub async fn insert(
+    conn: &mut PgConnection,
+    job: &NewJob,
+    source: EventSource,
+) -> StoreResult<Option<JobRow>> {
+    let row = sqlx::query_as::<_, JobRow>(&format!(
+        "INSERT INTO jobs (id, tenant, printer_id, document_id, source, options, options_mode, dropped_options,
+             metadata, idempotency_key, request_hash, expires_at, vendor_ids, document_info, state, due_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending', clock_timestamp())
+         ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+         RETURNING {COLUMNS}"
+    ))
+    .bind(job.id)
+    .bind(&job.tenant)
+    .bind(&job.printer_id)
+    .bind(job.document_id)
+    .bind(&job.source)
+    .bind(Json(&job.options))
+    .bind(&job.options_mode)
+    .bind(&job.dropped_options)
+    .bind(&job.metadata)
+    .bind(&job.idempotency_key)
+    .bind(&job.request_hash)
+    .bind(job.expires_at)
+    .bind(&job.vendor_ids)
+    .bind(&job.document_info)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = &row {
+        sqlx::query(
+            "INSERT INTO job_events (job_id, source, kind, from_state, to_state, reason) VALUES ($1, $2, 'accepted', NULL, 'pending', 'accepted')",
+        )
+        .bind(row.id)
+        .bind(source.as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(row)
+}
+
+pub async fn get(pool: &PgPool, tenant: &str, id: Uuid) -> StoreResult<Option<JobRow>> {
+    Ok(sqlx::query_as::<_, JobRow>(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE id = $1 AND tenant = $2"
+    ))
+    .bind(id)
+    .bind(tenant)
+    .fetch_optional(pool)
+    .await?)
+}
+
+pub async fn get_any(pool: &PgPool, id: Uuid) -> StoreResult<Option<JobRow>> {
+    Ok(
+        sqlx::query_as::<_, JobRow>(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+pub async fn get_by_idempotency_key(
+    pool: &PgPool,
+    tenant: &str,
+    key: &str,
+) -> StoreResult<Option<JobRow>> {
+    Ok(sqlx::query_as::<_, JobRow>(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE tenant = $1 AND idempotency_key = $2"
+    ))
+    .bind(tenant)
+    .bind(key)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Filters of the job list.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub state: Option<JobState>,
+    pub printer_id: Option<String>,
+    pub source: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+/// The position after the last row of a page: (created_at, id), newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListCursor {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+/// One page, newest first, and whether more rows follow.
+pub async fn list(
+    pool: &PgPool,
+    tenant: &str,
+    filter: &ListFilter,
+    after: Option<ListCursor>,
+    limit: u32,
+) -> StoreResult<(Vec<JobRow>, bool)> {
+    let mut q: QueryBuilder<Postgres> =
+        QueryBuilder::new(format!("SELECT {COLUMNS} FROM jobs WHERE tenant = "));
+    q.push_bind(tenant);
+    if let Some(state) = filter.state {
+        q.push(" AND state = ").push_bind(state.as_str());
+    }
+    if let Some(printer) = &filter.printer_id {
+        q.push(" AND printer_id = ").push_bind(printer);
+    }
+    if let Some(source) = &filter.source {
+        q.push(" AND source = ").push_bind(source);
+    }
+    if let Some(t) = filter.created_after {
+        q.push(" AND created_at > ").push_bind(t);
+    }
+    if let Some(t) = filter.created_before {
+        q.push(" AND created_at < ").push_bind(t);
+    }
+    if let Some(cursor) = after {
+        q.push(" AND (created_at, id) < (")
+            .push_bind(cursor.created_at)
+            .push(", ")
+            .push_bind(cursor.id)
+            .push(")");
+    }
+    q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(i64::from(limit) + 1);
+    let mut rows = q.build_query_as::<JobRow>().fetch_all(pool).await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    Ok((rows, more))
+}
+
+/// Claims up to `limit` jobs that are due now, under a lease identified by `token`.
+///
+/// Pending jobs on a disabled printer or behind an open breaker are left alone unless
+/// they only need bookkeeping (cancel, expiry, a crashed submit); jobs whose device has
+/// no free vendor-call slot wait too.
+pub async fn claim_due(
+    pool: &PgPool,
+    token: Uuid,
+    limit: i64,
+    lease: Duration,
+) -> StoreResult<Vec<JobRow>> {
+    Ok(sqlx::query_as::<_, JobRow>(&format!(
+        "WITH due AS (
+             SELECT j.id FROM jobs j JOIN printers p ON p.id = j.printer_id
+             WHERE j.state IN ('pending', 'processing', 'unconfirmed')
+               AND j.due_at <= now()
+               AND (j.lease_until IS NULL OR j.lease_until < now())
+               AND (j.state <> 'pending' OR j.cancel_requested OR j.submit_started_at IS NOT NULL
+                    OR j.expires_at <= now()
+                    OR (p.enabled AND (p.breaker_open_until IS NULL OR p.breaker_open_until <= now())))
+               AND (SELECT count(*) FROM device_slots s WHERE s.device = p.device AND s.lease_until > now()) < p.max_in_flight
+             ORDER BY j.due_at
+             LIMIT $2
+             FOR UPDATE OF j SKIP LOCKED
+         )
+         UPDATE jobs SET lease_owner = $1, lease_until = now() + make_interval(secs => $3)
+         FROM due WHERE jobs.id = due.id
+         RETURNING {}",
+        COLUMNS
+            .split(',')
+            .map(|c| format!("jobs.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+    .bind(token)
+    .bind(limit)
+    .bind(lease.as_secs_f64())
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Gives a claimed job back without a state change, to be looked at again at `due_at`.
+pub async fn release(
+    pool: &PgPool,
+    id: Uuid,
+    token: Uuid,
+    due_at: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE jobs SET lease_owner = NULL, lease_until = NULL, due_at = $3 WHERE id = $1 AND lease_owner = $2")
+        .bind(id)
+        .bind(token)
+        .bind(due_at)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Asks the engine to look at a job now.
+pub async fn make_due_now(pool: &PgPool, id: Uuid) -> StoreResult<()> {
+    sqlx::query("UPDATE jobs SET due_at = now() WHERE id = $1 AND state IN ('pending', 'processing', 'unconfirmed')")
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Marks, and commits, that a submit is about to leave. False when the lease was lost or
+/// the job stopped being pending (e.g. canceled meanwhile): then nothing may be sent.
+pub async fn mark_submit_started(pool: &PgPool, id: Uuid, token: Uuid) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE jobs SET submit_started_at = now(), updated_at = now()
+         WHERE id = $1 AND lease_owner = $2 AND lease_until > now() AND state = 'pending' AND NOT cancel_requested",
+    )
+    .bind(id)
+    .bind(token)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A change to a job: a state transition, or (same state) a recorded refinement.
+#[derive(Debug, Clone)]
+pub struct JobUpdate {
+    from: JobState,
+    to: JobState,
+    pub source: EventSource,
+    pub kind: &'static str,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub vendor_status: Option<String>,
+    pub error: Option<JobError>,
+    pub vendor_task_id: Option<String>,
+    pub vendor_payload: Option<Value>,
+    /// When the engine should look at the job next (unchanged when `None`; cleared for
+    /// terminal states).
+    pub due_at: Option<DateTime<Utc>>,
+    /// Only the holder of this lease may apply the update; `None` for API and callbacks.
+    pub lease: Option<Uuid>,
+    /// Clears `submit_started_at` (the submit's outcome is now known).
+    pub submit_settled: bool,
+    pub set_cancel_requested: bool,
+    pub callback_seen: bool,
+    /// Records an event row even without a state change.
+    pub record_event: bool,
+    /// Applies only while no submit is in flight (a pending job canceled by the API).
+    pub only_if_not_submitting: bool,
+    /// Counts a submit attempt toward RETRY_MAX_ATTEMPTS (waits for a device do not).
+    pub count_attempt: bool,
+}
+
+impl JobUpdate {
+    /// A state change. The [`Transition`] proves it is legal.
+    pub fn transition(t: Transition, source: EventSource) -> JobUpdate {
+        JobUpdate::base(t.from(), t.to(), source, "state_changed", true)
+    }
+
+    /// No state change (a retry scheduled, a finer vendor stage, …).
+    pub fn stay(state: JobState, source: EventSource, kind: &'static str) -> JobUpdate {
+        JobUpdate::base(state, state, source, kind, true)
+    }
+
+    fn base(
+        from: JobState,
+        to: JobState,
+        source: EventSource,
+        kind: &'static str,
+        record_event: bool,
+    ) -> JobUpdate {
+        JobUpdate {
+            from,
+            to,
+            source,
+            kind,
+            reason: None,
+            message: None,
+            vendor_status: None,
+            error: None,
+            vendor_task_id: None,
+            vendor_payload: None,
+            due_at: None,
+            lease: None,
+            submit_settled: false,
+            set_cancel_requested: false,
+            callback_seen: false,
+            record_event,
+            only_if_not_submitting: false,
+            count_attempt: false,
+        }
+    }
+
+    pub fn from_state(&self) -> JobState {
+        self.from
+    }
+
+    pub fn to_state(&self) -> JobState {
+        self.to
+    }
+
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+    pub fn message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+    pub fn vendor_status(mut self, status: Option<String>) -> Self {
+        self.vendor_status = status;
+        self
+    }
+    pub fn error(mut self, error: JobError) -> Self {
+        self.error = Some(error);
+        self
+    }
+    pub fn vendor_task(mut self, id: impl Into<String>) -> Self {
+        self.vendor_task_id = Some(id.into());
+        self
+    }
+    pub fn payload(mut self, payload: Option<Value>) -> Self {
+        self.vendor_payload = payload;
+        self
+    }
+    pub fn due(mut self, at: DateTime<Utc>) -> Self {
+        self.due_at = Some(at);
+        self
+    }
+    pub fn leased(mut self, token: Uuid) -> Self {
+        self.lease = Some(token);
+        self
+    }
+    pub fn settle_submit(mut self) -> Self {
+        self.submit_settled = true;
+        self
+    }
+    pub fn request_cancel(mut self) -> Self {
+        self.set_cancel_requested = true;
+        self
+    }
+    pub fn from_callback(mut self) -> Self {
+        self.callback_seen = true;
+        self
+    }
+    pub fn unless_submitting(mut self) -> Self {
+        self.only_if_not_submitting = true;
+        self
+    }
+    pub fn count_attempt(mut self) -> Self {
+        self.count_attempt = true;
+        self
+    }
+    pub fn silent(mut self) -> Self {
+        self.record_event = false;
+        self
+    }
+}
+
+/// Applies an update if the job is still in the expected state (and, for workers, still
+/// under their lease). Writes the event row in the same statement. Returns the updated
+/// job, or `None` when the guard did not hold (someone else moved the job first).
+pub async fn apply(
+    conn: &mut PgConnection,
+    id: Uuid,
+    u: &JobUpdate,
+) -> StoreResult<Option<JobRow>> {
+    let terminal = u.to.is_terminal();
+    let sql = format!(
+        "WITH updated AS (
+             UPDATE jobs SET
+                 state = $3,
+                 state_reason = COALESCE($4, CASE WHEN $3 = state THEN state_reason END),
+                 vendor_status = COALESCE($5, vendor_status),
+                 error = COALESCE($6, error),
+                 vendor_task_id = COALESCE($7, vendor_task_id),
+                 due_at = CASE WHEN $8 THEN NULL ELSE COALESCE($9, due_at) END,
+                 lease_owner = CASE WHEN $13::uuid IS NULL THEN lease_owner END,
+                 lease_until = CASE WHEN $13::uuid IS NULL THEN lease_until END,
+                 submit_started_at = CASE WHEN $10 THEN NULL ELSE submit_started_at END,
+                 cancel_requested = cancel_requested OR $11,
+                 callback_seen_at = CASE WHEN $12 THEN now() ELSE callback_seen_at END,
+                 dispatched_at = CASE WHEN $3 = 'processing' AND dispatched_at IS NULL THEN now() ELSE dispatched_at END,
+                 completed_at = CASE WHEN $8 THEN now() ELSE completed_at END,
+                 attempts = attempts + CASE WHEN $20 THEN 1 ELSE 0 END,
+                 updated_at = now()
+             WHERE id = $1 AND state = $2 AND ($13::uuid IS NULL OR lease_owner = $13)
+               AND (NOT $19 OR submit_started_at IS NULL)
+             RETURNING {COLUMNS}
+         ),
+         event AS (
+             INSERT INTO job_events (job_id, source, kind, from_state, to_state, reason, message, vendor_payload)
+             SELECT id, $14, $15, $2, $3, $4, $16, $17 FROM updated WHERE $18
+         )
+         SELECT {COLUMNS} FROM updated"
+    );
+    Ok(sqlx::query_as::<_, JobRow>(&sql)
+        .bind(id)
+        .bind(u.from.as_str())
+        .bind(u.to.as_str())
+        .bind(&u.reason)
+        .bind(&u.vendor_status)
+        .bind(u.error.as_ref().map(Json))
+        .bind(&u.vendor_task_id)
+        .bind(terminal)
+        .bind(u.due_at)
+        .bind(u.submit_settled)
+        .bind(u.set_cancel_requested)
+        .bind(u.callback_seen)
+        .bind(u.lease)
+        .bind(u.source.as_str())
+        .bind(u.kind)
+        .bind(&u.message)
+        .bind(&u.vendor_payload)
+        .bind(u.record_event)
+        .bind(u.only_if_not_submitting)
+        .bind(u.count_attempt)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// Convenience: [`apply`] on a pooled connection.
+pub async fn apply_on(pool: &PgPool, id: Uuid, u: &JobUpdate) -> StoreResult<Option<JobRow>> {
+    let mut conn = pool.acquire().await?;
+    apply(&mut conn, id, u).await
+}
+
+/// The job a vendor task belongs to (for callbacks).
+pub async fn find_by_vendor_task(
+    pool: &PgPool,
+    printer_id: &str,
+    vendor_task_id: &str,
+) -> StoreResult<Option<JobRow>> {
+    Ok(sqlx::query_as::<_, JobRow>(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE printer_id = $1 AND vendor_task_id = $2"
+    ))
+    .bind(printer_id)
+    .bind(vendor_task_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Number of jobs per state, for metrics.
+pub async fn count_by_state(pool: &PgPool) -> StoreResult<Vec<(String, i64)>> {
+    Ok(
+        sqlx::query_as("SELECT state, count(*) FROM jobs GROUP BY state")
+            .fetch_all(pool)
+            .await?,
+    )
+}
