@@ -1,0 +1,271 @@
+//! Shared set-up for the integration tests: a fresh Postgres database per test, the gateway
+//! started on port 0, typed request helpers, and a scripted backend.
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
+
+pub mod scripted;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use print_gateway::app::{Application, Role};
+use print_gateway::backends::BackendRegistry;
+use print_gateway::config::Config;
+use print_gateway::store;
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, PgPool};
+
+/// The server tests run against: `DATABASE_URL` if set, else the local default.
+fn base_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Creates and migrates a database of its own for one test; returns its URL and a pool.
+pub async fn fresh_database() -> (String, PgPool) {
+    let base =
+        PgConnectOptions::from_str(&base_url()).expect("DATABASE_URL must be a postgres URL");
+    let name = format!("pgw_test_{}", uuid::Uuid::new_v4().simple());
+    let url = base.clone().database(&name).to_url_lossy().to_string();
+    let pool = store::connect(&url, 20)
+        .await
+        .expect("create the test database");
+    store::migrate(&pool)
+        .await
+        .expect("migrate the test database");
+    (url, pool)
+}
+
+/// Test settings: fast retries and sweeps, nothing slow by default.
+pub fn test_config(database_url: &str) -> Config {
+    let mut config = Config::defaults();
+    config.database_url = database_url.to_owned();
+    config.bind_addr = "127.0.0.1:0".parse().expect("literal address");
+    config.worker_concurrency = 8;
+    config.sweep_interval_ms = 50;
+    config.retry_base_ms = 20;
+    config.retry_max_ms = 200;
+    config.lease_secs = 10;
+    config.vendor_timeout_secs = 5;
+    config.breaker_cooldown_secs = 3600;
+    config.reconcile_every_secs = 1;
+    config.callback_secrets = Some("test-callback-secret-0123456789".into());
+    config
+}
+
+pub struct TestApp {
+    pub app: Option<Application>,
+    pub base_url: String,
+    pub database_url: String,
+    pub pool: PgPool,
+    pub client: reqwest::Client,
+    /// A key of tenant `acme` with every scope.
+    pub key: String,
+}
+
+/// Starts the API only (no workers): tests drive the engine with [`TestApp::run_engine`].
+pub async fn spawn_app(backends: BackendRegistry) -> TestApp {
+    spawn_app_with(backends, Role::Api, |_| {}).await
+}
+
+pub async fn spawn_app_with(
+    backends: BackendRegistry,
+    role: Role,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
+    let (database_url, pool) = fresh_database().await;
+    start_on(database_url, pool, backends, role, tweak).await
+}
+
+/// Starts another gateway process on an existing database (several replicas).
+pub async fn start_on(
+    database_url: String,
+    pool: PgPool,
+    backends: BackendRegistry,
+    role: Role,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
+    let mut config = test_config(&database_url);
+    tweak(&mut config);
+    let app = Application::start(config, pool.clone(), backends, role)
+        .await
+        .expect("start the gateway");
+    let (_, key) = store::api_keys::create(
+        &pool,
+        "acme",
+        &scopes(&["jobs:write", "jobs:read", "printers:admin"]),
+    )
+    .await
+    .expect("create a key");
+    TestApp {
+        base_url: app.base_url(),
+        app: Some(app),
+        database_url,
+        pool,
+        client: reqwest::Client::new(),
+        key,
+    }
+}
+
+pub fn scopes(s: &[&str]) -> Vec<String> {
+    s.iter().map(|s| (*s).to_owned()).collect()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub async fn key_for(&self, tenant: &str, scopes_: &[&str]) -> String {
+        store::api_keys::create(&self.pool, tenant, &scopes(scopes_))
+            .await
+            .expect("create a key")
+            .1
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.get_as(&self.key, path).await
+    }
+
+    pub async fn get_as(&self, key: &str, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.post_as(&self.key, path, body).await
+    }
+
+    pub async fn post_as(&self, key: &str, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .patch(self.url(path))
+            .bearer_auth(&self.key)
+            .json(body)
+            .send()
+            .await
+            .expect("PATCH")
+    }
+
+    /// Registers a printer on `backend` and returns its JSON.
+    pub async fn create_printer(&self, id: &str, backend: &str) -> Value {
+        self.create_printer_with(json!({"id": id, "backend": backend, "locator": {"device": id}}))
+            .await
+    }
+
+    pub async fn create_printer_with(&self, body: Value) -> Value {
+        let response = self.post("/v1/printers", &body).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "create printer: {}",
+            response.text().await.unwrap_or_default()
+        );
+        response.json().await.expect("printer JSON")
+    }
+
+    /// Submits a text job to `printer` and returns the job JSON.
+    pub async fn submit_text(&self, printer: &str, text: &str) -> Value {
+        self.submit(json!({"printer_id": printer, "document": {"text": text}}))
+            .await
+    }
+
+    pub async fn submit(&self, body: Value) -> Value {
+        let response = self.post("/v1/jobs", &body).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::ACCEPTED,
+            "submit: {}",
+            response.text().await.unwrap_or_default()
+        );
+        response.json().await.expect("job JSON")
+    }
+
+    pub async fn job(&self, id: &str) -> Value {
+        let response = self.get(&format!("/v1/jobs/{id}")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("job JSON")
+    }
+
+    pub async fn events(&self, id: &str) -> Vec<Value> {
+        let response = self.get(&format!("/v1/jobs/{id}/events")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.expect("events JSON");
+        body["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Handles everything due now, deterministically.
+    pub async fn run_engine(&self) -> usize {
+        self.app
+            .as_ref()
+            .expect("running")
+            .engine()
+            .run_due_now()
+            .await
+            .expect("engine run")
+    }
+
+    /// Runs the engine until `job` reaches `state` or `limit` passes.
+    pub async fn drive_until(&self, job: &str, state: &str, limit: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            self.run_engine().await;
+            let current = self.job(job).await;
+            if current["state"] == state {
+                return current;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {job} did not reach {state} in {limit:?}: {current:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+    }
+}
+
+/// Asserts a problem+json answer with `status` and `code`; returns the body.
+pub async fn assert_problem(response: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status, "status for {code}");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/problem+json"),
+        "content type {content_type}"
+    );
+    let body: Value = response.json().await.expect("problem JSON");
+    assert_eq!(body["code"], code, "{body:#}");
+    assert_eq!(body["status"], status.as_u16());
+    assert_eq!(body["type"], format!("/problems/{code}"));
+    assert!(
+        body["detail"].as_str().is_some_and(|d| d.len() > 10),
+        "detail should explain: {body:#}"
+    );
+    body
+}
