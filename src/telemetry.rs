@@ -12,6 +12,14 @@ where
 {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    init_with_filter(format, filter, sink);
+}
+
+/// As [`init`], with an explicit filter.
+pub fn init_with_filter<W>(format: LogFormat, filter: EnvFilter, sink: W)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(sink);

@@ -280,8 +280,7 @@ const ADMIN: &str = "printers:admin";
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks `printers:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The id is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field or backend configuration", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Backend not configured", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field, unknown backend or bad backend configuration", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_printer(
     State(state): State<AppState>,
@@ -291,7 +290,16 @@ pub async fn create_printer(
     caller.require(ADMIN)?;
     let id = PrinterId::parse(&input.id)
         .map_err(|detail| ApiError::unprocessable("invalid_field", detail))?;
-    let backend = state.backend(&input.backend)?;
+    let backend = state.backends.get(&input.backend).ok_or_else(|| {
+        ApiError::unprocessable(
+            "unknown_backend",
+            format!(
+                "Backend `{}` is not configured in this gateway; configured: {:?}.",
+                input.backend,
+                state.backends.names()
+            ),
+        )
+    })?;
     let draft = Draft {
         id: id.to_string(),
         display_name: input.display_name.unwrap_or_else(|| id.to_string()),

@@ -260,6 +260,7 @@ impl Backend for ScriptedBackend {
         job: &SubmitRequest,
     ) -> Result<Accepted, VendorError> {
         let device = Self::device(printer);
+        tracing::info!(?printer, job_id = %job.job_id, "scripted submit");
         let step = {
             let mut state = self.lock();
             *state.submits_per_job.entry(job.job_id).or_default() += 1;
