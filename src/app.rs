@@ -31,8 +31,8 @@ pub enum Role {
 pub enum StartError {
     #[error("configuration: {0}")]
     Config(String),
-    #[error("database: {0}")]
-    Store(#[from] StoreError),
+    #[error("database at DATABASE_URL ({url}): {source}")]
+    Database { url: String, source: StoreError },
     #[error("cannot listen on BIND_ADDR {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -55,9 +55,22 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 /// Connects to Postgres (creating the database if needed) and applies migrations.
 pub async fn prepare_database(config: &Config) -> Result<PgPool, StartError> {
-    let pool = store::connect(&config.database_url, config.database_max_connections).await?;
-    store::migrate(&pool).await?;
+    let failed = |source| StartError::Database { url: redact_password(&config.database_url), source };
+    let pool = store::connect(&config.database_url, config.database_max_connections).await.map_err(failed)?;
+    store::migrate(&pool).await.map_err(failed)?;
     Ok(pool)
+}
+
+/// The URL with any password replaced, for messages.
+pub fn redact_password(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "<unparseable>".into(),
+    }
 }
 
 /// A running gateway.

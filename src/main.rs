@@ -1,5 +1,7 @@
 //! CLI: parse the command and the configuration, then run. Nothing else lives here.
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use print_gateway::api::auth::SCOPES;
@@ -54,13 +56,33 @@ enum ApiKeysCommand {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(message) = cli.config.validate() {
         eprintln!("error: {message}");
-        std::process::exit(2);
+        return ExitCode::from(2);
     }
     telemetry::init(cli.config.log_format, std::io::stderr);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // Each layer's message already quotes its cause: print the chain without repeats.
+            let mut message = String::new();
+            for cause in err.chain().map(ToString::to_string) {
+                if !message.contains(&cause) {
+                    if !message.is_empty() {
+                        message.push_str(": ");
+                    }
+                    message.push_str(&cause);
+                }
+            }
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { role } => {
             let pool = app::prepare_database(&cli.config).await?;

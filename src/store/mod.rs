@@ -31,6 +31,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub async fn connect(url: &str, max_connections: u32) -> StoreResult<PgPool> {
     let options = PgConnectOptions::from_str(url)?.log_statements(tracing::log::LevelFilter::Trace);
     create_database_if_missing(&options).await?;
+    // One direct connection first: its error says what is wrong (refused, auth, …)
+    // where the pool would only report a timeout.
+    options.connect().await?.close().await?;
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
