@@ -55,8 +55,13 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 /// Connects to Postgres (creating the database if needed) and applies migrations.
 pub async fn prepare_database(config: &Config) -> Result<PgPool, StartError> {
-    let failed = |source| StartError::Database { url: redact_password(&config.database_url), source };
-    let pool = store::connect(&config.database_url, config.database_max_connections).await.map_err(failed)?;
+    let failed = |source| StartError::Database {
+        url: redact_password(&config.database_url),
+        source,
+    };
+    let pool = store::connect(&config.database_url, config.database_max_connections)
+        .await
+        .map_err(failed)?;
     store::migrate(&pool).await.map_err(failed)?;
     Ok(pool)
 }

@@ -659,3 +659,36 @@ async fn workers_wake_on_notify_without_waiting_for_the_sweep() {
     }
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_submit_finish_and_records_it() {
+    let backend = ScriptedBackend::new();
+    let mut app = spawn_app_with(
+        BackendRegistry::new().with(backend.clone()),
+        Role::All,
+        |_| {},
+    )
+    .await;
+    app.create_printer("office", "scripted").await;
+    backend.always(
+        "office",
+        Step::Slow(Duration::from_millis(500), Box::new(Step::Accept)),
+    );
+    let job = app.submit_text("office", "in flight at shutdown").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while backend.submits_of(uuid_of(&job)) == 0 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    app.app.take().unwrap().shutdown().await;
+    let row = store::jobs::get_any(&app.pool, uuid_of(&job))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        row.state, "processing",
+        "the vendor's acceptance was recorded before exit"
+    );
+    assert!(row.lease_owner.is_none(), "no lease left behind");
+    assert!(row.submit_started_at.is_none());
+}
