@@ -206,7 +206,7 @@ async fn wait_for_signal() {
     }
 }
 
-/// The backends this build registers for `serve`.
-pub fn default_backends() -> BackendRegistry {
+/// The backends this build registers for `serve`, from their configuration.
+pub fn default_backends(_config: &Config) -> BackendRegistry {
     BackendRegistry::new()
 }

@@ -36,6 +36,13 @@ enum Command {
     ApiKeys(ApiKeysCommand),
     /// Print the OpenAPI document.
     Openapi,
+    /// Start the vendor simulator and the gateway with demo printers, print
+    /// PRINT_GATEWAY_URL and PRINT_GATEWAY_API_KEY, follow a demo job per printer, keep serving.
+    Demo {
+        /// The vendor-sim binary (default: next to this executable).
+        #[arg(long, env = "VENDOR_SIM_BIN")]
+        simulator: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -86,8 +93,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { role } => {
             let pool = app::prepare_database(&cli.config).await?;
-            let application =
-                Application::start(cli.config, pool, app::default_backends(), role).await?;
+            let application = {
+                let backends = app::default_backends(&cli.config);
+                Application::start(cli.config, pool, backends, role).await?
+            };
             application.run_until_signal().await;
         }
         Command::Migrate => {
@@ -131,6 +140,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("no active key with id {id}");
             }
             eprintln!("revoked {id}");
+        }
+        Command::Demo { simulator } => {
+            print_gateway::demo::run(cli.config, simulator).await?;
         }
         Command::Openapi => {
             println!("{}", api::openapi().to_pretty_json()?);

@@ -1,0 +1,232 @@
+//! `print-gateway demo`: starts the vendor simulator (test equipment, run as its own
+//! process), points the gateway's backends at it, registers one demo printer per backend,
+//! prints the URL and an API key, sends a demo job to each printer and follows it to its
+//! end. Then it keeps serving until Ctrl-C.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::app::{self, Application, Role};
+use crate::config::Config;
+use crate::domain::JobOptions;
+use crate::store::{self, printers::PrinterFields};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("{0}")]
+    Simulator(String),
+    #[error(transparent)]
+    Start(#[from] app::StartError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("demo request failed: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// The simulator binary: `VENDOR_SIM_BIN`, or `vendor-sim` next to this executable.
+fn simulator_binary(explicit: Option<PathBuf>) -> Result<PathBuf, DemoError> {
+    let candidate = explicit.or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join("vendor-sim")))
+    });
+    match candidate {
+        Some(path) if path.exists() => Ok(path),
+        _ => Err(DemoError::Simulator(
+            "the vendor simulator binary was not found next to print-gateway; build it with `cargo build -p vendor-sim` (or set VENDOR_SIM_BIN)".into(),
+        )),
+    }
+}
+
+/// Starts the simulator on a free port with the demo fixtures; returns it and its URL.
+async fn start_simulator(binary: PathBuf) -> Result<(Child, String), DemoError> {
+    let mut child = Command::new(&binary)
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--demo-fixtures",
+            "--allow-http-callbacks",
+            "--lianke-stage-ms",
+            "400",
+            "--zhimu-stage-ms",
+            "400",
+            "--callback-time-scale",
+            "0.1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|err| DemoError::Simulator(format!("cannot start {}: {err}", binary.display())))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| DemoError::Simulator("the simulator has no stdout".into()))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let url = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(url) = line.strip_prefix("VENDOR_SIM_URL=") {
+                return Some(url.trim().to_owned());
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(|| DemoError::Simulator("the simulator did not report its URL".into()))?;
+    // Keep draining its stdout so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, url))
+}
+
+/// A demo printer for a backend the registry has.
+struct DemoPrinter {
+    id: &'static str,
+    display_name: &'static str,
+    backend: &'static str,
+    locator: Value,
+    secrets: Value,
+}
+
+fn demo_printers() -> Vec<DemoPrinter> {
+    Vec::new()
+}
+
+/// Points the backends' settings at the simulator.
+fn configure_for_simulator(config: &mut Config, _sim_url: &str) {
+    if config.public_base_url.is_none() {
+        config.public_base_url = Some(format!("http://{}", config.bind_addr));
+    }
+}
+
+pub async fn run(mut config: Config, simulator: Option<PathBuf>) -> Result<(), DemoError> {
+    let (mut sim, sim_url) = start_simulator(simulator_binary(simulator)?).await?;
+    println!("VENDOR_SIM_URL={sim_url}");
+    configure_for_simulator(&mut config, &sim_url);
+
+    let pool = app::prepare_database(&config).await?;
+    let backends = app::default_backends(&config);
+    let application =
+        Application::start(config.clone(), pool.clone(), backends.clone(), Role::All).await?;
+    let base = application.base_url();
+
+    let mut registered = Vec::new();
+    for printer in demo_printers() {
+        let Some(backend) = backends.get(printer.backend) else {
+            continue;
+        };
+        let setup = backend
+            .setup_printer(&printer.locator, &printer.secrets)
+            .map_err(DemoError::Simulator)?;
+        let fields = PrinterFields {
+            id: printer.id.into(),
+            display_name: printer.display_name.into(),
+            backend: printer.backend.into(),
+            locator: printer.locator,
+            secrets: printer.secrets,
+            default_options: JobOptions::default(),
+            enabled: true,
+            device: setup.device,
+            max_in_flight: setup.max_in_flight as i32,
+        };
+        if store::printers::insert(&pool, &fields).await?.is_none() {
+            store::printers::update(&pool, &fields).await?;
+        }
+        registered.push(printer.id);
+    }
+    let scopes: Vec<String> = ["jobs:write", "jobs:read", "printers:admin"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let (_, key) = store::api_keys::create(&pool, "demo", &scopes).await?;
+    println!("PRINT_GATEWAY_URL={base}");
+    println!("PRINT_GATEWAY_API_KEY={key}");
+    println!("Swagger UI: {base}/docs (Authorize with the key above)");
+    println!(
+        "Printers: {}",
+        if registered.is_empty() {
+            "none (no backend configured yet)".to_owned()
+        } else {
+            registered.join(", ")
+        }
+    );
+
+    let client = reqwest::Client::new();
+    let mut jobs = Vec::new();
+    for printer in &registered {
+        let body = json!({
+            "printer_id": printer,
+            "document": {"html": format!("<h1>print-gateway demo</h1><p>Printed on {printer}.</p>")},
+            "metadata": {"demo": true},
+        });
+        let job: Value = client
+            .post(format!("{base}/v1/jobs"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?;
+        println!(
+            "submitted job {} to {printer}: {}",
+            job["id"].as_str().unwrap_or("?"),
+            job["state"].as_str().unwrap_or("?")
+        );
+        jobs.push((
+            printer.to_string(),
+            job["id"].as_str().unwrap_or_default().to_owned(),
+        ));
+    }
+    follow(&client, &base, &key, &jobs).await?;
+
+    println!("The gateway keeps running; try:");
+    println!(
+        "  curl -s -H \"Authorization: Bearer $PRINT_GATEWAY_API_KEY\" $PRINT_GATEWAY_URL/v1/jobs"
+    );
+    println!("Ctrl-C stops it.");
+    application.run_until_signal().await;
+    let _ = sim.kill().await;
+    Ok(())
+}
+
+/// Prints each job's state changes until all are finished (or a minute passes).
+async fn follow(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    jobs: &[(String, String)],
+) -> Result<(), DemoError> {
+    let mut last: Vec<String> = vec![String::new(); jobs.len()];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut all_done = true;
+        for (i, (printer, id)) in jobs.iter().enumerate() {
+            let job: Value = client
+                .get(format!("{base}/v1/jobs/{id}"))
+                .bearer_auth(key)
+                .send()
+                .await?
+                .json()
+                .await?;
+            let state = job["state"].as_str().unwrap_or("?");
+            let shown = format!("{state} ({})", job["state_reason"].as_str().unwrap_or("-"));
+            if shown != last[i] {
+                println!("  {printer}: job {id} is {shown}");
+                last[i] = shown;
+            }
+            if !matches!(state, "completed" | "failed" | "canceled") {
+                all_done = false;
+            }
+        }
+        if all_done || tokio::time::Instant::now() > deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
