@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sqlx::PgPool;
@@ -11,8 +12,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{self, AppState};
 use crate::backends::BackendRegistry;
+use crate::backends::lianke::{LiankeBackend, LiankeSettings};
 use crate::callback_token::CallbackKeys;
-use crate::config::Config;
+use crate::config::{Config, NoPrinterPolicy};
 use crate::engine::{Engine, EngineSettings};
 use crate::store::{self, StoreError};
 
@@ -81,6 +83,7 @@ pub fn redact_password(url: &str) -> String {
 /// A running gateway.
 pub struct Application {
     addr: Option<SocketAddr>,
+    tls: bool,
     state: AppState,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -112,6 +115,7 @@ impl Application {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let mut addr = None;
+        let mut tls = false;
         if matches!(role, Role::Api | Role::All) {
             let listener = tokio::net::TcpListener::bind(config.bind_addr)
                 .await
@@ -126,15 +130,21 @@ impl Application {
             addr = Some(local);
             let router = api::router(state.clone());
             let stop = shutdown.clone();
-            tracker.spawn(async move {
-                let served = axum::serve(listener, router)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await;
-                if let Err(err) = served {
-                    tracing::error!(error = %err, "HTTP server stopped with an error");
-                }
-            });
-            tracing::info!(address = %local, "API listening");
+            if let Some((cert, key)) = config.tls_files() {
+                tls = true;
+                serve_tls(listener, router, cert, key, stop, &tracker).await?;
+                tracing::info!(address = %local, "API listening (HTTPS)");
+            } else {
+                tracker.spawn(async move {
+                    let served = axum::serve(listener, router)
+                        .with_graceful_shutdown(stop.cancelled_owned())
+                        .await;
+                    if let Err(err) = served {
+                        tracing::error!(error = %err, "HTTP server stopped with an error");
+                    }
+                });
+                tracing::info!(address = %local, "API listening");
+            }
         }
         if matches!(role, Role::Worker | Role::All) {
             engine.spawn(&tracker, shutdown.clone());
@@ -146,6 +156,7 @@ impl Application {
         tracker.close();
         Ok(Application {
             addr,
+            tls,
             state,
             shutdown,
             tracker,
@@ -158,7 +169,10 @@ impl Application {
     }
 
     pub fn base_url(&self) -> String {
-        self.addr.map(|a| format!("http://{a}")).unwrap_or_default()
+        let scheme = if self.tls { "https" } else { "http" };
+        self.addr
+            .map(|a| format!("{scheme}://{a}"))
+            .unwrap_or_default()
     }
 
     pub fn state(&self) -> &AppState {
@@ -185,6 +199,41 @@ impl Application {
     }
 }
 
+/// Serves the router over TLS (rustls) on `listener` until `stop` fires.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    stop: CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<(), StartError> {
+    // One process-wide crypto provider (ring, as reqwest uses); a second install is a no-op.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+        .await
+        .map_err(|err| {
+            StartError::Config(format!(
+                "TLS_CERT_PATH/TLS_KEY_PATH could not be loaded as a PEM certificate and key: {err}"
+            ))
+        })?;
+    let std_listener = listener
+        .into_std()
+        .map_err(|err| StartError::Config(format!("cannot serve TLS on the listener: {err}")))?;
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp_rustls(std_listener, tls).handle(handle.clone());
+    tracker.spawn(async move {
+        stop.cancelled().await;
+        handle.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    tracker.spawn(async move {
+        if let Err(err) = server.serve(router.into_make_service()).await {
+            tracing::error!(error = %err, "HTTPS server stopped with an error");
+        }
+    });
+    Ok(())
+}
+
 async fn wait_for_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -206,7 +255,27 @@ async fn wait_for_signal() {
     }
 }
 
-/// The backends this build registers for `serve`, from their configuration.
-pub fn default_backends(_config: &Config) -> BackendRegistry {
-    BackendRegistry::new()
+/// The backends `serve` registers, from their configuration: each vendor whose
+/// credentials are configured (Lianke: LIANKE_API_KEY).
+pub fn default_backends(config: &Config) -> BackendRegistry {
+    let mut registry = BackendRegistry::new();
+    if let Some(api_key) = &config.lianke.lianke_api_key {
+        match LiankeBackend::new(api_key.clone(), lianke_settings(config)) {
+            Ok(lianke) => registry = registry.with(Arc::new(lianke)),
+            Err(err) => tracing::error!(error = %err, "the Lianke backend could not start"),
+        }
+    }
+    registry
+}
+
+/// The Lianke backend's settings from the `LIANKE_*` variables.
+pub fn lianke_settings(config: &Config) -> LiankeSettings {
+    LiankeSettings {
+        base_url: config.lianke.lianke_base_url.clone(),
+        timeout: config.vendor_timeout(),
+        callbacks: config.lianke_callbacks(),
+        poll_interval: Duration::from_millis(config.lianke.lianke_poll_interval_ms),
+        callback_wait: Duration::from_millis(config.lianke.lianke_callback_wait_ms),
+        no_printer_waits: config.lianke.lianke_no_printer == NoPrinterPolicy::Wait,
+    }
 }

@@ -155,6 +155,89 @@ pub struct Config {
         hide_env_values = true
     )]
     pub callback_secrets: Option<String>,
+
+    /// PEM certificate chain: with TLS_KEY_PATH, the gateway serves HTTPS itself (Lianke only
+    /// calls back to https URLs). Unset: plain HTTP, e.g. behind a TLS proxy.
+    #[arg(
+        long,
+        env = "TLS_CERT_PATH",
+        value_name = "TLS_CERT_PATH",
+        global = true
+    )]
+    pub tls_cert_path: Option<std::path::PathBuf>,
+
+    /// PEM private key matching TLS_CERT_PATH.
+    #[arg(long, env = "TLS_KEY_PATH", value_name = "TLS_KEY_PATH", global = true)]
+    pub tls_key_path: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub lianke: LiankeConfig,
+}
+
+/// The Lianke (链科云打印 v3) backend. It is enabled when LIANKE_API_KEY is set.
+#[derive(Debug, Clone, Args)]
+pub struct LiankeConfig {
+    /// Lianke's API server.
+    #[arg(
+        long,
+        env = "LIANKE_BASE_URL",
+        value_name = "LIANKE_BASE_URL",
+        global = true,
+        default_value = "https://cloud.liankenet.com"
+    )]
+    pub lianke_base_url: String,
+
+    /// The `ApiKey` Lianke issued to this gateway. Unset: the Lianke backend is off.
+    #[arg(
+        long,
+        env = "LIANKE_API_KEY",
+        value_name = "LIANKE_API_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub lianke_api_key: Option<String>,
+
+    /// How often an accepted task is polled when no callback settles it (Lianke asks for
+    /// at least 10 s between polls of one task; lower values are for tests).
+    #[arg(long, env = "LIANKE_POLL_INTERVAL_MS", value_name = "LIANKE_POLL_INTERVAL_MS", global = true,
+          default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub lianke_poll_interval_ms: u64,
+
+    /// With callbacks on, how long after the submit the first poll waits for a callback.
+    #[arg(long, env = "LIANKE_CALLBACK_WAIT_MS", value_name = "LIANKE_CALLBACK_WAIT_MS", global = true,
+          default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(10..=86_400_000))]
+    pub lianke_callback_wait_ms: u64,
+
+    /// Ask Lianke for a result callback even when PUBLIC_BASE_URL is plain http (Lianke
+    /// itself refuses http; for tests and the simulator).
+    #[arg(long, env = "LIANKE_ALLOW_HTTP_CALLBACK", value_name = "LIANKE_ALLOW_HTTP_CALLBACK", global = true,
+          default_value_t = false, action = clap::ArgAction::Set)]
+    pub lianke_allow_http_callback: bool,
+
+    /// Before a callback may end a job, ask Lianke (`GET /api/print/job`) whether the task
+    /// really ended as the callback says.
+    #[arg(long, env = "LIANKE_CONFIRM_CALLBACKS", value_name = "LIANKE_CONFIRM_CALLBACKS", global = true,
+          default_value_t = true, action = clap::ArgAction::Set)]
+    pub lianke_confirm_callbacks: bool,
+
+    /// What a job does when no printer is plugged into its port (Lianke 5011 / 497): `wait`
+    /// for it like an offline device, or `fail` at once.
+    #[arg(
+        long,
+        env = "LIANKE_NO_PRINTER",
+        value_name = "LIANKE_NO_PRINTER",
+        global = true,
+        value_enum,
+        default_value = "wait"
+    )]
+    pub lianke_no_printer: NoPrinterPolicy,
+}
+
+/// What to do when a Lianke box reports no printer on the job's port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NoPrinterPolicy {
+    Wait,
+    Fail,
 }
 
 impl Config {
@@ -201,6 +284,36 @@ impl Config {
         if self.max_document_bytes > self.max_body_bytes {
             return Err("MAX_DOCUMENT_BYTES must not exceed MAX_BODY_BYTES".into());
         }
+        if self.tls_cert_path.is_some() != self.tls_key_path.is_some() {
+            return Err("TLS_CERT_PATH and TLS_KEY_PATH must be set together".into());
+        }
+        for (name, path) in [
+            ("TLS_CERT_PATH", &self.tls_cert_path),
+            ("TLS_KEY_PATH", &self.tls_key_path),
+        ] {
+            if let Some(path) = path
+                && !path.is_file()
+            {
+                return Err(format!("{name} names no readable file: {}", path.display()));
+            }
+        }
+        let lianke = reqwest::Url::parse(&self.lianke.lianke_base_url).map_err(|err| {
+            format!(
+                "LIANKE_BASE_URL is not a URL ({err}): {}",
+                self.lianke.lianke_base_url
+            )
+        })?;
+        if !matches!(lianke.scheme(), "http" | "https") {
+            return Err("LIANKE_BASE_URL must be an http(s) URL".into());
+        }
+        if self
+            .lianke
+            .lianke_api_key
+            .as_deref()
+            .is_some_and(|k| k.trim().is_empty())
+        {
+            return Err("LIANKE_API_KEY is set but empty".into());
+        }
         if let Some(secrets) = &self.callback_secrets
             && secrets.split(',').any(|s| s.trim().len() < 16)
         {
@@ -218,6 +331,24 @@ impl Config {
 
     pub fn vendor_timeout(&self) -> Duration {
         Duration::from_secs(self.vendor_timeout_secs)
+    }
+
+    /// The certificate and key when the gateway serves HTTPS itself.
+    pub fn tls_files(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        match (&self.tls_cert_path, &self.tls_key_path) {
+            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+            _ => None,
+        }
+    }
+
+    /// Whether Lianke is asked for result callbacks: it only calls https URLs, so the
+    /// public URL must be https (or http explicitly allowed, for tests).
+    pub fn lianke_callbacks(&self) -> bool {
+        match self.public_base() {
+            Some(url) if url.starts_with("https://") => true,
+            Some(url) if url.starts_with("http://") => self.lianke.lianke_allow_http_callback,
+            _ => false,
+        }
     }
 
     /// The public base URL without a trailing slash.

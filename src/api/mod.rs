@@ -6,6 +6,7 @@ pub mod error;
 pub mod health;
 pub mod jobs;
 pub mod printers;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +58,7 @@ pub struct AppState {
     tags(
         (name = "jobs", description = "Print jobs: accept, read, list, history, cancel"),
         (name = "printers", description = "Printers: register, configure, capabilities, live status (printers:admin to change)"),
+        (name = "webhooks", description = "Vendor callbacks (authenticated by a per-job token in the URL, no API key)"),
         (name = "operations", description = "Health, readiness and metrics (no key needed)"),
     )
 )]
@@ -93,6 +95,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(printers::printer_capabilities))
         .routes(routes!(printers::printer_status))
+        .routes(routes!(printers::discover_printers))
+        .routes(routes!(printers::reset_error_limit))
+        .routes(routes!(printers::flush_queue))
+        .routes(routes!(webhooks::lianke_callback))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

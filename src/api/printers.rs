@@ -12,7 +12,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, Json, Path, Problem, Query};
-use crate::backends::{Backend, PrinterStatus, VendorError};
+use crate::backends::{Backend, DiscoveredPrinter, Housekeeping, PrinterStatus, VendorError};
+use crate::domain::ErrorCode;
 use crate::domain::{Capabilities, JobOptions, PrinterId};
 use crate::engine::printer_context;
 use crate::store::printers::{Deleted, PrinterFields, PrinterRow};
@@ -473,6 +474,190 @@ fn vendor_problem(err: VendorError) -> ApiError {
             err.code, err.message
         ),
     )
+}
+
+/// A vendor refusal an operator can act on, with a status that says what kind it is. The
+/// vendor's code and message are included; secrets never are (they are not in errors).
+fn vendor_refusal(err: VendorError) -> ApiError {
+    let status = match err.code {
+        ErrorCode::PrinterAuthFailed | ErrorCode::VendorRejected => StatusCode::CONFLICT,
+        ErrorCode::VendorRateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::DeviceBusy | ErrorCode::DeviceOffline => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    let vendor = match (&err.vendor_code, &err.vendor_message) {
+        (Some(code), Some(msg)) => format!(" (vendor code {code}: {msg})"),
+        (Some(code), None) => format!(" (vendor code {code})"),
+        _ => String::new(),
+    };
+    ApiError::new(
+        status,
+        err.code.as_str(),
+        format!("{}{vendor}.", err.message),
+    )
+}
+
+/// A device to look behind.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "backend": "lianke",
+    "locator": {"device_id": "lk112312312312"},
+    "secrets": {"device_key": "••••••"}
+}))]
+pub struct DiscoverRequest {
+    pub backend: String,
+    #[schema(value_type = Object)]
+    pub locator: Value,
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub secrets: Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DiscoveredPrinters {
+    pub items: Vec<DiscoveredPrinter>,
+}
+
+/// List the printers behind a vendor device, ready to register.
+///
+/// For Lianke: give the box's `device_id` and `device_key`; each printer on its ports comes
+/// back with the `locator` to register it with (`POST /v1/printers`). Nothing is stored.
+#[utoipa::path(post, path = "/v1/printers/discover", tag = "printers",
+    security(("bearer" = [])),
+    request_body = DiscoverRequest,
+    responses(
+        (status = 200, description = "The printers found", body = DiscoveredPrinters),
+        (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks `printers:admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The vendor refused the device id or key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The backend has no discovery, or a field is missing", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The vendor failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Backend not configured, or the device is busy", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn discover_printers(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(input): Json<DiscoverRequest>,
+) -> Result<Json<DiscoveredPrinters>, ApiError> {
+    caller.require(ADMIN)?;
+    let backend = state.backend(&input.backend)?;
+    match backend.discover(&input.locator, &input.secrets).await {
+        None => Err(ApiError::unprocessable(
+            "discovery_not_supported",
+            format!("The `{}` backend cannot list printers.", backend.name()),
+        )),
+        Some(Err(err)) if err.code == ErrorCode::VendorRejected && err.vendor_code.is_none() => {
+            Err(ApiError::unprocessable("invalid_field", err.message))
+        }
+        Some(Err(err)) => Err(vendor_refusal(err)),
+        Some(Ok(items)) => Ok(Json(DiscoveredPrinters { items })),
+    }
+}
+
+/// What a housekeeping call did.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"printer_id": "office-2f", "action": "reset_error_limit", "jobs_resumed": 3, "vendor_data": null}))]
+pub struct HousekeepingResult {
+    pub printer_id: String,
+    pub action: String,
+    /// Pending jobs of the printer made due now.
+    pub jobs_resumed: u64,
+    #[schema(value_type = Object)]
+    pub vendor_data: Value,
+}
+
+async fn housekeeping(
+    state: &AppState,
+    id: &str,
+    action: Housekeeping,
+    name: &str,
+) -> Result<Json<HousekeepingResult>, ApiError> {
+    let row = load(state, id).await?;
+    let backend = state.backend(&row.backend)?;
+    let context = printer_context(&row).map_err(ApiError::Internal)?;
+    let outcome = backend
+        .housekeeping(&context, action)
+        .await
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "not_supported",
+                format!("The `{}` backend does not offer {name}.", backend.name()),
+            )
+        })?;
+    let data = outcome.map_err(vendor_refusal)?;
+    let mut resumed = 0;
+    if action == Housekeeping::ResetErrorLimit {
+        // The vendor lifted its suspension: close the breaker, resume waiting jobs.
+        store::printers::record_success(&state.pool, &row.id).await?;
+        resumed = store::jobs::make_printer_jobs_due(&state.pool, &row.id).await?;
+    }
+    tracing::info!(printer_id = %row.id, action = name, resumed, "printer housekeeping done");
+    Ok(Json(HousekeepingResult {
+        printer_id: row.id,
+        action: name.to_owned(),
+        jobs_resumed: resumed,
+        vendor_data: data.get("vendor_data").cloned().unwrap_or(Value::Null),
+    }))
+}
+
+/// Lift the vendor's suspension of a printer after too many failed tasks.
+///
+/// Lianke suspends a box after 30 consecutive failed tasks (code 11203); this calls its
+/// `reset_printing_error_limit` (10 times a day per box), closes the printer's breaker and
+/// resumes its waiting jobs. Fix the printer first.
+#[utoipa::path(post, path = "/v1/printers/{id}/reset-error-limit", tag = "printers",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Printer id")),
+    responses(
+        (status = 200, description = "Reset", body = HousekeepingResult),
+        (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks `printers:admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such printer", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Nothing to reset (Lianke 11201)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The backend has no such call", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Today's resets are used up (Lianke 11200)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The vendor failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The device is busy (Lianke 10009); try again", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn reset_error_limit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<HousekeepingResult>, ApiError> {
+    caller.require(ADMIN)?;
+    housekeeping(
+        &state,
+        &id,
+        Housekeeping::ResetErrorLimit,
+        "reset_error_limit",
+    )
+    .await
+}
+
+/// Drop the tasks queued at the vendor for a printer.
+///
+/// Lianke `flush_jobs`: queued tasks are revoked (printing ones go on); their jobs become
+/// `canceled` as the gateway learns of it.
+#[utoipa::path(post, path = "/v1/printers/{id}/flush-queue", tag = "printers",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Printer id")),
+    responses(
+        (status = 200, description = "Flushed", body = HousekeepingResult),
+        (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks `printers:admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such printer", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The backend has no such call", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The vendor failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The device is busy; try again", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn flush_queue(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<HousekeepingResult>, ApiError> {
+    caller.require(ADMIN)?;
+    housekeeping(&state, &id, Housekeeping::FlushQueue, "flush_queue").await
 }
 
 /// A printer's capabilities, normalised; cached from the vendor.

@@ -6,6 +6,8 @@
 //! outcomes and [`VendorError`]s carrying a [`Decision`]. Backends know nothing of SQL,
 //! axum or the public API.
 
+pub mod lianke;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,6 +78,9 @@ pub struct SubmitRequest {
     /// Where the vendor should report the result, when the gateway has a public URL.
     pub callback_url: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// When the (last) submit of this job started: lets `find_task` look for the vendor
+    /// task near that moment.
+    pub submit_started_at: Option<DateTime<Utc>>,
 }
 
 /// The vendor accepted a job.
@@ -145,6 +150,40 @@ pub struct PrinterStatus {
     pub vendor_status: Option<String>,
 }
 
+/// A printer found behind a vendor device, ready to register.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "display_name": "Kyocera MA2000w GX (port 1)",
+    "locator": {"device_id": "lk112312312312", "device_port": 1, "printer_model": "Kyocera MA2000w GX"},
+    "model": "Kyocera MA2000w GX", "supported": true, "live_status": true, "state": "idle"
+}))]
+pub struct DiscoveredPrinter {
+    pub display_name: String,
+    /// The `locator` to register this printer with (add the secrets yourself).
+    #[schema(value_type = Object)]
+    pub locator: Value,
+    pub model: String,
+    /// Whether the vendor can drive this printer (Lianke `driver_type` 1).
+    pub supported: bool,
+    /// Whether live status (paper, jam, …) can be asked for.
+    pub live_status: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The vendor's own description of the printer.
+    #[schema(value_type = Object)]
+    pub vendor: Value,
+}
+
+/// Vendor housekeeping an operator may trigger on a printer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Housekeeping {
+    /// Lift the vendor's suspension after too many failed tasks (Lianke
+    /// `reset_printing_error_limit`).
+    ResetErrorLimit,
+    /// Drop the tasks queued at the vendor (Lianke `flush_jobs`).
+    FlushQueue,
+}
+
 /// Capabilities as fetched from a vendor: the neutral document and the vendor's raw answer.
 #[derive(Debug, Clone)]
 pub struct CapabilitiesReport {
@@ -167,6 +206,9 @@ pub struct VendorError {
     /// Whether this failure says something about the printer's health (counts toward the
     /// circuit breaker). Document or option rejections do not.
     pub counts_for_breaker: bool,
+    /// The vendor has suspended the device (Lianke 11203): open the printer's breaker at
+    /// once instead of counting one more failure.
+    pub opens_breaker: bool,
     pub raw: Option<Value>,
 }
 
@@ -180,6 +222,7 @@ impl VendorError {
             vendor_message: None,
             outcome_unknown: false,
             counts_for_breaker: !matches!(decision, Decision::Fail | Decision::RefreshTokenOnce),
+            opens_breaker: false,
             raw: None,
         }
     }
@@ -202,6 +245,12 @@ impl VendorError {
 
     pub fn counting_for_breaker(mut self, counts: bool) -> VendorError {
         self.counts_for_breaker = counts;
+        self
+    }
+
+    pub fn opening_breaker(mut self) -> VendorError {
+        self.opens_breaker = true;
+        self.counts_for_breaker = true;
         self
     }
 
@@ -329,6 +378,25 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<CapabilitiesReport, VendorError>;
 
     async fn printer_status(&self, printer: &PrinterContext) -> Result<PrinterStatus, VendorError>;
+
+    /// Lists the printers behind a vendor device, for registration. `None`: this backend
+    /// has no discovery.
+    async fn discover(
+        &self,
+        _locator: &Value,
+        _secrets: &Value,
+    ) -> Option<Result<Vec<DiscoveredPrinter>, VendorError>> {
+        None
+    }
+
+    /// Runs vendor housekeeping on a printer. `None`: this backend does not offer it.
+    async fn housekeeping(
+        &self,
+        _printer: &PrinterContext,
+        _action: Housekeeping,
+    ) -> Option<Result<Value, VendorError>> {
+        None
+    }
 
     /// Drops cached vendor tokens so the next call fetches fresh ones.
     async fn invalidate_credentials(&self, _printer: &PrinterContext) {}

@@ -130,6 +130,11 @@ impl Engine {
         &self.settings
     }
 
+    /// The keys that sign and verify callback URLs (the webhook checks tokens with them).
+    pub fn callback_keys(&self) -> &CallbackKeys {
+        &self.callback_keys
+    }
+
     /// Starts the workers, the LISTEN task and the sweeper on `tracker`; they stop when
     /// `shutdown` fires, each finishing (or giving back) the job it holds.
     pub fn spawn(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
@@ -337,6 +342,7 @@ impl Engine {
             options: w.job.options.0.clone(),
             callback_url,
             created_at: w.job.created_at,
+            submit_started_at: w.job.submit_started_at,
         }
     }
 
@@ -597,6 +603,19 @@ impl Engine {
         printer: &PrinterRow,
         err: &VendorError,
     ) -> EngineResult<()> {
+        if err.opens_breaker {
+            store::printers::open_breaker(
+                &self.pool,
+                &printer.id,
+                &err.message,
+                self.settings.breaker_threshold,
+                self.settings.breaker_cooldown,
+            )
+            .await?;
+            tracing::warn!(printer_id = %printer.id, "circuit breaker opened: the vendor suspended the device");
+            metrics::counter!("print_gateway_breaker_opened_total", "printer" => printer.id.clone()).increment(1);
+            return Ok(());
+        }
         let failures = store::printers::record_failure(
             &self.pool,
             &printer.id,

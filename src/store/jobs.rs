@@ -275,6 +275,18 @@ pub async fn make_due_now(pool: &PgPool, id: Uuid) -> StoreResult<()> {
     Ok(())
 }
 
+/// Makes every pending job of a printer due now (its device came back, its breaker was
+/// reset by an operator). Returns how many.
+pub async fn make_printer_jobs_due(pool: &PgPool, printer_id: &str) -> StoreResult<u64> {
+    let done = sqlx::query(
+        "UPDATE jobs SET due_at = now() WHERE printer_id = $1 AND state = 'pending' AND due_at > now()",
+    )
+    .bind(printer_id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Marks, and commits, that a submit is about to leave. False when the lease was lost or
 /// the job stopped being pending (e.g. canceled meanwhile): then nothing may be sent.
 pub async fn mark_submit_started(pool: &PgPool, id: Uuid, token: Uuid) -> StoreResult<bool> {

@@ -238,3 +238,26 @@ pub async fn take_breaker_trial(
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// The vendor suspended the device: the breaker opens now, whatever the count was.
+pub async fn open_breaker(
+    pool: &PgPool,
+    id: &str,
+    message: &str,
+    threshold: i32,
+    cooldown: Duration,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE printers SET breaker_failures = GREATEST(breaker_failures + 1, $3),
+             breaker_open_until = now() + make_interval(secs => $4),
+             last_error = $2, last_error_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(message)
+    .bind(threshold)
+    .bind(cooldown.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! Vendor callbacks. No API key: Lianke signs nothing, so each job's callback URL carries an
+//! HMAC token of the job id (`callback_token`), checked in constant time before anything
+//! else. Forged or unknown callbacks change nothing; duplicates are answered 200 (Lianke
+//! retries at 0/5/10 s until it gets a 200); only forward moves are applied.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::{ApiError, Json, Path, Problem, Query};
+use crate::backends::TaskReport;
+use crate::backends::lianke::webhook::LiankeCallback;
+use crate::backends::lianke::{self, Locator};
+use crate::domain::{EventSource, JobState, Transition};
+use crate::engine::printer_context;
+use crate::store::{self, jobs::JobUpdate};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CallbackQuery {
+    /// The per-job token the gateway put in the callback URL.
+    pub token: Option<String>,
+}
+
+/// What the gateway did with a callback.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"status": "applied", "job_state": "completed"}))]
+pub struct CallbackAck {
+    /// `applied` (the job moved or its stage was recorded), `duplicate` (already known,
+    /// nothing changed).
+    pub status: &'static str,
+    pub job_state: JobState,
+}
+
+/// Lianke's result callback, as its doc shows it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "device_id": "lk112312312312", "task_id": "bd85931c-38fa-4891-b1fa-5e1cf160ec12",
+    "task_state": "SUCCESS", "create_time": "2022-03-01 17:15:02", "finish_time": "2022-03-01 17:30:58",
+    "task_result": {"code": 200, "msg": "success"}
+}))]
+pub struct LiankeCallbackBody {
+    pub device_id: String,
+    pub task_id: String,
+    /// READY, PARSING, SENDING, SUCCESS, FAILURE, SET_REVOKE, REVOKED.
+    pub task_state: String,
+    pub create_time: Option<String>,
+    pub finish_time: Option<String>,
+    #[schema(value_type = Object)]
+    pub task_result: Option<serde_json::Value>,
+}
+
+fn unknown_job() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_job",
+        "No Lianke job has this callback URL.",
+    )
+}
+
+fn not_ready(detail: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "callback_not_ready",
+        detail,
+    )
+}
+
+/// Lianke result callback for one job.
+///
+/// Lianke calls the `callbackUrl` the gateway gave it when a task ends. Authenticated by the
+/// `token` query parameter; the body's `task_id` and `device_id` must be the job's.
+#[utoipa::path(post, path = "/webhooks/lianke/{job_id}", tag = "webhooks",
+    params(("job_id" = String, Path, description = "The job the callback URL was made for"), CallbackQuery),
+    request_body = LiankeCallbackBody,
+    responses(
+        (status = 200, description = "Applied, or a duplicate of what is known", body = CallbackAck),
+        (status = 400, description = "Not a Lianke callback body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The task or device is not the job's", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not ready yet (submit still in flight, or Lianke could not confirm); Lianke retries", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn lianke_callback(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+    Query(query): Query<CallbackQuery>,
+    body: Bytes,
+) -> Result<Json<CallbackAck>, ApiError> {
+    // Authenticate first: nothing about jobs is read for a forged callback.
+    let job_id = Uuid::parse_str(&job_id).map_err(|_| unknown_job())?;
+    let token = query
+        .token
+        .ok_or_else(|| ApiError::unauthorized("The callback URL has no `token`."))?;
+    if !state.engine.callback_keys().verify(job_id, &token) {
+        tracing::warn!(%job_id, "Lianke callback with a wrong token refused");
+        return Err(ApiError::unauthorized(
+            "The callback's token does not match its job.",
+        ));
+    }
+    let callback = LiankeCallback::parse(&body)
+        .map_err(|detail| ApiError::bad_request("invalid_callback", detail))?;
+    let job = store::jobs::get_any(&state.pool, job_id)
+        .await?
+        .ok_or_else(unknown_job)?;
+    let printer = store::printers::get(&state.pool, &job.printer_id)
+        .await?
+        .filter(|p| p.backend == lianke::NAME)
+        .ok_or_else(unknown_job)?;
+    let locator = Locator::parse(&printer.locator).map_err(ApiError::Internal)?;
+    if let Err(mismatch) = callback.check(&locator.device_id, job.vendor_task_id.as_deref()) {
+        tracing::warn!(%job_id, %mismatch, "Lianke callback for another task or device refused");
+        return Err(ApiError::conflict(
+            "callback_mismatch",
+            mismatch.to_string(),
+        ));
+    }
+    let backend = state.backend(lianke::NAME)?.clone();
+    let current = job.job_state()?;
+    let duplicate = Json(CallbackAck {
+        status: "duplicate",
+        job_state: current,
+    });
+    let job = match current {
+        JobState::Completed | JobState::Failed | JobState::Canceled => return Ok(duplicate),
+        // The submit's answer is not stored yet; Lianke retries in 5 s, polling covers it.
+        JobState::Pending => {
+            return Err(not_ready(
+                "The job's submit is still being recorded; try again.",
+            ));
+        }
+        // The vendor evidently got the submit: this callback confirms it.
+        JobState::Unconfirmed => {
+            let t = Transition::new(JobState::Unconfirmed, JobState::Processing)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            let confirm = JobUpdate::transition(t, EventSource::Callback)
+                .reason("submit_confirmed")
+                .vendor_task(callback.body.task_id.clone())
+                .settle_submit()
+                .due(chrono::Utc::now());
+            match store::jobs::apply_on(&state.pool, job_id, &confirm).await? {
+                Some(row) => row,
+                None => return Err(not_ready("The job is changing state; try again.")),
+            }
+        }
+        JobState::Processing => job,
+    };
+
+    let mut report = callback.report();
+    if callback.is_terminal() && state.config.lianke.lianke_confirm_callbacks {
+        // Trust Lianke's own answer over an unsigned body before ending the job.
+        let context = printer_context(&printer).map_err(ApiError::Internal)?;
+        let confirmed = backend
+            .task_status(&context, &callback.body.task_id)
+            .await
+            .map_err(|err| {
+                tracing::warn!(%job_id, error = %err, "could not confirm a Lianke callback");
+                not_ready("Lianke could not confirm the task's state; try again.")
+            })?;
+        if confirmed.progress != report.progress {
+            tracing::warn!(%job_id, body = %report.vendor_status, vendor = %confirmed.vendor_status,
+                "a Lianke callback disagrees with Lianke's task state; using Lianke's");
+        }
+        report = TaskReport {
+            raw: Some(serde_json::json!({
+                "callback": callback.raw,
+                "confirmation": confirmed.raw,
+            })),
+            ..confirmed
+        };
+    }
+    let applied = state
+        .engine
+        .apply_report(&job, report, EventSource::Callback, None, backend.as_ref())
+        .await?;
+    match applied {
+        Some(row) => Ok(Json(CallbackAck {
+            status: "applied",
+            job_state: row.job_state()?,
+        })),
+        // Another callback copy or a poll got there first.
+        None => {
+            let now = store::jobs::get_any(&state.pool, job_id)
+                .await?
+                .ok_or_else(unknown_job)?;
+            Ok(Json(CallbackAck {
+                status: "duplicate",
+                job_state: now.job_state()?,
+            }))
+        }
+    }
+}
