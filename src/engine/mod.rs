@@ -473,7 +473,9 @@ impl Engine {
 
         match outcome {
             Ok(accepted) => {
-                store::printers::record_success(&self.pool, &w.printer.id).await?;
+                // An accepted submit does not close the breaker: only a printed task does.
+                // Lianke counts consecutive failed *tasks* toward its 30-failure suspension,
+                // and each of those tasks was an accepted submit.
                 let due = if job.cancel_requested {
                     now
                 } else {

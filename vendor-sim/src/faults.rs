@@ -33,6 +33,9 @@ pub enum FaultAction {
     /// Never answer (until the simulator shuts down or `hang_duration` passes), so the
     /// client times out.
     Hang,
+    /// Run the vendor logic (the request takes effect: a task is created), then never
+    /// answer: the client times out not knowing its request arrived.
+    HangAfter,
 }
 
 /// One scripted fault. Rules are checked in the order added; all matching latency rules

@@ -131,6 +131,12 @@ async fn observe(State(core): State<Arc<Core>>, req: Request, next: Next) -> Res
             core.sleep(core.config.hang_duration).await;
             (StatusCode::GATEWAY_TIMEOUT.into_response(), true)
         }
+        Some(FaultAction::HangAfter) => {
+            let req = Request::from_parts(parts, Body::from(bytes));
+            let _ = next.run(req).await;
+            core.sleep(core.config.hang_duration).await;
+            (StatusCode::GATEWAY_TIMEOUT.into_response(), true)
+        }
         Some(FaultAction::Latency { .. }) | None => {
             let req = Request::from_parts(parts, Body::from(bytes));
             (next.run(req).await, false)
