@@ -94,19 +94,51 @@ struct DemoPrinter {
     secrets: Value,
 }
 
+/// The printers the simulator's `--demo-fixtures` stand behind.
 fn demo_printers() -> Vec<DemoPrinter> {
-    Vec::new()
+    vec![DemoPrinter {
+        id: "demo-lianke",
+        display_name: "Demo Lianke box (simulated HP LaserJet P1007)",
+        backend: "lianke",
+        locator: json!({"device_id": "demo-lk-1", "device_port": 1, "printer_model": "HP LaserJet P1007"}),
+        secrets: json!({"device_key": "demo-lk-key"}),
+    }]
 }
 
-/// Points the backends' settings at the simulator.
-fn configure_for_simulator(config: &mut Config, _sim_url: &str) {
+/// Points the backends' settings at the simulator (callbacks over plain http: the
+/// simulator is told to accept them; real Lianke requires https).
+fn configure_for_simulator(config: &mut Config, sim_url: &str) {
     if config.public_base_url.is_none() {
         config.public_base_url = Some(format!("http://{}", config.bind_addr));
     }
+    config.lianke.lianke_base_url = sim_url.to_owned();
+    config.lianke.lianke_api_key = Some(vendor_sim_lianke_api_key().to_owned());
+    config.lianke.lianke_allow_http_callback = true;
+    config.lianke.lianke_poll_interval_ms = 2_000;
+    config.lianke.lianke_callback_wait_ms = 5_000;
 }
 
-pub async fn run(mut config: Config, simulator: Option<PathBuf>) -> Result<(), DemoError> {
-    let (mut sim, sim_url) = start_simulator(simulator_binary(simulator)?).await?;
+/// The ApiKey the simulator accepts by default (its `--lianke-api-keys`).
+fn vendor_sim_lianke_api_key() -> &'static str {
+    "sim-lianke-api-key"
+}
+
+/// Where the simulator comes from.
+pub enum Simulator {
+    /// Start this binary (default: `vendor-sim` next to this executable).
+    Spawn(Option<PathBuf>),
+    /// Use one already running at this URL (docker-compose).
+    Running(String),
+}
+
+pub async fn run(mut config: Config, simulator: Simulator) -> Result<(), DemoError> {
+    let (mut sim, sim_url) = match simulator {
+        Simulator::Spawn(binary) => {
+            let (child, url) = start_simulator(simulator_binary(binary)?).await?;
+            (Some(child), url)
+        }
+        Simulator::Running(url) => (None, url.trim_end_matches('/').to_owned()),
+    };
     println!("VENDOR_SIM_URL={sim_url}");
     configure_for_simulator(&mut config, &sim_url);
 
@@ -191,7 +223,9 @@ pub async fn run(mut config: Config, simulator: Option<PathBuf>) -> Result<(), D
     );
     println!("Ctrl-C stops it.");
     application.run_until_signal().await;
-    let _ = sim.kill().await;
+    if let Some(child) = sim.as_mut() {
+        let _ = child.kill().await;
+    }
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use print_gateway::api::auth::SCOPES;
 use print_gateway::app::{self, Application, Role};
 use print_gateway::config::Config;
-use print_gateway::{api, store, telemetry};
+use print_gateway::{api, demo, store, telemetry};
 
 /// One vendor-neutral print API over Lianke, Zhimu and WeCom cloud printers.
 ///
@@ -39,9 +39,12 @@ enum Command {
     /// Start the vendor simulator and the gateway with demo printers, print
     /// PRINT_GATEWAY_URL and PRINT_GATEWAY_API_KEY, follow a demo job per printer, keep serving.
     Demo {
-        /// The vendor-sim binary (default: next to this executable).
-        #[arg(long, env = "VENDOR_SIM_BIN")]
+        /// The vendor-sim binary to start (default: next to this executable).
+        #[arg(long, env = "VENDOR_SIM_BIN", conflicts_with = "simulator_url")]
         simulator: Option<std::path::PathBuf>,
+        /// Use a vendor simulator already running at this URL instead of starting one.
+        #[arg(long, env = "VENDOR_SIM_URL")]
+        simulator_url: Option<String>,
     },
 }
 
@@ -141,8 +144,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             eprintln!("revoked {id}");
         }
-        Command::Demo { simulator } => {
-            print_gateway::demo::run(cli.config, simulator).await?;
+        Command::Demo {
+            simulator,
+            simulator_url,
+        } => {
+            let simulator = match simulator_url {
+                Some(url) => demo::Simulator::Running(url),
+                None => demo::Simulator::Spawn(simulator),
+            };
+            demo::run(cli.config, simulator).await?;
         }
         Command::Openapi => {
             println!("{}", api::openapi().to_pretty_json()?);
