@@ -217,10 +217,15 @@ pub async fn run(mut config: Config, simulator: Simulator) -> Result<(), DemoErr
     }
     follow(&client, &base, &key, &jobs).await?;
 
-    println!("The gateway keeps running; try:");
+    let printer = registered.first().copied().unwrap_or("demo-lianke");
+    println!();
+    println!("The gateway keeps running. Print something (it completes within seconds):");
     println!(
-        "  curl -s -H \"Authorization: Bearer $PRINT_GATEWAY_API_KEY\" $PRINT_GATEWAY_URL/v1/jobs"
+        "  curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' {base}/v1/jobs -d '{{\"printer_id\":\"{printer}\",\"document\":{{\"text\":\"hello from curl\"}}}}'"
     );
+    println!("Then follow it (use the id from the answer):");
+    println!("  curl -s -H 'Authorization: Bearer {key}' {base}/v1/jobs/<id>");
+    println!("  curl -s -H 'Authorization: Bearer {key}' {base}/v1/jobs/<id>/events");
     println!("Ctrl-C stops it.");
     application.run_until_signal().await;
     if let Some(child) = sim.as_mut() {
