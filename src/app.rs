@@ -13,6 +13,9 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, AppState};
 use crate::backends::BackendRegistry;
 use crate::backends::lianke::{LiankeBackend, LiankeSettings};
+use crate::backends::pacing::PollCadence;
+use crate::backends::zhimu::token::AppCredentials;
+use crate::backends::zhimu::{ZhimuBackend, ZhimuSettings};
 use crate::callback_token::CallbackKeys;
 use crate::config::{Config, NoPrinterPolicy};
 use crate::engine::{Engine, EngineSettings};
@@ -256,7 +259,7 @@ async fn wait_for_signal() {
 }
 
 /// The backends `serve` registers, from their configuration: each vendor whose
-/// credentials are configured (Lianke: LIANKE_API_KEY).
+/// credentials are configured (Lianke: LIANKE_API_KEY; Zhimu: ZHIMU_APP_ID + ZHIMU_APP_KEY).
 pub fn default_backends(config: &Config) -> BackendRegistry {
     let mut registry = BackendRegistry::new();
     if let Some(api_key) = &config.lianke.lianke_api_key {
@@ -264,6 +267,11 @@ pub fn default_backends(config: &Config) -> BackendRegistry {
             Ok(lianke) => registry = registry.with(Arc::new(lianke)),
             Err(err) => tracing::error!(error = %err, "the Lianke backend could not start"),
         }
+    }
+    match zhimu_backend(config) {
+        Ok(Some(zhimu)) => registry = registry.with(zhimu),
+        Ok(None) => {}
+        Err(err) => tracing::error!(error = %err, "the Zhimu backend could not start"),
     }
     registry
 }
@@ -278,4 +286,34 @@ pub fn lianke_settings(config: &Config) -> LiankeSettings {
         callback_wait: Duration::from_millis(config.lianke.lianke_callback_wait_ms),
         no_printer_waits: config.lianke.lianke_no_printer == NoPrinterPolicy::Wait,
     }
+}
+
+/// The Zhimu backend's settings from the `ZHIMU_*` variables; `None` when the app
+/// credentials are not set (the backend is off).
+pub fn zhimu_settings(config: &Config) -> Option<ZhimuSettings> {
+    let z = &config.zhimu;
+    let (app_id, app_key) = z.credentials()?;
+    Some(ZhimuSettings {
+        base_url: z.zhimu_base_url.clone(),
+        credentials: AppCredentials {
+            app_id: app_id.to_owned(),
+            app_key: app_key.to_owned(),
+        },
+        timeout: Duration::from_millis(z.zhimu_timeout_ms),
+        poll: PollCadence {
+            first: Duration::from_millis(z.zhimu_poll_first_ms),
+            every: Duration::from_millis(z.zhimu_poll_every_ms),
+            max: Duration::from_millis(z.zhimu_poll_max_ms),
+        },
+        max_polls_per_second: z.zhimu_max_polls_per_sec,
+        token_refresh_ahead: Duration::from_secs(z.zhimu_token_refresh_ahead_secs),
+    })
+}
+
+/// The Zhimu backend when its credentials are configured.
+pub fn zhimu_backend(config: &Config) -> Result<Option<Arc<ZhimuBackend>>, StartError> {
+    zhimu_settings(config)
+        .map(|settings| ZhimuBackend::new(settings).map(Arc::new))
+        .transpose()
+        .map_err(StartError::Config)
 }

@@ -172,6 +172,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub lianke: LiankeConfig,
+
+    #[command(flatten)]
+    pub zhimu: ZhimuConfig,
 }
 
 /// The Lianke (链科云打印 v3) backend. It is enabled when LIANKE_API_KEY is set.
@@ -238,6 +241,69 @@ pub struct LiankeConfig {
 pub enum NoPrinterPolicy {
     Wait,
     Fail,
+}
+
+/// The Zhimu (智睦云 Cloud OpenAPI) backend. It is enabled when ZHIMU_APP_ID and
+/// ZHIMU_APP_KEY are set.
+#[derive(Debug, Clone, Args)]
+pub struct ZhimuConfig {
+    /// Zhimu's API server.
+    #[arg(
+        long,
+        env = "ZHIMU_BASE_URL",
+        value_name = "ZHIMU_BASE_URL",
+        global = true,
+        default_value = "https://any.webprinter.cn"
+    )]
+    pub zhimu_base_url: String,
+
+    /// The AppID of the gateway's Zhimu app. Unset: the Zhimu backend is off.
+    #[arg(long, env = "ZHIMU_APP_ID", value_name = "ZHIMU_APP_ID", global = true)]
+    pub zhimu_app_id: Option<String>,
+
+    /// The AppKey of that app (signs token requests; never logged).
+    #[arg(
+        long,
+        env = "ZHIMU_APP_KEY",
+        value_name = "ZHIMU_APP_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub zhimu_app_key: Option<String>,
+
+    /// Timeout of one Zhimu call (the doc gives 3000 ms). A submit that times out is
+    /// `unconfirmed`, never sent again.
+    #[arg(long, env = "ZHIMU_TIMEOUT_MS", value_name = "ZHIMU_TIMEOUT_MS", global = true,
+          default_value_t = 3000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub zhimu_timeout_ms: u64,
+
+    /// Delay from an accepted submit to the first status poll.
+    #[arg(long, env = "ZHIMU_POLL_FIRST_MS", value_name = "ZHIMU_POLL_FIRST_MS", global = true,
+          default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub zhimu_poll_first_ms: u64,
+
+    /// Shortest delay between two polls of one task (young tasks).
+    #[arg(long, env = "ZHIMU_POLL_EVERY_MS", value_name = "ZHIMU_POLL_EVERY_MS", global = true,
+          default_value_t = 3000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub zhimu_poll_every_ms: u64,
+
+    /// Longest delay between two polls of one task: polls back off to a quarter of the
+    /// task's age, up to this.
+    #[arg(long, env = "ZHIMU_POLL_MAX_MS", value_name = "ZHIMU_POLL_MAX_MS", global = true,
+          default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(10..=86_400_000))]
+    pub zhimu_poll_max_ms: u64,
+
+    /// Status polls (`task/get`) per second at most, across all Zhimu jobs of this
+    /// process (0: no bound).
+    #[arg(long, env = "ZHIMU_MAX_POLLS_PER_SEC", value_name = "ZHIMU_MAX_POLLS_PER_SEC", global = true,
+          default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub zhimu_max_polls_per_sec: u32,
+
+    /// How long before the app token expires a new one is fetched (at most a fifth of
+    /// the token's lifetime, which the doc gives as one day).
+    #[arg(long, env = "ZHIMU_TOKEN_REFRESH_AHEAD_SECS", value_name = "ZHIMU_TOKEN_REFRESH_AHEAD_SECS", global = true,
+          default_value_t = 600, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub zhimu_token_refresh_ahead_secs: u64,
 }
 
 impl Config {
@@ -314,6 +380,7 @@ impl Config {
         {
             return Err("LIANKE_API_KEY is set but empty".into());
         }
+        self.zhimu.validate()?;
         if let Some(secrets) = &self.callback_secrets
             && secrets.split(',').any(|s| s.trim().len() < 16)
         {
@@ -359,6 +426,40 @@ impl Config {
     }
 }
 
+impl ZhimuConfig {
+    fn validate(&self) -> Result<(), String> {
+        let url = reqwest::Url::parse(&self.zhimu_base_url).map_err(|err| {
+            format!(
+                "ZHIMU_BASE_URL is not a URL ({err}): {}",
+                self.zhimu_base_url
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err("ZHIMU_BASE_URL must be an http(s) URL".into());
+        }
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+        match (set(&self.zhimu_app_id), set(&self.zhimu_app_key)) {
+            (true, false) => return Err("ZHIMU_APP_ID is set but ZHIMU_APP_KEY is not".into()),
+            (false, true) => return Err("ZHIMU_APP_KEY is set but ZHIMU_APP_ID is not".into()),
+            _ => {}
+        }
+        if self.zhimu_poll_every_ms > self.zhimu_poll_max_ms {
+            return Err("ZHIMU_POLL_EVERY_MS must not exceed ZHIMU_POLL_MAX_MS".into());
+        }
+        Ok(())
+    }
+
+    /// The app credentials, when both are set.
+    pub fn credentials(&self) -> Option<(&str, &str)> {
+        match (self.zhimu_app_id.as_deref(), self.zhimu_app_key.as_deref()) {
+            (Some(id), Some(key)) if !id.trim().is_empty() && !key.trim().is_empty() => {
+                Some((id, key))
+            }
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Config;
@@ -378,5 +479,20 @@ mod tests {
         let mut config = Config::defaults();
         config.lease_secs = 5;
         assert!(config.validate().unwrap_err().contains("LEASE_SECS"));
+    }
+
+    #[test]
+    fn zhimu_credentials_come_in_pairs() {
+        let mut config = Config::defaults();
+        assert_eq!(config.zhimu.zhimu_base_url, "https://any.webprinter.cn");
+        assert_eq!(config.zhimu.zhimu_timeout_ms, 3000);
+        assert!(config.zhimu.credentials().is_none());
+        config.zhimu.zhimu_app_id = Some("app".into());
+        assert!(config.validate().unwrap_err().contains("ZHIMU_APP_KEY"));
+        config.zhimu.zhimu_app_key = Some("key".into());
+        assert!(config.validate().is_ok());
+        assert_eq!(config.zhimu.credentials(), Some(("app", "key")));
+        config.zhimu.zhimu_base_url = "ftp://x".into();
+        assert!(config.validate().unwrap_err().contains("ZHIMU_BASE_URL"));
     }
 }

@@ -7,6 +7,7 @@ pub mod health;
 pub mod jobs;
 pub mod printers;
 pub mod webhooks;
+pub mod zhimu;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +60,7 @@ pub struct AppState {
         (name = "jobs", description = "Print jobs: accept, read, list, history, cancel"),
         (name = "printers", description = "Printers: register, configure, capabilities, live status (printers:admin to change)"),
         (name = "webhooks", description = "Vendor callbacks (authenticated by a per-job token in the URL, no API key)"),
+        (name = "zhimu", description = "Zhimu: bind shared printers to the gateway's app, list and unbind them (printers:admin)"),
         (name = "operations", description = "Health, readiness and metrics (no key needed)"),
     )
 )]
@@ -99,6 +101,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(printers::reset_error_limit))
         .routes(routes!(printers::flush_queue))
         .routes(routes!(webhooks::lianke_callback))
+        .routes(routes!(zhimu::bind_share))
+        .routes(routes!(zhimu::list_printers))
+        .routes(routes!(zhimu::unbind_printer))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

@@ -8,6 +8,11 @@
 
 pub mod lianke;
 
+pub mod pacing;
+pub mod token_cache;
+pub mod zhimu;
+
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -297,8 +302,10 @@ impl VendorError {
 }
 
 /// One vendor. Implementations hold their HTTP client, token caches and configuration.
+/// (`Any`, which every `'static` type is, lets the API reach a backend's own operations,
+/// such as Zhimu's share binding, through [`BackendRegistry::get_as`].)
 #[async_trait]
-pub trait Backend: Send + Sync + 'static {
+pub trait Backend: Any + Send + Sync + 'static {
     /// The registry key, also stored on printers (`lianke`, `zhimu`, …).
     fn name(&self) -> &'static str;
 
@@ -340,6 +347,12 @@ pub trait Backend: Send + Sync + 'static {
             first_after: Duration::from_secs(10),
             every: Duration::from_secs(10),
         }
+    }
+
+    /// The delay before the next poll of a task accepted `since_dispatch` ago (a backend
+    /// may poll old tasks less often). Default: `poll_plan().every`.
+    fn poll_interval(&self, _since_dispatch: Duration) -> Duration {
+        self.poll_plan().every
     }
 
     /// Whether jobs already at the vendor can be canceled there.
@@ -420,6 +433,13 @@ impl BackendRegistry {
 
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Backend>> {
         self.backends.get(name)
+    }
+
+    /// The backend registered as `name`, as its concrete type (for vendor-specific
+    /// operations the [`Backend`] trait does not cover).
+    pub fn get_as<T: Backend>(&self, name: &str) -> Option<Arc<T>> {
+        let backend: Arc<dyn Any + Send + Sync> = self.backends.get(name)?.clone();
+        backend.downcast::<T>().ok()
     }
 
     pub fn names(&self) -> Vec<&'static str> {

@@ -274,8 +274,11 @@ impl Engine {
         };
         match state {
             JobState::Pending => self.dispatch(&work).await,
+            // A vendor without a cancel call (Zhimu) keeps being polled; the API refuses
+            // such cancels, but one may have been asked while the submit was in flight.
             JobState::Processing
                 if job.cancel_requested
+                    && backend.supports_cancel()
                     && job.state_reason.as_deref() != Some(REASON_CANCELING) =>
             {
                 self.cancel_at_vendor(&work).await
@@ -688,13 +691,16 @@ impl Engine {
         lease: Option<Uuid>,
         backend: &dyn Backend,
     ) -> EngineResult<Option<JobRow>> {
+        let since_dispatch = (Utc::now() - job.dispatched_at.unwrap_or(job.created_at))
+            .to_std()
+            .unwrap_or_default();
         apply_task_report(
             &self.pool,
             job,
             report,
             source,
             lease,
-            backend.poll_plan().every,
+            backend.poll_interval(since_dispatch),
             self.settings.breaker_threshold,
             self.settings.breaker_cooldown,
         )
