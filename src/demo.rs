@@ -12,6 +12,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::app::{self, Application, Role};
+use crate::backends::BackendRegistry;
+use crate::backends::zhimu::ZhimuBackend;
 use crate::config::Config;
 use crate::domain::JobOptions;
 use crate::store::{self, printers::PrinterFields};
@@ -96,13 +98,22 @@ struct DemoPrinter {
 
 /// The printers the simulator's `--demo-fixtures` stand behind.
 fn demo_printers() -> Vec<DemoPrinter> {
-    vec![DemoPrinter {
-        id: "demo-lianke",
-        display_name: "Demo Lianke box (simulated HP LaserJet P1007)",
-        backend: "lianke",
-        locator: json!({"device_id": "demo-lk-1", "device_port": 1, "printer_model": "HP LaserJet P1007"}),
-        secrets: json!({"device_key": "demo-lk-key"}),
-    }]
+    vec![
+        DemoPrinter {
+            id: "demo-lianke",
+            display_name: "Demo Lianke box (simulated HP LaserJet P1007)",
+            backend: "lianke",
+            locator: json!({"device_id": "demo-lk-1", "device_port": 1, "printer_model": "HP LaserJet P1007"}),
+            secrets: json!({"device_key": "demo-lk-key"}),
+        },
+        DemoPrinter {
+            id: "demo-zhimu",
+            display_name: "Demo Zhimu shared printer (simulated 佳能复合机)",
+            backend: "zhimu",
+            locator: json!({"share_sn": "pkDgrqeA", "printer_name": "佳能复合机", "device_type": "printer"}),
+            secrets: json!({}),
+        },
+    ]
 }
 
 /// Points the backends' settings at the simulator (callbacks over plain http: the
@@ -116,6 +127,22 @@ fn configure_for_simulator(config: &mut Config, sim_url: &str) {
     config.lianke.lianke_allow_http_callback = true;
     config.lianke.lianke_poll_interval_ms = 2_000;
     config.lianke.lianke_callback_wait_ms = 5_000;
+    config.zhimu.zhimu_base_url = sim_url.to_owned();
+    config.zhimu.zhimu_app_id = Some("demo-app".to_owned());
+    config.zhimu.zhimu_app_key = Some("demo-appkey".to_owned());
+    config.zhimu.zhimu_poll_first_ms = 500;
+    config.zhimu.zhimu_poll_every_ms = 500;
+}
+
+/// Binds the simulator's demo share to the demo Zhimu app, as an operator would with
+/// `POST /v1/backends/zhimu/shares`.
+async fn bind_zhimu_share(backends: &BackendRegistry) -> Result<(), DemoError> {
+    if let Some(zhimu) = backends.get_as::<ZhimuBackend>("zhimu") {
+        zhimu.bind_share("830487711", "2598").await.map_err(|err| {
+            DemoError::Simulator(format!("binding the demo Zhimu share failed: {err}"))
+        })?;
+    }
+    Ok(())
 }
 
 /// The ApiKey the simulator accepts by default (its `--lianke-api-keys`).
@@ -148,6 +175,7 @@ pub async fn run(mut config: Config, simulator: Simulator) -> Result<(), DemoErr
         Application::start(config.clone(), pool.clone(), backends.clone(), Role::All).await?;
     let base = application.base_url();
 
+    bind_zhimu_share(&backends).await?;
     let mut registered = Vec::new();
     for printer in demo_printers() {
         let Some(backend) = backends.get(printer.backend) else {
