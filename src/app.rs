@@ -14,10 +14,12 @@ use crate::api::{self, AppState};
 use crate::backends::BackendRegistry;
 use crate::backends::lianke::{LiankeBackend, LiankeSettings};
 use crate::backends::pacing::PollCadence;
+use crate::backends::wecom::{self, WecomBackend, WecomClient, WecomSettings};
 use crate::backends::zhimu::token::AppCredentials;
 use crate::backends::zhimu::{ZhimuBackend, ZhimuSettings};
 use crate::callback_token::CallbackKeys;
 use crate::config::{Config, NoPrinterPolicy};
+use crate::engine::wecom::{WecomBridge, WecomBridgeSettings};
 use crate::engine::{Engine, EngineSettings};
 use crate::store::{self, StoreError};
 
@@ -90,6 +92,31 @@ pub struct Application {
     state: AppState,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    wecom: Option<Arc<WecomBridge>>,
+}
+
+/// The WeCom client settings from the configuration.
+pub fn wecom_settings(config: &Config) -> WecomSettings {
+    WecomSettings {
+        base_url: config.wecom.wecom_base_url.clone(),
+        model_id: config.wecom.wecom_model_id.clone().unwrap_or_default(),
+        model_secret: config
+            .wecom
+            .wecom_model_secret
+            .as_ref()
+            .map(|s| s.expose().to_owned())
+            .unwrap_or_default(),
+        model_ticket: config
+            .wecom
+            .wecom_model_ticket
+            .as_ref()
+            .map(|s| s.expose().to_owned()),
+        timeout: config.vendor_timeout(),
+        max_document_bytes: config.max_document_bytes,
+        push_configured: config.wecom_push_configured(),
+        rate_limit_pause: std::time::Duration::from_secs(config.wecom.wecom_rate_limit_pause_secs),
+        busy_retry_pause: std::time::Duration::from_millis(config.retry_base_ms.min(500)),
+    }
 }
 
 impl Application {
@@ -101,6 +128,26 @@ impl Application {
         role: Role,
     ) -> Result<Application, StartError> {
         config.validate().map_err(StartError::Config)?;
+        // WeCom printers exist when a WeCom model is configured: the backend validates
+        // them, the bridge pulls, imports and reports.
+        let mut backends = backends;
+        let mut wecom_client = None;
+        if config.wecom_enabled() {
+            let client =
+                Arc::new(WecomClient::new(wecom_settings(&config)).map_err(StartError::Config)?);
+            if backends.get(wecom::NAME).is_none() {
+                backends = backends.with(Arc::new(WecomBackend::new(Arc::clone(&client))));
+            }
+            wecom_client = Some(client);
+        }
+        let wecom = wecom_client.map(|client| {
+            WecomBridge::new(
+                pool.clone(),
+                client,
+                backends.clone(),
+                WecomBridgeSettings::from_config(&config),
+            )
+        });
         let callback_keys = CallbackKeys::from_config(config.callback_secrets.as_deref());
         let engine = Engine::new(
             pool.clone(),
@@ -155,6 +202,13 @@ impl Application {
                 workers = config.worker_concurrency,
                 "dispatch workers started"
             );
+            if let Some(bridge) = &wecom {
+                bridge.spawn(&tracker, shutdown.clone());
+                tracing::info!(
+                    sync_interval_secs = config.wecom.wecom_sync_interval_secs,
+                    "WeCom sync and reporter started"
+                );
+            }
         }
         tracker.close();
         Ok(Application {
@@ -163,6 +217,7 @@ impl Application {
             state,
             shutdown,
             tracker,
+            wecom,
         })
     }
 
@@ -184,6 +239,12 @@ impl Application {
 
     pub fn engine(&self) -> &Arc<Engine> {
         &self.state.engine
+    }
+
+    /// The WeCom bridge, when WeCom is configured (its `sync_now`, `run_inbox_now` and
+    /// `report_now` drive it deterministically).
+    pub fn wecom(&self) -> Option<&Arc<WecomBridge>> {
+        self.wecom.as_ref()
     }
 
     /// Stops accepting requests, lets in-flight requests and vendor calls finish, and

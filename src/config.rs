@@ -175,6 +175,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub zhimu: ZhimuConfig,
+
+    #[command(flatten)]
+    pub wecom: WecomConfig,
 }
 
 /// The Lianke (链科云打印 v3) backend. It is enabled when LIANKE_API_KEY is set.
@@ -306,6 +309,130 @@ pub struct ZhimuConfig {
     pub zhimu_token_refresh_ahead_secs: u64,
 }
 
+/// WeCom printers (企业微信 hardware cloud access). Enabled when WECOM_MODEL_ID is set.
+#[derive(Debug, Clone, Args)]
+pub struct WecomConfig {
+    /// WeCom API base URL.
+    #[arg(
+        long,
+        env = "WECOM_BASE_URL",
+        value_name = "WECOM_BASE_URL",
+        global = true,
+        default_value = "https://qyapi.weixin.qq.com"
+    )]
+    pub wecom_base_url: String,
+
+    /// WeCom hardware model id. Setting it (with WECOM_MODEL_SECRET) enables WeCom printers.
+    #[arg(
+        long,
+        env = "WECOM_MODEL_ID",
+        value_name = "WECOM_MODEL_ID",
+        global = true
+    )]
+    pub wecom_model_id: Option<String>,
+
+    /// WeCom model secret.
+    #[arg(
+        long,
+        env = "WECOM_MODEL_SECRET",
+        value_name = "WECOM_MODEL_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub wecom_model_secret: Option<Secret>,
+
+    /// A WeCom model ticket to start with; newer ones arrive by push (needed when pushes
+    /// are not configured).
+    #[arg(
+        long,
+        env = "WECOM_MODEL_TICKET",
+        value_name = "WECOM_MODEL_TICKET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub wecom_model_ticket: Option<Secret>,
+
+    /// The Token of the WeCom push callback (`msg_signature`). With WECOM_CALLBACK_AES_KEY it
+    /// enables `POST /webhooks/wecom`.
+    #[arg(
+        long,
+        env = "WECOM_CALLBACK_TOKEN",
+        value_name = "WECOM_CALLBACK_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub wecom_callback_token: Option<Secret>,
+
+    /// The 43-character EncodingAESKey of the WeCom push callback.
+    #[arg(
+        long,
+        env = "WECOM_CALLBACK_AES_KEY",
+        value_name = "WECOM_CALLBACK_AES_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub wecom_callback_aes_key: Option<Secret>,
+
+    /// How often each WeCom printer's jobs are pulled (the backstop for missed pushes);
+    /// 0 = never (push only).
+    #[arg(long, env = "WECOM_SYNC_INTERVAL_SECS", value_name = "WECOM_SYNC_INTERVAL_SECS", global = true,
+          default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub wecom_sync_interval_secs: u64,
+
+    /// How far back a pull looks for unprinted jobs (WeCom keeps jobs 7 days).
+    #[arg(long, env = "WECOM_SYNC_WINDOW_SECS", value_name = "WECOM_SYNC_WINDOW_SECS", global = true,
+          default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(60..=604_800))]
+    pub wecom_sync_window_secs: u64,
+
+    /// The tenant imported WeCom jobs belong to (a printer's `locator.tenant` overrides it).
+    #[arg(
+        long,
+        env = "WECOM_TENANT",
+        value_name = "WECOM_TENANT",
+        global = true,
+        default_value = "wecom"
+    )]
+    pub wecom_tenant: String,
+
+    /// How long every WeCom call pauses after a rate or concurrency limit (45009/45033).
+    #[arg(long, env = "WECOM_RATE_LIMIT_PAUSE_SECS", value_name = "WECOM_RATE_LIMIT_PAUSE_SECS", global = true,
+          default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub wecom_rate_limit_pause_secs: u64,
+
+    /// Longest delay between two attempts to report a job's outcome to WeCom (reports are
+    /// retried until WeCom accepts them).
+    #[arg(long, env = "WECOM_REPORT_RETRY_MAX_SECS", value_name = "WECOM_REPORT_RETRY_MAX_SECS", global = true,
+          default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub wecom_report_retry_max_secs: u64,
+}
+
+/// A secret setting: `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
 impl Config {
     /// The defaults, as if no variable were set: for tests and the demo.
     pub fn defaults() -> Config {
@@ -389,7 +516,70 @@ impl Config {
                     .into(),
             );
         }
+        self.validate_wecom()
+    }
+
+    fn validate_wecom(&self) -> Result<(), String> {
+        let set = |v: &Option<Secret>| v.as_ref().is_some_and(|s| !s.expose().trim().is_empty());
+        match (
+            &self.wecom.wecom_callback_token,
+            &self.wecom.wecom_callback_aes_key,
+        ) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(
+                    "WECOM_CALLBACK_TOKEN and WECOM_CALLBACK_AES_KEY must be set together".into(),
+                );
+            }
+            (Some(token), Some(key)) => {
+                if token.expose().trim().is_empty() {
+                    return Err("WECOM_CALLBACK_TOKEN must not be empty".into());
+                }
+                crate::backends::wecom::crypto::AesKey::from_encoding_aes_key(key.expose())
+                    .map_err(|_| "WECOM_CALLBACK_AES_KEY must be the 43-character EncodingAESKey of the WeCom callback".to_owned())?;
+            }
+            (None, None) => {}
+        }
+        let Some(model_id) = &self.wecom.wecom_model_id else {
+            if set(&self.wecom.wecom_model_secret) || set(&self.wecom.wecom_model_ticket) {
+                return Err("WECOM_MODEL_ID is required when WECOM_MODEL_SECRET or WECOM_MODEL_TICKET is set".into());
+            }
+            return Ok(());
+        };
+        if model_id.trim().is_empty() {
+            return Err("WECOM_MODEL_ID must not be empty".into());
+        }
+        if !set(&self.wecom.wecom_model_secret) {
+            return Err("WECOM_MODEL_SECRET is required with WECOM_MODEL_ID".into());
+        }
+        if !set(&self.wecom.wecom_model_ticket) && !self.wecom_push_configured() {
+            return Err("WECOM_MODEL_TICKET is required with WECOM_MODEL_ID unless pushes (WECOM_CALLBACK_TOKEN, WECOM_CALLBACK_AES_KEY) deliver it".into());
+        }
+        let parsed = reqwest::Url::parse(&self.wecom.wecom_base_url).map_err(|err| {
+            format!(
+                "WECOM_BASE_URL is not a URL ({err}): {}",
+                self.wecom.wecom_base_url
+            )
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+            return Err(format!(
+                "WECOM_BASE_URL must be an http(s) URL with a host, got {}",
+                self.wecom.wecom_base_url
+            ));
+        }
+        if self.wecom.wecom_tenant.trim().is_empty() || self.wecom.wecom_tenant.len() > 200 {
+            return Err("WECOM_TENANT must be 1-200 characters".into());
+        }
         Ok(())
+    }
+
+    /// Whether WeCom printers are enabled (a model is configured).
+    pub fn wecom_enabled(&self) -> bool {
+        self.wecom.wecom_model_id.is_some()
+    }
+
+    /// Whether WeCom pushes are accepted at `POST /webhooks/wecom`.
+    pub fn wecom_push_configured(&self) -> bool {
+        self.wecom.wecom_callback_token.is_some() && self.wecom.wecom_callback_aes_key.is_some()
     }
 
     pub fn lease(&self) -> Duration {
@@ -494,5 +684,46 @@ mod tests {
         assert_eq!(config.zhimu.credentials(), Some(("app", "key")));
         config.zhimu.zhimu_base_url = "ftp://x".into();
         assert!(config.validate().unwrap_err().contains("ZHIMU_BASE_URL"));
+    }
+
+    #[test]
+    fn wecom_settings_are_checked_together() {
+        use super::Secret;
+        let mut config = Config::defaults();
+        config.wecom.wecom_model_id = Some("model".into());
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("WECOM_MODEL_SECRET")
+        );
+        config.wecom.wecom_model_secret = Some(Secret::new("s"));
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("WECOM_MODEL_TICKET")
+        );
+        config.wecom.wecom_model_ticket = Some(Secret::new("t"));
+        assert!(config.validate().is_ok());
+        config.wecom.wecom_callback_token = Some(Secret::new("tok"));
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("WECOM_CALLBACK_AES_KEY")
+        );
+        config.wecom.wecom_callback_aes_key = Some(Secret::new("too-short"));
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("WECOM_CALLBACK_AES_KEY")
+        );
+        config.wecom.wecom_callback_aes_key = Some(Secret::new("a".repeat(43)));
+        assert!(config.validate().is_ok());
+        config.wecom.wecom_base_url = "ftp://x".into();
+        assert!(config.validate().unwrap_err().contains("WECOM_BASE_URL"));
+        assert!(!format!("{config:?}").contains("tok\""));
     }
 }

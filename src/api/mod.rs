@@ -7,6 +7,7 @@ pub mod health;
 pub mod jobs;
 pub mod printers;
 pub mod webhooks;
+pub mod wecom_webhook;
 pub mod zhimu;
 
 use std::sync::Arc;
@@ -62,6 +63,7 @@ pub struct AppState {
         (name = "webhooks", description = "Vendor callbacks (authenticated by a per-job token in the URL, no API key)"),
         (name = "zhimu", description = "Zhimu: bind shared printers to the gateway's app, list and unbind them (printers:admin)"),
         (name = "operations", description = "Health, readiness and metrics (no key needed)"),
+        (name = "webhooks", description = "Vendor callbacks (authenticated by the vendor's own scheme, not an API key)"),
     )
 )]
 struct ApiDoc;
@@ -107,6 +109,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
+        .routes(routes!(
+            wecom_webhook::wecom_push,
+            wecom_webhook::wecom_verify_url
+        ))
 }
 
 /// The OpenAPI document, exactly as served at `/openapi.json`.
@@ -199,6 +205,21 @@ impl AppState {
             ));
         }
         let backend = self.backend(&printer.backend)?;
+        if !backend.accepts_jobs() {
+            let target = backend
+                .prints_on(&printer.locator)
+                .map(|t| format!(" Its jobs print on printer `{t}`; submit there."))
+                .unwrap_or_default();
+            return Err(ApiError::unprocessable(
+                "printer_takes_no_jobs",
+                format!(
+                    "Printer `{}` is a {} printer: it takes jobs only from {} users.{target}",
+                    printer.id,
+                    backend.name(),
+                    backend.name()
+                ),
+            ));
+        }
         backend
             .check_document(document.kind, document.doc_type)
             .map_err(|detail| ApiError::unprocessable("unsupported_document_type", detail))?;

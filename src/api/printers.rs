@@ -269,6 +269,37 @@ fn fields_for(backend: &dyn Backend, draft: Draft) -> Result<PrinterFields, ApiE
     })
 }
 
+/// A source-only printer (WeCom) must name an existing printer that takes jobs.
+async fn check_target(
+    state: &AppState,
+    backend: &dyn Backend,
+    fields: &PrinterFields,
+) -> Result<(), ApiError> {
+    let Some(target) = backend.prints_on(&fields.locator) else {
+        return Ok(());
+    };
+    let invalid = |detail: String| ApiError::unprocessable("invalid_printer_config", detail);
+    if target == fields.id {
+        return Err(invalid(format!(
+            "`locator.target_printer_id` must name another printer, not `{target}` itself."
+        )));
+    }
+    let row = store::printers::get(&state.pool, &target)
+        .await?
+        .ok_or_else(|| {
+            invalid(format!(
+                "`locator.target_printer_id`: printer `{target}` does not exist; register the printer that prints first."
+            ))
+        })?;
+    match state.backends.get(&row.backend) {
+        Some(b) if b.accepts_jobs() => Ok(()),
+        _ => Err(invalid(format!(
+            "`locator.target_printer_id`: printer `{target}` ({}) cannot print jobs; choose a Lianke or Zhimu printer.",
+            row.backend
+        ))),
+    }
+}
+
 const ADMIN: &str = "printers:admin";
 
 /// Register a printer.
@@ -311,6 +342,7 @@ pub async fn create_printer(
         max_in_flight: input.max_in_flight,
     };
     let fields = fields_for(backend.as_ref(), draft)?;
+    check_target(&state, backend.as_ref(), &fields).await?;
     let row = store::printers::insert(&state.pool, &fields)
         .await?
         .ok_or_else(|| {
@@ -427,6 +459,7 @@ pub async fn update_printer(
         max_in_flight: input.max_in_flight.or(Some(row.max_in_flight as u32)),
     };
     let fields = fields_for(backend.as_ref(), draft)?;
+    check_target(&state, backend.as_ref(), &fields).await?;
     let updated = store::printers::update(&state.pool, &fields)
         .await?
         .ok_or_else(|| ApiError::not_found(&format!("Printer `{id}`")))?;

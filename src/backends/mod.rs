@@ -7,6 +7,7 @@
 //! axum or the public API.
 
 pub mod lianke;
+pub mod wecom;
 
 pub mod pacing;
 pub mod token_cache;
@@ -335,6 +336,18 @@ pub trait Backend: Any + Send + Sync + 'static {
             )),
             None => Ok(()),
         }
+    }
+
+    /// Whether apps may submit jobs to this backend's printers. A source-only backend
+    /// (WeCom: jobs come from WeCom users) answers false.
+    fn accepts_jobs(&self) -> bool {
+        true
+    }
+
+    /// For a source-only printer: the gateway printer that prints its jobs. It must exist
+    /// and accept jobs.
+    fn prints_on(&self, _locator: &Value) -> Option<String> {
+        None
     }
 
     /// Whether the vendor reports results to a callback URL.

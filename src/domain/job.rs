@@ -120,6 +120,8 @@ pub enum EventSource {
     Reconciler,
     Poller,
     Callback,
+    /// The WeCom bridge: imports, WeCom pushes and reports back to WeCom.
+    Wecom,
 }
 
 impl EventSource {
@@ -130,6 +132,7 @@ impl EventSource {
             EventSource::Reconciler => "reconciler",
             EventSource::Poller => "poller",
             EventSource::Callback => "callback",
+            EventSource::Wecom => "wecom",
         }
     }
 
@@ -140,6 +143,7 @@ impl EventSource {
             EventSource::Reconciler,
             EventSource::Poller,
             EventSource::Callback,
+            EventSource::Wecom,
         ]
         .into_iter()
         .find(|source| source.as_str() == s)

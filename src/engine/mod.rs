@@ -4,6 +4,7 @@
 //! error's [`Decision`].
 
 pub mod retry;
+pub mod wecom;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,6 +6,7 @@ use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
 use super::StoreResult;
+use crate::domain::{EventSource, JobState};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct EventRow {
@@ -29,4 +30,30 @@ pub async fn for_job(pool: &PgPool, job_id: Uuid) -> StoreResult<Vec<EventRow>> 
     .bind(job_id)
     .fetch_all(pool)
     .await?)
+}
+
+/// Records something that happened to a job without changing its state (e.g. a finished
+/// job's outcome reported back to WeCom).
+pub async fn append<'c>(
+    conn: impl sqlx::PgExecutor<'c>,
+    job_id: Uuid,
+    source: EventSource,
+    kind: &str,
+    state: JobState,
+    message: Option<&str>,
+    vendor_payload: Option<&Value>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO job_events (job_id, source, kind, from_state, to_state, message, vendor_payload)
+         VALUES ($1, $2, $3, $4, $4, $5, $6)",
+    )
+    .bind(job_id)
+    .bind(source.as_str())
+    .bind(kind)
+    .bind(state.as_str())
+    .bind(message)
+    .bind(vendor_payload)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

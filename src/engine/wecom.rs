@@ -1,0 +1,1022 @@
+//! The WeCom bridge: the gateway as the cloud of WeCom printers.
+//!
+//! - **pull** ([`WecomBridge::sync_now`]): per WeCom printer, under a lease row so one
+//!   replica syncs a device at a time, list each user's unprinted jobs page by page, import
+//!   every new `jobid` exactly once, then look up the known unfinished jobs by `jobid_list`
+//!   (deleted ones are canceled);
+//! - **push** ([`WecomBridge::run_inbox_now`]): the webhook queues verified messages in
+//!   `wecom_inbox`; here `printer_job_submit` becomes an import, `printer_job_del` a cancel,
+//!   `bind` a device secret and `model_ticket` the newest ticket;
+//! - **import**: download → decrypt → store document, job and `wecom_jobs` row in one
+//!   transaction; the job targets the bound printer and goes through the normal engine;
+//! - **report** ([`WecomBridge::report_now`]): when an imported job finishes, a trigger marks
+//!   its `wecom_jobs` row due (the outbox); the reporter tells WeCom, retrying until accepted.
+//!
+//! Loops run on the engine's `TaskTracker` and stop on the one shutdown token.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::backends::wecom::mapping::{
+    self, PushEvent, REASON_DELETED_AT_WECOM, REASON_FINISHED_AT_WECOM, ReportPlan, WecomErrcode,
+    WecomJobStatus,
+};
+use crate::backends::wecom::sync::{self, FetchError, UnprintedPages};
+use crate::backends::wecom::wire::{PrinterJob, ReportPrinterJobStatus};
+use crate::backends::wecom::{self, DeviceCredentials, WecomClient, WecomLocator};
+use crate::backends::{BackendRegistry, VendorError};
+use crate::config::Config;
+use crate::domain::document::Sniffed;
+use crate::domain::{
+    Decision, DocumentKind, DocumentType, ErrorCode, EventSource, JobError, JobOptions, JobState,
+    OptionsMode, Transition,
+};
+use crate::store::documents::NewDocument;
+use crate::store::jobs::{JobUpdate, NewJob};
+use crate::store::printers::PrinterRow;
+use crate::store::wecom::{NewWecomJob, PushRow, ReportRow};
+use crate::store::{self, StoreError};
+
+/// The channel the WeCom triggers signal on (inbox rows, due reports).
+pub const WECOM_CHANNEL: &str = "print_gateway_wecom";
+
+/// A pushed model ticket stays valid 30 minutes.
+const TICKET_MAX_AGE: Duration = Duration::from_secs(30 * 60);
+/// Push messages are given up after this many failed attempts.
+const PUSH_MAX_ATTEMPTS: i32 = 10;
+
+#[derive(Debug, Clone)]
+pub struct WecomBridgeSettings {
+    pub model_id: String,
+    pub tenant: String,
+    /// `None`: no periodic pull (push only).
+    pub sync_interval: Option<Duration>,
+    pub window_secs: i64,
+    pub page_size: u32,
+    pub lease: Duration,
+    pub sweep: Duration,
+    pub retry_base: Duration,
+    pub report_retry_max: Duration,
+}
+
+impl WecomBridgeSettings {
+    pub fn from_config(config: &Config) -> WecomBridgeSettings {
+        WecomBridgeSettings {
+            model_id: config.wecom.wecom_model_id.clone().unwrap_or_default(),
+            tenant: config.wecom.wecom_tenant.clone(),
+            sync_interval: (config.wecom.wecom_sync_interval_secs > 0)
+                .then(|| Duration::from_secs(config.wecom.wecom_sync_interval_secs)),
+            window_secs: i64::try_from(config.wecom.wecom_sync_window_secs).unwrap_or(i64::MAX),
+            page_size: sync::MAX_PAGE,
+            lease: config.lease(),
+            sweep: Duration::from_millis(config.sweep_interval_ms).max(Duration::from_millis(100)),
+            retry_base: Duration::from_millis(config.retry_base_ms),
+            report_retry_max: Duration::from_secs(config.wecom.wecom_report_retry_max_secs),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("WeCom: {0}")]
+    Vendor(VendorError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl From<sqlx::Error> for BridgeError {
+    fn from(err: sqlx::Error) -> Self {
+        BridgeError::Store(StoreError::Db(err))
+    }
+}
+
+type BridgeResult<T> = Result<T, BridgeError>;
+
+/// What a sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncSummary {
+    pub printers: usize,
+    /// Jobs WeCom listed (a job listed for several users counts each time).
+    pub listed: usize,
+    pub imported: usize,
+    pub already_known: usize,
+    /// Listed, then gone before it could be downloaded.
+    pub gone: usize,
+    /// Known jobs canceled because WeCom no longer has them (or finished them elsewhere).
+    pub canceled: usize,
+    pub list_calls: usize,
+    /// Printers whose sync failed, with why.
+    pub errors: Vec<String>,
+}
+
+/// What importing one WeCom job did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportOutcome {
+    Imported(Uuid),
+    AlreadyKnown,
+    Gone,
+}
+
+pub struct WecomBridge {
+    pool: PgPool,
+    client: Arc<WecomClient>,
+    backends: BackendRegistry,
+    settings: WecomBridgeSettings,
+    /// This replica, as a sync lease holder.
+    owner: Uuid,
+    wake: Notify,
+}
+
+/// A WeCom printer ready to sync: its row, locator and credentials.
+struct Source {
+    row: PrinterRow,
+    locator: WecomLocator,
+    device: DeviceCredentials,
+}
+
+fn after(d: Duration) -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+impl WecomBridge {
+    pub fn new(
+        pool: PgPool,
+        client: Arc<WecomClient>,
+        backends: BackendRegistry,
+        settings: WecomBridgeSettings,
+    ) -> Arc<WecomBridge> {
+        Arc::new(WecomBridge {
+            pool,
+            client,
+            backends,
+            settings,
+            owner: Uuid::new_v4(),
+            wake: Notify::new(),
+        })
+    }
+
+    pub fn client(&self) -> &Arc<WecomClient> {
+        &self.client
+    }
+
+    /// Starts the pull loop (when an interval is set), the inbox/report loop and its
+    /// LISTEN task on `tracker`; all stop when `shutdown` fires.
+    pub fn spawn(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
+        if let Some(every) = self.settings.sync_interval {
+            let bridge = Arc::clone(self);
+            let stop = shutdown.clone();
+            tracker.spawn(async move { bridge.sync_loop(every, stop).await });
+        }
+        let bridge = Arc::clone(self);
+        let stop = shutdown.clone();
+        tracker.spawn(async move { bridge.listen_loop(stop).await });
+        let bridge = Arc::clone(self);
+        tracker.spawn(async move { bridge.work_loop(shutdown).await });
+    }
+
+    async fn sync_loop(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            match self.sync_now().await {
+                Ok(summary) if summary.imported > 0 || !summary.errors.is_empty() => {
+                    tracing::info!(imported = summary.imported, canceled = summary.canceled, errors = ?summary.errors, "WeCom sync");
+                }
+                Ok(_) => {}
+                Err(err) => tracing::error!(error = %err, "WeCom sync failed"),
+            }
+        }
+    }
+
+    async fn listen_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let mut listener = match PgListener::connect_with(&self.pool).await {
+                Ok(listener) => listener,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot LISTEN for WeCom work; relying on the sweep");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+            };
+            if let Err(err) = listener.listen(WECOM_CHANNEL).await {
+                tracing::warn!(error = %err, "LISTEN failed");
+                continue;
+            }
+            loop {
+                tokio::select! {
+                    message = listener.recv() => match message {
+                        Ok(_) => self.wake.notify_one(),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "WeCom LISTEN connection lost; reconnecting");
+                            break;
+                        }
+                    },
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        }
+    }
+
+    /// Handles pushes and reports whenever woken, and at least every sweep interval.
+    async fn work_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            if let Err(err) = self.run_inbox_now().await {
+                tracing::error!(error = %err, "WeCom push handling failed");
+            }
+            if let Err(err) = self.report_now().await {
+                tracing::error!(error = %err, "WeCom reporting failed");
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.settings.sweep) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Uses the newest pushed model ticket (shared by the replicas through the database).
+    async fn refresh_ticket(&self) -> BridgeResult<()> {
+        if let Some(ticket) =
+            store::wecom::model_ticket(&self.pool, &self.settings.model_id, TICKET_MAX_AGE).await?
+        {
+            self.client.tokens.set_ticket(ticket);
+        }
+        Ok(())
+    }
+
+    async fn wecom_printers(&self) -> BridgeResult<Vec<PrinterRow>> {
+        Ok(store::printers::list(&self.pool)
+            .await?
+            .into_iter()
+            .filter(|p| p.backend == wecom::NAME && p.enabled)
+            .collect())
+    }
+
+    fn source(&self, row: PrinterRow) -> Result<Option<Source>, String> {
+        let locator = WecomLocator::parse(&row.locator)?;
+        let Some(secret) = wecom::device_secret(&row.secrets) else {
+            return Ok(None);
+        };
+        let device = DeviceCredentials {
+            device_sn: locator.device_sn.clone(),
+            device_secret: secret.to_owned(),
+        };
+        Ok(Some(Source {
+            row,
+            locator,
+            device,
+        }))
+    }
+
+    /// Pulls every enabled WeCom printer once: the deterministic driver for tests and the
+    /// body of the pull loop.
+    pub async fn sync_now(&self) -> BridgeResult<SyncSummary> {
+        self.refresh_ticket().await?;
+        let mut summary = SyncSummary::default();
+        for row in self.wecom_printers().await? {
+            let id = row.id.clone();
+            let source = match self.source(row) {
+                Ok(Some(source)) => source,
+                Ok(None) => {
+                    tracing::debug!(printer_id = %id, "WeCom printer has no device secret yet (awaiting bind)");
+                    continue;
+                }
+                Err(err) => {
+                    summary.errors.push(format!("{id}: {err}"));
+                    continue;
+                }
+            };
+            if !store::wecom::claim_sync(&self.pool, &id, self.owner, self.settings.lease).await? {
+                tracing::debug!(printer_id = %id, "another replica is syncing this WeCom printer");
+                continue;
+            }
+            summary.printers += 1;
+            let before = summary.imported;
+            let outcome = self.sync_printer(&source, &mut summary).await;
+            let error = match &outcome {
+                Ok(()) => None,
+                Err(err) => {
+                    tracing::warn!(printer_id = %id, error = %err, "WeCom sync of a printer failed");
+                    summary.errors.push(format!("{id}: {err}"));
+                    Some(err.to_string())
+                }
+            };
+            let imported = i32::try_from(summary.imported - before).unwrap_or(i32::MAX);
+            store::wecom::finish_sync(&self.pool, &id, self.owner, imported, error.as_deref())
+                .await?;
+            if let Err(BridgeError::Store(err)) = outcome {
+                return Err(err.into());
+            }
+        }
+        Ok(summary)
+    }
+
+    async fn sync_printer(&self, source: &Source, summary: &mut SyncSummary) -> BridgeResult<()> {
+        let target = self.target_of(source).await?;
+        let mut users: Vec<String> = source.locator.open_userids.clone();
+        for user in store::wecom::users_seen(&self.pool, &source.row.id).await? {
+            if !users.contains(&user) {
+                users.push(user);
+            }
+        }
+        let mut seen: HashSet<String> = HashSet::new();
+        for user in &users {
+            let mut pages = UnprintedPages::new(
+                &self.client,
+                &source.device,
+                user,
+                self.settings.window_secs,
+                self.settings.page_size,
+            );
+            while let Some(page) = pages.next_page().await {
+                summary.list_calls += 1;
+                let page = page.map_err(BridgeError::Vendor)?;
+                summary.listed += page.len();
+                let ids: Vec<String> = page.iter().map(|j| j.jobid.clone()).collect();
+                let known = store::wecom::known_jobids(&self.pool, &ids).await?;
+                for job in &page {
+                    if known.contains(&job.jobid) || !seen.insert(job.jobid.clone()) {
+                        summary.already_known += 1;
+                        continue;
+                    }
+                    match self.import(source, &target, job).await? {
+                        ImportOutcome::Imported(_) => summary.imported += 1,
+                        ImportOutcome::AlreadyKnown => summary.already_known += 1,
+                        ImportOutcome::Gone => summary.gone += 1,
+                    }
+                }
+                // A long listing keeps its lease.
+                store::wecom::claim_sync(
+                    &self.pool,
+                    &source.row.id,
+                    self.owner,
+                    self.settings.lease,
+                )
+                .await?;
+            }
+        }
+        summary.canceled += self.refresh_known(source, &seen, summary).await?;
+        Ok(())
+    }
+
+    /// The batch status look-up of known, unfinished jobs (`jobid_list`, ≤ 200 per call):
+    /// a job WeCom no longer has was deleted by its user (or expired) and is canceled.
+    async fn refresh_known(
+        &self,
+        source: &Source,
+        just_imported: &HashSet<String>,
+        summary: &mut SyncSummary,
+    ) -> BridgeResult<usize> {
+        let live = store::wecom::live_jobs(&self.pool, &source.row.id).await?;
+        let mut by_user: BTreeMap<String, Vec<(String, Uuid)>> = BTreeMap::new();
+        for job in live
+            .into_iter()
+            .filter(|j| !just_imported.contains(&j.jobid))
+        {
+            by_user
+                .entry(job.open_userid)
+                .or_default()
+                .push((job.jobid, job.job_id));
+        }
+        let mut canceled = 0;
+        for (user, jobs) in by_user {
+            let ids: Vec<String> = jobs.iter().map(|(id, _)| id.clone()).collect();
+            let found = sync::batch_status(&self.client, &source.device, &user, &ids)
+                .await
+                .map_err(BridgeError::Vendor)?;
+            summary.list_calls += ids.len().div_ceil(sync::MAX_JOBID_LIST);
+            for (jobid, job_id) in jobs {
+                match found.get(&jobid) {
+                    None => {
+                        store::wecom::mark_deleted(&self.pool, &jobid).await?;
+                        if self
+                            .cancel_for_wecom(
+                                job_id,
+                                REASON_DELETED_AT_WECOM,
+                                "the WeCom user deleted the job",
+                            )
+                            .await?
+                        {
+                            canceled += 1;
+                        }
+                    }
+                    Some(job) => {
+                        let status = WecomJobStatus::from_code(job.status);
+                        store::wecom::record_status(
+                            &self.pool,
+                            &jobid,
+                            i16::try_from(job.status).unwrap_or(i16::MAX),
+                        )
+                        .await?;
+                        match status.neutral_state() {
+                            Some(JobState::Pending) => {}
+                            Some(_) => {
+                                // WeCom shows it finished though the gateway did not print it:
+                                // another cloud did. Do not print it twice.
+                                if self
+                                    .cancel_if_pending(
+                                        job_id,
+                                        REASON_FINISHED_AT_WECOM,
+                                        "WeCom already shows the job finished",
+                                    )
+                                    .await?
+                                {
+                                    canceled += 1;
+                                }
+                            }
+                            None => tracing::warn!(
+                                jobid,
+                                status = job.status,
+                                "unknown WeCom job status; left alone"
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(canceled)
+    }
+
+    /// The printer a WeCom printer's jobs print on: it must exist and accept jobs.
+    async fn target_of(&self, source: &Source) -> BridgeResult<PrinterRow> {
+        let id = &source.locator.target_printer_id;
+        let target = store::printers::get(&self.pool, id).await?.ok_or_else(|| {
+            BridgeError::Setup(format!("the target printer `{id}` does not exist"))
+        })?;
+        match self.backends.get(&target.backend) {
+            Some(backend) if backend.accepts_jobs() => Ok(target),
+            Some(_) => Err(BridgeError::Setup(format!(
+                "the target printer `{id}` cannot print ({} printers take no jobs)",
+                target.backend
+            ))),
+            None => Err(BridgeError::Setup(format!(
+                "the target printer `{id}` uses the `{}` backend, which is not configured",
+                target.backend
+            ))),
+        }
+    }
+
+    /// Imports one WeCom job exactly once: download, decrypt, then document + job +
+    /// `wecom_jobs` row in one transaction. A document the target cannot print is imported
+    /// as a failed job, so WeCom hears why.
+    async fn import(
+        &self,
+        source: &Source,
+        target: &PrinterRow,
+        job: &PrinterJob,
+    ) -> BridgeResult<ImportOutcome> {
+        // Cheap check first: a push and a pull may race for the same job.
+        if store::wecom::get_job(&self.pool, &job.jobid)
+            .await?
+            .is_some()
+        {
+            return Ok(ImportOutcome::AlreadyKnown);
+        }
+        let (content, mut failure) =
+            match sync::fetch_document(&self.client, &source.device, &job.jobid).await {
+                Ok(bytes) => (bytes, None),
+                Err(FetchError::Gone) => return Ok(ImportOutcome::Gone),
+                Err(FetchError::Unusable(why)) => (
+                    Vec::new(),
+                    Some(JobError {
+                        code: ErrorCode::DocumentUnavailable,
+                        message: why,
+                        vendor_code: None,
+                        vendor_message: None,
+                    }),
+                ),
+                Err(FetchError::Vendor(err)) => return Err(BridgeError::Vendor(err)),
+            };
+        if let Some(size) = job.doc_size
+            && failure.is_none()
+            && size > 0
+            && size != content.len() as u64
+        {
+            tracing::warn!(jobid = %job.jobid, doc_size = size, got = content.len(), "WeCom document size differs from doc_size");
+        }
+        let doc_type = if failure.is_none() {
+            let declared = DocumentType::from_extension(&job.doc_name);
+            let sniffed = DocumentType::sniff(&content);
+            let doc_type = match (declared, sniffed) {
+                (Some(t), s) if t.matches(s) => Some(t),
+                (None, Sniffed::Exactly(t)) => Some(t),
+                _ => None,
+            };
+            let target_backend = self.backends.get(&target.backend);
+            let refused = match (doc_type, target_backend) {
+                (None, _) => Some(format!(
+                    "the document `{}` is of a type the gateway cannot print",
+                    job.doc_name
+                )),
+                (Some(t), Some(b)) => b.check_document(DocumentKind::Upload, Some(t)).err(),
+                (Some(_), None) => None,
+            };
+            if let Some(why) = refused {
+                failure = Some(JobError {
+                    code: ErrorCode::DocumentUnavailable,
+                    message: why,
+                    vendor_code: None,
+                    vendor_message: None,
+                });
+            }
+            doc_type
+        } else {
+            None
+        };
+
+        let mapped = mapping::map_settings(&job.setting_list);
+        let options = mapped.options.with_defaults(&target.default_options.0);
+        let (options, dropped) = match (&target.capabilities, options.validate()) {
+            (_, Err(_)) => (JobOptions::default(), vec!["setting_list".to_owned()]),
+            (Some(caps), Ok(())) => match caps.0.check(&options, OptionsMode::BestEffort) {
+                Ok(checked) => (checked.applied, checked.dropped),
+                Err(_) => (options, Vec::new()),
+            },
+            (None, Ok(())) => (options, Vec::new()),
+        };
+
+        let filename = if job.doc_name.trim().is_empty() {
+            format!(
+                "{}.{}",
+                job.jobid,
+                doc_type.map_or("bin", |t| t.extension())
+            )
+        } else {
+            job.doc_name.clone()
+        };
+        let document = NewDocument {
+            kind: DocumentKind::Upload,
+            doc_type,
+            content_type: doc_type.map(|t| t.content_type().to_owned()),
+            filename: Some(filename.clone()),
+            url: None,
+            content: Some(Bytes::from(content)),
+        };
+        let mut document_info = json!({
+            "kind": DocumentKind::Upload,
+            "filename": filename,
+            "size_bytes": document.size(),
+        });
+        if let Some(t) = doc_type {
+            document_info["type"] = json!(t);
+            document_info["content_type"] = json!(t.content_type());
+        }
+        let wecom_facts = json!({
+            "jobid": job.jobid,
+            "device_sn": source.device.device_sn,
+            "open_userid": job.open_userid,
+            "printer_id": source.row.id,
+            "doc_name": job.doc_name,
+            "doc_size": job.doc_size,
+            "createtime": job.createtime,
+            "submitted": job.submitted,
+            "setting_list": job.setting_list,
+            "unmapped_settings": mapped.unmapped,
+        });
+        let tenant = source
+            .locator
+            .tenant
+            .clone()
+            .unwrap_or_else(|| self.settings.tenant.clone());
+        let new_job = NewJob {
+            id: Uuid::now_v7(),
+            tenant,
+            printer_id: target.id.clone(),
+            document_id: Uuid::nil(),
+            document_info,
+            source: "wecom".into(),
+            options,
+            options_mode: "best_effort".into(),
+            dropped_options: dropped,
+            metadata: Some(json!({ "wecom": wecom_facts })),
+            idempotency_key: Some(format!("wecom:{}", job.jobid)),
+            request_hash: None,
+            expires_at: None,
+            vendor_ids: Some(json!({
+                "wecom_jobid": job.jobid,
+                "device_sn": source.device.device_sn,
+                "open_userid": job.open_userid,
+            })),
+        };
+
+        let mut tx = self.pool.begin().await?;
+        let document_id = store::documents::insert(&mut tx, &document).await?;
+        let new_job = NewJob {
+            document_id,
+            ..new_job
+        };
+        let Some(row) = store::jobs::insert(&mut tx, &new_job, EventSource::Wecom).await? else {
+            tx.rollback().await?;
+            return Ok(ImportOutcome::AlreadyKnown);
+        };
+        let record = NewWecomJob {
+            jobid: job.jobid.clone(),
+            printer_id: source.row.id.clone(),
+            job_id: row.id,
+            device_sn: source.device.device_sn.clone(),
+            open_userid: job.open_userid.clone(),
+            wecom_created_at: DateTime::from_timestamp(job.createtime, 0),
+            wecom_status: i16::try_from(job.status).unwrap_or(i16::MAX),
+        };
+        if !store::wecom::insert_job(&mut tx, &record).await? {
+            tx.rollback().await?;
+            return Ok(ImportOutcome::AlreadyKnown);
+        }
+        let raw = serde_json::to_value(job).ok();
+        store::events::append(
+            &mut *tx,
+            row.id,
+            EventSource::Wecom,
+            "imported_from_wecom",
+            JobState::Pending,
+            Some("imported from WeCom"),
+            raw.as_ref(),
+        )
+        .await?;
+        if let Some(error) = failure {
+            let update = JobUpdate::transition(
+                Transition::new(JobState::Pending, JobState::Failed)
+                    .map_err(|e| BridgeError::Setup(e.to_string()))?,
+                EventSource::Wecom,
+            )
+            .reason(error.code.as_str())
+            .message(error.message.clone())
+            .error(error);
+            store::jobs::apply(&mut tx, row.id, &update).await?;
+        }
+        tx.commit().await?;
+        metrics::counter!("print_gateway_jobs_accepted_total", "source" => "wecom").increment(1);
+        Ok(ImportOutcome::Imported(row.id))
+    }
+
+    /// Cancels a job its WeCom user deleted: a pending one at once, one at the printer's
+    /// vendor through the engine's cancel (when the vendor can). A finished one stays.
+    async fn cancel_for_wecom(
+        &self,
+        job_id: Uuid,
+        reason: &'static str,
+        message: &str,
+    ) -> BridgeResult<bool> {
+        for _ in 0..5 {
+            let Some(job) = store::jobs::get_any(&self.pool, job_id).await? else {
+                return Ok(false);
+            };
+            let state = job.job_state()?;
+            if state.is_terminal() || job.cancel_requested {
+                return Ok(false);
+            }
+            if state == JobState::Pending && self.cancel_if_pending(job_id, reason, message).await?
+            {
+                return Ok(true);
+            }
+            if state == JobState::Processing {
+                let cancels = self
+                    .backends
+                    .get(
+                        &store::printers::get(&self.pool, &job.printer_id)
+                            .await?
+                            .map(|p| p.backend)
+                            .unwrap_or_default(),
+                    )
+                    .is_some_and(|b| b.supports_cancel());
+                if !cancels {
+                    tracing::info!(%job_id, "WeCom job deleted while printing; the printer's vendor cannot cancel it");
+                    return Ok(false);
+                }
+            }
+            let update = JobUpdate::stay(state, EventSource::Wecom, "cancel_requested")
+                .reason("cancel_requested")
+                .message(message.to_owned())
+                .request_cancel()
+                .due(Utc::now());
+            if store::jobs::apply_on(&self.pool, job_id, &update)
+                .await?
+                .is_some()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Cancels a job that has not been sent to its printer yet.
+    async fn cancel_if_pending(
+        &self,
+        job_id: Uuid,
+        reason: &'static str,
+        message: &str,
+    ) -> BridgeResult<bool> {
+        let update = JobUpdate::transition(
+            Transition::new(JobState::Pending, JobState::Canceled)
+                .map_err(|e| BridgeError::Setup(e.to_string()))?,
+            EventSource::Wecom,
+        )
+        .reason(reason)
+        .message(message.to_owned())
+        .unless_submitting();
+        Ok(store::jobs::apply_on(&self.pool, job_id, &update)
+            .await?
+            .is_some())
+    }
+
+    // ----- pushes
+
+    /// Handles every queued push that is due: the deterministic driver for tests.
+    pub async fn run_inbox_now(&self) -> BridgeResult<usize> {
+        let mut handled = 0;
+        loop {
+            let batch = store::wecom::claim_pushes(&self.pool, 16, self.settings.lease).await?;
+            if batch.is_empty() {
+                return Ok(handled);
+            }
+            for push in batch {
+                handled += 1;
+                let req_id = push.req_id.clone();
+                let attempts = push.attempts;
+                match self.handle_push(push).await {
+                    Ok(outcome) => {
+                        store::wecom::finish_push(&self.pool, &req_id, outcome).await?;
+                    }
+                    Err(BridgeError::Vendor(err))
+                        if err.decision != Decision::Fail && attempts < PUSH_MAX_ATTEMPTS =>
+                    {
+                        let due = match self.client.paused_until() {
+                            Some(until) => {
+                                after(until.saturating_duration_since(tokio::time::Instant::now()))
+                            }
+                            None => after(self.backoff(attempts, self.settings.report_retry_max)),
+                        };
+                        store::wecom::retry_push(&self.pool, &req_id, due, &err.to_string())
+                            .await?;
+                    }
+                    Err(BridgeError::Store(err)) => return Err(err.into()),
+                    Err(err) => {
+                        tracing::warn!(req_id, error = %err, "WeCom push could not be handled");
+                        store::wecom::finish_push(&self.pool, &req_id, "failed").await?;
+                    }
+                }
+            }
+        }
+    }
+
+    fn backoff(&self, attempts: i32, max: Duration) -> Duration {
+        let exp = u32::try_from(attempts.clamp(1, 20) - 1).unwrap_or(0);
+        self.settings.retry_base.saturating_mul(1 << exp).min(max)
+    }
+
+    async fn sources_for_device(&self, device_sn: Option<&str>) -> BridgeResult<Vec<PrinterRow>> {
+        let Some(sn) = device_sn else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .wecom_printers()
+            .await?
+            .into_iter()
+            .filter(|p| WecomLocator::parse(&p.locator).is_ok_and(|l| l.device_sn == sn))
+            .collect())
+    }
+
+    async fn handle_push(&self, push: PushRow) -> BridgeResult<&'static str> {
+        match PushEvent::parse(&push.event) {
+            PushEvent::JobSubmitted => {
+                let (Some(jobid), Some(user)) =
+                    (push.jobid.as_deref(), push.open_userid.as_deref())
+                else {
+                    return Ok("malformed");
+                };
+                let mut outcome = "no_printer";
+                for row in self.sources_for_device(push.device_sn.as_deref()).await? {
+                    let Some(source) = self.source(row).map_err(BridgeError::Setup)? else {
+                        outcome = "awaiting_bind";
+                        continue;
+                    };
+                    let target = self.target_of(&source).await?;
+                    let found =
+                        sync::batch_status(&self.client, &source.device, user, &[jobid.to_owned()])
+                            .await
+                            .map_err(BridgeError::Vendor)?;
+                    let Some(job) = found.get(jobid) else {
+                        return Ok("gone");
+                    };
+                    return Ok(match self.import(&source, &target, job).await? {
+                        ImportOutcome::Imported(_) => "imported",
+                        ImportOutcome::AlreadyKnown => "already_known",
+                        ImportOutcome::Gone => "gone",
+                    });
+                }
+                Ok(outcome)
+            }
+            PushEvent::JobDeleted => {
+                let Some(jobid) = push.jobid.as_deref() else {
+                    return Ok("malformed");
+                };
+                let Some(known) = store::wecom::get_job(&self.pool, jobid).await? else {
+                    // Not imported: a pull will not list it any more either.
+                    return Ok("not_imported");
+                };
+                store::wecom::mark_deleted(&self.pool, jobid).await?;
+                let canceled = self
+                    .cancel_for_wecom(
+                        known.job_id,
+                        REASON_DELETED_AT_WECOM,
+                        "the WeCom user deleted the job",
+                    )
+                    .await?;
+                Ok(if canceled { "canceled" } else { "too_late" })
+            }
+            PushEvent::Bind => {
+                let auth_code = push
+                    .payload
+                    .as_ref()
+                    .and_then(|p| p.get("auth_code"))
+                    .and_then(Value::as_str);
+                let (Some(auth_code), Some(sn)) = (auth_code, push.device_sn.as_deref()) else {
+                    return Ok("malformed");
+                };
+                let printers = self.sources_for_device(Some(sn)).await?;
+                if printers.is_empty() {
+                    tracing::warn!(
+                        device_sn = sn,
+                        "WeCom bind for a device no printer is registered for; bind again after registering it"
+                    );
+                    return Ok("no_printer");
+                }
+                let secret = self
+                    .client
+                    .device_secret_from_auth_code(sn, auth_code)
+                    .await
+                    .map_err(BridgeError::Vendor)?;
+                for printer in printers {
+                    store::wecom::set_device_secret(&self.pool, &printer.id, &secret).await?;
+                    tracing::info!(printer_id = %printer.id, "WeCom device bound: device secret stored");
+                }
+                Ok("bound")
+            }
+            PushEvent::Unbind => {
+                tracing::warn!(device_sn = ?push.device_sn, "WeCom device unbound");
+                Ok("noted")
+            }
+            PushEvent::ModelTicket => {
+                let Some(ticket) = push
+                    .payload
+                    .as_ref()
+                    .and_then(|p| p.get("model_ticket"))
+                    .and_then(Value::as_str)
+                else {
+                    return Ok("malformed");
+                };
+                store::wecom::save_model_ticket(&self.pool, &self.settings.model_id, ticket)
+                    .await?;
+                self.client.tokens.set_ticket(ticket.to_owned());
+                Ok("saved")
+            }
+            PushEvent::Unknown(event) => {
+                tracing::info!(event, "unknown WeCom push event ignored");
+                Ok("ignored")
+            }
+        }
+    }
+
+    // ----- reports
+
+    /// Reports every finished job that is due: the deterministic driver for tests.
+    pub async fn report_now(&self) -> BridgeResult<usize> {
+        let mut handled = 0;
+        loop {
+            let batch = store::wecom::claim_reports(&self.pool, 32, self.settings.lease).await?;
+            if batch.is_empty() {
+                return Ok(handled);
+            }
+            for row in batch {
+                handled += 1;
+                self.report(row).await?;
+            }
+        }
+    }
+
+    async fn report(&self, row: ReportRow) -> BridgeResult<()> {
+        let state = JobState::parse(&row.state).ok_or_else(|| {
+            StoreError::Corrupt(format!("job {} has state {:?}", row.job_id, row.state))
+        })?;
+        let plan = mapping::report_for(
+            &row.jobid,
+            state,
+            row.state_reason.as_deref(),
+            row.error.as_ref().map(|e| &e.0),
+            row.deleted_at.is_some(),
+        );
+        let body = match plan {
+            ReportPlan::Skip(why) => {
+                store::events::append(
+                    &self.pool,
+                    row.job_id,
+                    EventSource::Wecom,
+                    "wecom_report_skipped",
+                    state,
+                    Some(why),
+                    None,
+                )
+                .await?;
+                store::wecom::finish_report(&self.pool, &row.jobid, "skipped").await?;
+                return Ok(());
+            }
+            ReportPlan::Send(body) => body,
+        };
+        let printer = store::printers::get(&self.pool, &row.printer_id).await?;
+        let device = printer.and_then(|p| {
+            wecom::device_secret(&p.secrets).map(|secret| DeviceCredentials {
+                device_sn: row.device_sn.clone(),
+                device_secret: secret.to_owned(),
+            })
+        });
+        let Some(device) = device else {
+            let due = after(self.settings.report_retry_max);
+            store::wecom::retry_report(
+                &self.pool,
+                &row.jobid,
+                due,
+                "the WeCom printer has no device secret",
+            )
+            .await?;
+            return Ok(());
+        };
+        let sent: Result<Value, VendorError> = self
+            .client
+            .device_call(&device, "device/report_printer_job_status", &body)
+            .await;
+        match sent {
+            Ok(reply) => {
+                let message = report_message(&body);
+                store::events::append(
+                    &self.pool,
+                    row.job_id,
+                    EventSource::Wecom,
+                    "reported_to_wecom",
+                    state,
+                    Some(&message),
+                    Some(&json!({"request": body, "reply": reply})),
+                )
+                .await?;
+                store::wecom::finish_report(&self.pool, &row.jobid, "reported").await?;
+            }
+            Err(err)
+                if err
+                    .vendor_code
+                    .as_deref()
+                    .and_then(|c| c.parse().ok())
+                    .map(WecomErrcode::from_code)
+                    == Some(WecomErrcode::InvalidParameter) =>
+            {
+                // WeCom no longer knows the job (deleted, or past its 7 days): no retry can help.
+                store::events::append(
+                    &self.pool,
+                    row.job_id,
+                    EventSource::Wecom,
+                    "wecom_report_abandoned",
+                    state,
+                    Some(&format!("WeCom refused the report: {err}")),
+                    err.raw.as_ref(),
+                )
+                .await?;
+                store::wecom::finish_report(&self.pool, &row.jobid, "abandoned").await?;
+            }
+            Err(err) => {
+                let wait = match self.client.paused_until() {
+                    Some(until) => until.saturating_duration_since(tokio::time::Instant::now()),
+                    None => self.backoff(row.report_attempts, self.settings.report_retry_max),
+                };
+                tracing::info!(jobid = %row.jobid, error = %err, retry_in = ?wait, "WeCom report failed; will retry");
+                store::wecom::retry_report(&self.pool, &row.jobid, after(wait), &err.to_string())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn report_message(body: &ReportPrinterJobStatus) -> String {
+    match (body.status, body.errcode) {
+        (2, _) => "reported to WeCom: printed (status 2)".to_owned(),
+        (_, Some(code)) => format!("reported to WeCom: failed (status 1, errcode {code})"),
+        (status, None) => format!("reported to WeCom: status {status}"),
+    }
+}
