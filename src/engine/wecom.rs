@@ -91,7 +91,7 @@ impl WecomBridgeSettings {
 pub enum BridgeError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("WeCom: {0}")]
+    #[error("WeCom{}: {}", .0.vendor_code.as_ref().map(|c| format!(" errcode {c}")).unwrap_or_default(), .0.message)]
     Vendor(VendorError),
     #[error("{0}")]
     Setup(String),
