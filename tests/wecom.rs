@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::scripted::ScriptedBackend;
 use common::{TestApp, spawn_app_with};
-use print_gateway::app::Role;
+use print_gateway::app::{Role, lianke_settings};
+use print_gateway::backends::lianke::LiankeBackend;
 use print_gateway::backends::{BackendRegistry, TaskProgress};
 use print_gateway::config::{Config, Secret};
 use print_gateway::domain::{ErrorCode, JobError};
@@ -18,11 +19,12 @@ use print_gateway::engine::wecom::WecomBridge;
 use print_gateway::store;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use vendor_sim::wecom::crypto as sim_crypto;
 use vendor_sim::{
-    FaultAction, FaultRule, LedgerFilter, Sim, SimConfig, Vendor, WecomDeviceSpec, WecomJobSeed,
-    WecomModelSpec, WecomPushConfig, WecomSetting,
+    DEFAULT_LIANKE_API_KEY, FaultAction, FaultRule, LedgerFilter, LiankeDeviceSpec, Sim, SimConfig,
+    Vendor, WecomDeviceSpec, WecomJobSeed, WecomModelSpec, WecomPushConfig, WecomSetting,
 };
 
 const MODEL: &str = "model-1";
@@ -52,17 +54,17 @@ enum Push {
 }
 
 fn wecom_config(config: &mut Config, sim: &Sim, push: Push, aes_key: &str) {
-    config.wecom_base_url = sim.base_url();
-    config.wecom_model_id = Some(MODEL.into());
-    config.wecom_model_secret = Some(Secret::new(MODEL_SECRET));
-    config.wecom_model_ticket = Some(Secret::new(TICKET));
+    config.wecom.wecom_base_url = sim.base_url();
+    config.wecom.wecom_model_id = Some(MODEL.into());
+    config.wecom.wecom_model_secret = Some(Secret::new(MODEL_SECRET));
+    config.wecom.wecom_model_ticket = Some(Secret::new(TICKET));
     // Pulls only when a test asks (`sync_now`), unless it says otherwise.
-    config.wecom_sync_interval_secs = 0;
-    config.wecom_tenant = "acme".into();
-    config.wecom_rate_limit_pause_secs = 1;
+    config.wecom.wecom_sync_interval_secs = 0;
+    config.wecom.wecom_tenant = "acme".into();
+    config.wecom.wecom_rate_limit_pause_secs = 1;
     if push == Push::On {
-        config.wecom_callback_token = Some(Secret::new(CALLBACK_TOKEN));
-        config.wecom_callback_aes_key = Some(Secret::new(aes_key));
+        config.wecom.wecom_callback_token = Some(Secret::new(CALLBACK_TOKEN));
+        config.wecom.wecom_callback_aes_key = Some(Secret::new(aes_key));
     }
 }
 
@@ -911,4 +913,138 @@ async fn pushes_are_refused_when_not_configured() {
     common::assert_problem(answer, StatusCode::NOT_FOUND, "wecom_push_not_configured").await;
     w.app.shutdown().await;
     w.sim.shutdown().await;
+}
+
+const LIANKE_BOX: &str = "lk-wecom-1";
+const LIANKE_KEY: &str = "lk-wecom-key";
+
+/// The whole path with real workers: WeCom users' jobs (pushed, and pulled as the backstop
+/// every second — both racing) print on a Lianke printer of the simulator and are reported.
+#[tokio::test]
+async fn wecom_jobs_print_once_each_on_a_lianke_printer_and_are_reported_once() {
+    let sim = Sim::start(SimConfig::default()).await.expect("sim starts");
+    sim.add_wecom_model(WecomModelSpec {
+        model_id: MODEL.into(),
+        model_secret: MODEL_SECRET.into(),
+        model_ticket: TICKET.into(),
+    });
+    sim.add_wecom_device(WecomDeviceSpec {
+        model_id: MODEL.into(),
+        device_sn: SN.into(),
+        device_secret: DEVICE_SECRET.into(),
+    });
+    sim.add_lianke_device(LiankeDeviceSpec::new(LIANKE_BOX, LIANKE_KEY));
+    let aes_key = sim_crypto::new_encoding_aes_key();
+    let sim_url = sim.base_url();
+    let configure = |c: &mut Config| {
+        wecom_config(c, &sim, Push::On, &aes_key);
+        c.wecom.wecom_sync_interval_secs = 1;
+        c.lianke.lianke_base_url = sim_url.clone();
+        c.lianke.lianke_api_key = Some(DEFAULT_LIANKE_API_KEY.into());
+        c.lianke.lianke_poll_interval_ms = 20;
+        c.public_base_url = None;
+    };
+    let mut probe = common::test_config("postgres://unused/unused");
+    configure(&mut probe);
+    let lianke = LiankeBackend::new(DEFAULT_LIANKE_API_KEY.into(), lianke_settings(&probe))
+        .expect("lianke backend");
+    let app = spawn_app_with(
+        BackendRegistry::new().with(Arc::new(lianke)),
+        Role::All,
+        configure,
+    )
+    .await;
+    sim.set_wecom_push(Some(WecomPushConfig {
+        url: app.url("/webhooks/wecom"),
+        token: CALLBACK_TOKEN.into(),
+        encoding_aes_key: aes_key.clone(),
+        receive_id: MODEL.into(),
+    }));
+    app.create_printer_with(json!({
+        "id": "demo-lianke",
+        "backend": "lianke",
+        "locator": {"device_id": LIANKE_BOX, "device_port": 1, "printer_model": "HP LaserJet P1007"},
+        "secrets": {"device_key": LIANKE_KEY},
+    }))
+    .await;
+    app.create_printer_with(json!({
+        "id": WECOM_PRINTER,
+        "backend": "wecom",
+        "locator": {"device_sn": SN, "open_userids": ["mia", "noah"], "target_printer_id": "demo-lianke"},
+        "secrets": {"device_secret": DEVICE_SECRET},
+    }))
+    .await;
+
+    let mut seeded = Vec::new();
+    for i in 0..20 {
+        let content = format!("%PDF-1.4\n1 0 obj << /Type /Page >> endobj\n% job {i}\n%%EOF\n");
+        let mut seed = WecomJobSeed::new(
+            SN,
+            ["mia", "noah"][i % 2],
+            &format!("w{i}.pdf"),
+            content.as_bytes(),
+        );
+        // Every fourth job is never pushed: the pull must find it.
+        seed.push = i % 4 != 0;
+        let jobid = sim.seed_wecom_job(seed).expect("seeded");
+        seeded.push((jobid, hex::encode(Sha256::digest(content.as_bytes()))));
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seeded
+        .iter()
+        .any(|(jobid, _)| sim.wecom_job(jobid).is_none_or(|j| j.reports == 0))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not every job was printed and reported"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let any stray duplicate surface before counting.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let submits = sim.ledger_filtered(
+        &LedgerFilter::vendor(Vendor::Lianke)
+            .endpoint("POST", "/api/print/job")
+            .field("deviceId", LIANKE_BOX),
+    );
+    assert_eq!(
+        submits.len(),
+        20,
+        "the target printer receives each document once"
+    );
+    let mut printed: Vec<&str> = submits
+        .iter()
+        .flat_map(|e| e.files.iter().map(|f| f.sha256.as_str()))
+        .collect();
+    printed.sort_unstable();
+    for (jobid, digest) in &seeded {
+        assert!(
+            printed.binary_search(&digest.as_str()).is_ok(),
+            "{jobid}: the decrypted document reached Lianke"
+        );
+        let job = sim.wecom_job(jobid).expect("job");
+        assert_eq!(
+            (job.reports, job.status),
+            (1, 1),
+            "{jobid}: reported once, as printed"
+        );
+        let reports = sim.ledger_filtered(
+            &LedgerFilter::vendor(Vendor::Wecom)
+                .endpoint("POST", REPORT)
+                .field("jobid", jobid),
+        );
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].field("status"), Some("2"));
+    }
+    let jobs: Value = app
+        .get("/v1/jobs?source=wecom&state=completed&limit=50")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jobs["items"].as_array().unwrap().len(), 20);
+    app.shutdown().await;
+    sim.shutdown().await;
 }
