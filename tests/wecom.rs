@@ -267,7 +267,12 @@ async fn four_hundred_fifty_jobs_of_three_users_import_exactly_once_across_curso
         seeded.push(w.seed(user, &format!("doc-{i}.pdf"), &pdf(i)));
     }
 
+    let started = Instant::now();
     let summary = w.bridge().sync_now().await.expect("sync");
+    println!(
+        "450 jobs listed, downloaded, decrypted and imported in {:?}",
+        started.elapsed()
+    );
     assert_eq!(summary.imported, 450, "{summary:?}");
     assert!(summary.errors.is_empty(), "{summary:?}");
     // 450 jobs in pages of at most 200 need the cursor: at least 3 pages per listing.
