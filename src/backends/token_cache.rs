@@ -98,14 +98,17 @@ impl<T: Clone + PartialEq> TokenCache<T> {
         let (value, lifetime) = fetch().await?;
         // The lifetime counts from when the vendor issued the value: measure from the
         // request, not the answer.
-        let expires_at = started + lifetime;
-        let ahead = self.refresh_ahead.min(lifetime / 5);
-        self.write(Some(Entry {
-            value: value.clone(),
-            expires_at,
-            refresh_at: expires_at - ahead,
-        }));
+        self.write(Some(self.entry_for(value.clone(), started, lifetime)));
         Ok(value)
+    }
+
+    fn entry_for(&self, value: T, issued: Instant, lifetime: Duration) -> Entry<T> {
+        let expires_at = issued + lifetime;
+        Entry {
+            value,
+            expires_at,
+            refresh_at: expires_at - self.refresh_ahead.min(lifetime / 5),
+        }
     }
 
     /// Drops `rejected` if it is still the cached value (a vendor refused it). Calls that
@@ -119,6 +122,12 @@ impl<T: Clone + PartialEq> TokenCache<T> {
     /// Drops whatever is cached.
     pub fn clear(&self) {
         self.write(None);
+    }
+
+    /// Stores a value obtained another way (WeCom's `get_device_secret` also returns a
+    /// device token), with its lifetime.
+    pub fn prime(&self, value: T, lifetime: Duration) {
+        self.write(Some(self.entry_for(value, Instant::now(), lifetime)));
     }
 }
 
