@@ -14,7 +14,7 @@ use tokio::process::{Child, Command};
 use crate::app::{self, Application, Role};
 use crate::backends::BackendRegistry;
 use crate::backends::zhimu::ZhimuBackend;
-use crate::config::Config;
+use crate::config::{Config, Secret};
 use crate::domain::JobOptions;
 use crate::store::{self, printers::PrinterFields};
 
@@ -113,7 +113,59 @@ fn demo_printers() -> Vec<DemoPrinter> {
             locator: json!({"share_sn": "pkDgrqeA", "printer_name": "佳能复合机", "device_type": "printer"}),
             secrets: json!({}),
         },
+        DemoPrinter {
+            id: "demo-wecom",
+            display_name: "Demo WeCom printer (prints on demo-lianke)",
+            backend: "wecom",
+            locator: json!({"device_sn": "demo-wecom-sn", "open_userids": ["demo-user"], "target_printer_id": "demo-lianke"}),
+            secrets: json!({"device_secret": "demo-device-secret"}),
+        },
     ]
+}
+
+/// A one-page PDF, as a WeCom user would send.
+const DEMO_PDF: &[u8] = b"%PDF-1.4\n1 0 obj <</Type /Catalog /Pages 2 0 R>> endobj\n2 0 obj <</Type /Pages /Kids [] /Count 0>> endobj\ntrailer <</Root 1 0 R>>\n%%EOF\n";
+
+/// Seeds a job in the simulator as if a WeCom user had pressed "print" on demo-wecom.
+async fn seed_wecom_job(client: &reqwest::Client, sim_url: &str) -> Result<(), DemoError> {
+    use base64::Engine as _;
+    let seed = json!({
+        "device_sn": "demo-wecom-sn",
+        "open_userid": "demo-user",
+        "doc_name": "from-wecom.pdf",
+        "content": base64::engine::general_purpose::STANDARD.encode(DEMO_PDF),
+        "setting_list": [{"key": "份数", "value": ["1"]}, {"key": "纸张大小", "value": ["A4"]}],
+        "push": false,
+    });
+    client
+        .post(format!("{sim_url}/_sim/wecom/jobs"))
+        .json(&seed)
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
+}
+
+/// Waits for the WeCom sync to import the seeded job; returns its gateway id.
+async fn imported_wecom_job(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+) -> Result<Option<String>, DemoError> {
+    for _ in 0..60 {
+        let page: Value = client
+            .get(format!("{base}/v1/jobs?source=wecom&limit=1"))
+            .bearer_auth(key)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if let Some(id) = page["items"][0]["id"].as_str() {
+            return Ok(Some(id.to_owned()));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(None)
 }
 
 /// Points the backends' settings at the simulator (callbacks over plain http: the
@@ -132,7 +184,16 @@ fn configure_for_simulator(config: &mut Config, sim_url: &str) {
     config.zhimu.zhimu_app_key = Some("demo-appkey".to_owned());
     config.zhimu.zhimu_poll_first_ms = 500;
     config.zhimu.zhimu_poll_every_ms = 500;
+    config.wecom.wecom_base_url = sim_url.to_owned();
+    config.wecom.wecom_model_id = Some("demo-model".to_owned());
+    config.wecom.wecom_model_secret = Some(Secret::new("demo-model-secret"));
+    config.wecom.wecom_model_ticket = Some(Secret::new("demo-model-ticket"));
+    config.wecom.wecom_sync_interval_secs = 2;
+    config.wecom.wecom_tenant = DEMO_TENANT.to_owned();
 }
+
+/// The tenant of the demo's API key (WeCom jobs are imported for it too).
+const DEMO_TENANT: &str = "demo";
 
 /// Binds the simulator's demo share to the demo Zhimu app, as an operator would with
 /// `POST /v1/backends/zhimu/shares`.
@@ -174,6 +235,8 @@ pub async fn run(mut config: Config, simulator: Simulator) -> Result<(), DemoErr
     let application =
         Application::start(config.clone(), pool.clone(), backends.clone(), Role::All).await?;
     let base = application.base_url();
+    // The running app's registry: it also holds the WeCom source backend.
+    let backends = application.state().backends.clone();
 
     bind_zhimu_share(&backends).await?;
     let mut registered = Vec::new();
@@ -204,7 +267,7 @@ pub async fn run(mut config: Config, simulator: Simulator) -> Result<(), DemoErr
         .into_iter()
         .map(str::to_owned)
         .collect();
-    let (_, key) = store::api_keys::create(&pool, "demo", &scopes).await?;
+    let (_, key) = store::api_keys::create(&pool, DEMO_TENANT, &scopes).await?;
     println!("PRINT_GATEWAY_URL={base}");
     println!("PRINT_GATEWAY_API_KEY={key}");
     println!("Swagger UI: {base}/docs (Authorize with the key above)");
@@ -219,7 +282,7 @@ pub async fn run(mut config: Config, simulator: Simulator) -> Result<(), DemoErr
 
     let client = reqwest::Client::new();
     let mut jobs = Vec::new();
-    for printer in &registered {
+    for printer in registered.iter().filter(|p| **p != "demo-wecom") {
         let body = json!({
             "printer_id": printer,
             "document": {"html": format!("<h1>print-gateway demo</h1><p>Printed on {printer}.</p>")},
@@ -242,6 +305,19 @@ pub async fn run(mut config: Config, simulator: Simulator) -> Result<(), DemoErr
             printer.to_string(),
             job["id"].as_str().unwrap_or_default().to_owned(),
         ));
+    }
+    if registered.contains(&"demo-wecom") {
+        let seeded_at = chrono::Utc::now();
+        seed_wecom_job(&client, &sim_url).await?;
+        println!(
+            "a simulated WeCom user sent from-wecom.pdf to demo-wecom; waiting for the sync to import it"
+        );
+        if let Some(id) = imported_wecom_job(&client, &base, &key, seeded_at).await? {
+            println!(
+                "imported WeCom job as {id} (printing on demo-lianke, reported back to WeCom when done)"
+            );
+            jobs.push(("demo-wecom → demo-lianke".to_owned(), id));
+        }
     }
     follow(&client, &base, &key, &jobs).await?;
 
