@@ -151,10 +151,17 @@ async fn imported_wecom_job(
     client: &reqwest::Client,
     base: &str,
     key: &str,
+    seeded_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<String>, DemoError> {
+    let since = seeded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     for _ in 0..60 {
         let page: Value = client
-            .get(format!("{base}/v1/jobs?source=wecom&limit=1"))
+            .get(format!("{base}/v1/jobs"))
+            .query(&[
+                ("source", "wecom"),
+                ("limit", "1"),
+                ("created_after", since.as_str()),
+            ])
             .bearer_auth(key)
             .send()
             .await?
