@@ -26,7 +26,10 @@ pub struct PaperSize {
     "orientations": ["portrait", "landscape"],
     "trays": ["Tray 1", "Auto"],
     "media_types": ["Plain"],
-    "custom_paper": true
+    "custom_paper": true,
+    "qualities": ["high", "normal", "draft"],
+    "resolutions_dpi": ["300x300", "600x600"],
+    "collate": true
 }))]
 pub struct Capabilities {
     pub papers: Vec<PaperSize>,
@@ -41,6 +44,15 @@ pub struct Capabilities {
     /// Whether custom paper sizes are accepted.
     #[serde(default)]
     pub custom_paper: bool,
+    /// Print qualities the printer offers (`high`, `normal`, `low`, `draft`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub qualities: Vec<String>,
+    /// Resolutions in dpi, as `"600x600"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolutions_dpi: Vec<String>,
+    /// Whether collated and uncollated copies can be chosen (absent: unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collate: Option<bool>,
 }
 
 /// Options after the capability check.
@@ -180,6 +192,7 @@ mod tests {
             trays: vec![],
             media_types: vec![],
             custom_paper: false,
+            ..Default::default()
         }
     }
 

@@ -372,6 +372,7 @@ impl Backend for ScriptedBackend {
                 trays: vec!["Tray 1".into()],
                 media_types: vec![],
                 custom_paper: false,
+                ..Default::default()
             },
             raw: json!({"fixture": true}),
         })

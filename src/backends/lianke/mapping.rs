@@ -484,6 +484,13 @@ pub fn capabilities(
         media_types: c.media_types.keys().cloned().collect(),
         // dmPaperSize=0 with dmPaperWidth/dmPaperLength.
         custom_paper: true,
+        // dmPrintQuality -1..-4 (lowest..highest) is open to every driver.
+        qualities: ["draft", "low", "normal", "high"]
+            .map(str::to_owned)
+            .to_vec(),
+        // `Resolutions` is null in the doc's example; nothing reliable to list.
+        resolutions_dpi: Vec::new(),
+        collate: None,
     }
 }
 

@@ -597,6 +597,24 @@ pub fn capabilities(detail: &PrinterDetail) -> Capabilities {
         media_types: Vec::new(),
         // `paperConfig` takes a width and height in mm (§3.6.2 example).
         custom_paper: true,
+        qualities: detail
+            .supported_qualities
+            .iter()
+            .map(|q| q.to_ascii_lowercase())
+            .collect(),
+        resolutions_dpi: detail
+            .supported_dpis
+            .iter()
+            .filter_map(|pair| match pair.as_slice() {
+                [x, y] => Some(format!("{x}x{y}")),
+                [x] => Some(format!("{x}x{x}")),
+                _ => None,
+            })
+            .collect(),
+        collate: (!detail.supported_collates.is_empty()).then(|| {
+            detail.supported_collates.iter().any(|c| c == "COLLATE")
+                && detail.supported_collates.iter().any(|c| c == "UNCOLLATE")
+        }),
     }
 }
 
@@ -931,6 +949,12 @@ mod tests {
         assert_eq!(caps.papers.len(), 2);
         assert_eq!(caps.papers[1].width_mm, Some(210.0));
         assert!(caps.custom_paper);
+        assert_eq!(caps.qualities, vec!["high", "normal", "low", "draft"]);
+        assert_eq!(
+            caps.resolutions_dpi,
+            vec!["300x300", "600x600", "1200x1200"]
+        );
+        assert_eq!(caps.collate, Some(true));
         assert!(parse_detail(&json!(42)).is_err());
     }
 }
