@@ -175,34 +175,7 @@ impl Engine {
     }
 
     async fn listen_loop(self: Arc<Self>, shutdown: CancellationToken) {
-        while !shutdown.is_cancelled() {
-            let mut listener = match PgListener::connect_with(&self.pool).await {
-                Ok(listener) => listener,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot LISTEN for due jobs; relying on the sweep");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
-                        _ = shutdown.cancelled() => return,
-                    }
-                }
-            };
-            if let Err(err) = listener.listen(DUE_CHANNEL).await {
-                tracing::warn!(error = %err, "LISTEN failed");
-                continue;
-            }
-            loop {
-                tokio::select! {
-                    message = listener.recv() => match message {
-                        Ok(_) => self.wake.notify_one(),
-                        Err(err) => {
-                            tracing::warn!(error = %err, "LISTEN connection lost; reconnecting");
-                            break;
-                        }
-                    },
-                    _ = shutdown.cancelled() => return,
-                }
-            }
-        }
+        wake_on_notify(&self.pool, DUE_CHANNEL, &self.wake, &shutdown).await;
     }
 
     async fn sweep_loop(self: Arc<Self>, shutdown: CancellationToken) {
@@ -866,6 +839,47 @@ impl Engine {
         }
         // Another job on this device may be waiting for the slot.
         self.wake.notify_one();
+    }
+}
+
+/// Wakes one waiter of `wake` on every notification on `channel`, reconnecting when the
+/// connection drops, until `shutdown`. Loops that use it keep a periodic sweep for the gaps.
+pub async fn wake_on_notify(
+    pool: &PgPool,
+    channel: &str,
+    wake: &Notify,
+    shutdown: &CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        let mut listener = match PgListener::connect_with(pool).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::warn!(error = %err, channel, "cannot LISTEN; relying on the sweep");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        };
+        if let Err(err) = listener.listen(channel).await {
+            tracing::warn!(error = %err, channel, "LISTEN failed");
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                _ = shutdown.cancelled() => return,
+            }
+        }
+        loop {
+            tokio::select! {
+                message = listener.recv() => match message {
+                    Ok(_) => wake.notify_one(),
+                    Err(err) => {
+                        tracing::warn!(error = %err, channel, "LISTEN connection lost; reconnecting");
+                        break;
+                    }
+                },
+                _ = shutdown.cancelled() => return,
+            }
+        }
     }
 }
 

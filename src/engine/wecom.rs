@@ -22,7 +22,6 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -206,34 +205,7 @@ impl WecomBridge {
     }
 
     async fn listen_loop(self: Arc<Self>, shutdown: CancellationToken) {
-        while !shutdown.is_cancelled() {
-            let mut listener = match PgListener::connect_with(&self.pool).await {
-                Ok(listener) => listener,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot LISTEN for WeCom work; relying on the sweep");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
-                        _ = shutdown.cancelled() => return,
-                    }
-                }
-            };
-            if let Err(err) = listener.listen(WECOM_CHANNEL).await {
-                tracing::warn!(error = %err, "LISTEN failed");
-                continue;
-            }
-            loop {
-                tokio::select! {
-                    message = listener.recv() => match message {
-                        Ok(_) => self.wake.notify_one(),
-                        Err(err) => {
-                            tracing::warn!(error = %err, "WeCom LISTEN connection lost; reconnecting");
-                            break;
-                        }
-                    },
-                    _ = shutdown.cancelled() => return,
-                }
-            }
-        }
+        super::wake_on_notify(&self.pool, WECOM_CHANNEL, &self.wake, &shutdown).await;
     }
 
     /// Handles pushes and reports whenever woken, and at least every sweep interval.

@@ -5,6 +5,7 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
+pub mod logs;
 pub mod scripted;
 
 use std::str::FromStr;
