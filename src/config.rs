@@ -146,7 +146,7 @@ pub struct Config {
 
     /// Keys for the per-job callback tokens, comma-separated; the first signs, all verify
     /// (rotation: put the new key first, drop the old one once its jobs are done).
-    /// Unset: a random key per process (fine for one replica; set it for several).
+    /// Required with PUBLIC_BASE_URL (every replica must share it).
     #[arg(
         long,
         env = "CALLBACK_SECRETS",
@@ -508,6 +508,9 @@ impl Config {
             return Err("LIANKE_API_KEY is set but empty".into());
         }
         self.zhimu.validate()?;
+        if self.public_base_url.is_some() && self.callback_secrets.is_none() {
+            return Err("CALLBACK_SECRETS must be set when PUBLIC_BASE_URL is: every replica (API and workers) must sign and check callback URLs with the same key".into());
+        }
         if let Some(secrets) = &self.callback_secrets
             && secrets.split(',').any(|s| s.trim().len() < 16)
         {
@@ -669,6 +672,14 @@ mod tests {
         let mut config = Config::defaults();
         config.lease_secs = 5;
         assert!(config.validate().unwrap_err().contains("LEASE_SECS"));
+        // Callback URLs must verify on every replica: a shared key is required.
+        let mut config = Config::defaults();
+        config.public_base_url = Some("https://print.example.com".into());
+        assert!(config.validate().unwrap_err().contains("CALLBACK_SECRETS"));
+        config.callback_secrets = Some("short".into());
+        assert!(config.validate().unwrap_err().contains("CALLBACK_SECRETS"));
+        config.callback_secrets = Some("a-long-enough-shared-key".into());
+        assert!(config.validate().is_ok());
     }
 
     #[test]

@@ -181,6 +181,10 @@ fn configure_for_simulator(config: &mut Config, sim_url: &str) {
     if config.public_base_url.is_none() {
         config.public_base_url = Some(format!("http://{}", config.bind_addr));
     }
+    if config.callback_secrets.is_none() {
+        // One process: a fresh key per demo run is enough.
+        config.callback_secrets = Some(uuid::Uuid::new_v4().simple().to_string());
+    }
     config.lianke.lianke_base_url = sim_url.to_owned();
     config.lianke.lianke_api_key = Some(vendor_sim_lianke_api_key().to_owned());
     config.lianke.lianke_allow_http_callback = true;

@@ -257,9 +257,15 @@ async fn a_worker_that_dies_holding_a_claim_does_not_lose_the_job() {
 
     // A worker claims the job and dies before doing anything with it.
     let dead_worker = Uuid::new_v4();
-    let claimed = store::jobs::claim_due(&app.pool, dead_worker, 10, Duration::from_secs(1))
-        .await
-        .unwrap();
+    let claimed = store::jobs::claim_due(
+        &app.pool,
+        dead_worker,
+        10,
+        Duration::from_secs(1),
+        &["scripted"],
+    )
+    .await
+    .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(app.run_engine().await, 0, "the lease keeps others off");
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -282,9 +288,15 @@ async fn a_worker_that_dies_mid_submit_leaves_the_job_to_the_reconciler() {
     app.create_printer("office", "scripted").await;
     let job = app.submit_text("office", "in flight").await;
     let dead_worker = Uuid::new_v4();
-    store::jobs::claim_due(&app.pool, dead_worker, 10, Duration::from_secs(1))
-        .await
-        .unwrap();
+    store::jobs::claim_due(
+        &app.pool,
+        dead_worker,
+        10,
+        Duration::from_secs(1),
+        &["scripted"],
+    )
+    .await
+    .unwrap();
     assert!(
         store::jobs::mark_submit_started(&app.pool, uuid_of(&job), dead_worker)
             .await

@@ -207,10 +207,71 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
-/// JSON body extractor whose rejections are problems.
-#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// JSON body extractor whose rejections are problems. Strings with NUL characters are
+/// refused here (Postgres cannot store them in text or jsonb).
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for Json<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let axum::Json(value) =
+            axum::Json::<serde_json::Value>::from_request(request, state).await?;
+        refuse_nul(&value)?;
+        serde_json::from_value(value).map(Json).map_err(|err| {
+            ApiError::unprocessable(
+                "invalid_field",
+                format!("The JSON body does not match the expected shape: {err}"),
+            )
+        })
+    }
+}
+
+/// Refuses JSON holding a NUL character in any string or key.
+pub fn refuse_nul(value: &serde_json::Value) -> Result<(), ApiError> {
+    fn has_nul(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(has_nul),
+            serde_json::Value::Object(map) => {
+                map.iter().any(|(k, v)| k.contains('\0') || has_nul(v))
+            }
+            _ => false,
+        }
+    }
+    if has_nul(value) {
+        Err(ApiError::unprocessable(
+            "invalid_field",
+            "Strings may not contain NUL characters (\\u0000).",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Refuses URLs with an encoded NUL (`%00`) in the path or query, before any handler.
+pub async fn refuse_nul_urls(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let uri = request.uri().to_string();
+    if uri.contains("%00") {
+        return problem_response(
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            "The URL contains a NUL character (%00).".into(),
+        );
+    }
+    next.run(request).await
+}
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {

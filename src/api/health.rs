@@ -39,7 +39,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    if let Ok(counts) = store::jobs::count_by_state(&state.pool).await {
+    if let Ok(counts) = store::jobs::count_live_by_state(&state.pool).await {
         for (job_state, count) in counts {
             metrics::gauge!("print_gateway_jobs", "state" => job_state).set(count as f64);
         }

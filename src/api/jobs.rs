@@ -314,6 +314,7 @@ pub async fn create_job(
         let value: Value = serde_json::from_slice(&body).map_err(|err| {
             ApiError::bad_request("invalid_json", format!("The body is not valid JSON: {err}"))
         })?;
+        super::error::refuse_nul(&value)?;
         let hash = canonical_hash(&value);
         let input: CreateJob = serde_json::from_value(value).map_err(|err| {
             ApiError::unprocessable(
@@ -509,6 +510,7 @@ async fn read_multipart(
         ));
     };
     let fields_value = Value::Object(fields.clone());
+    super::error::refuse_nul(&fields_value)?;
     hasher.update(canonical_hash(&fields_value));
     fields.insert("document".into(), Value::Object(serde_json::Map::new()));
     let input: CreateJob = serde_json::from_value(Value::Object(fields)).map_err(|err| {

@@ -133,6 +133,7 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(max_body))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn(error::refuse_nul_urls))
         // outside the layers above, so their plain-text errors become problems too
         .layer(axum::middleware::from_fn(error::problemify))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))

@@ -27,6 +27,9 @@ struct Entry<T> {
     refresh_at: Instant,
 }
 
+/// The longest lifetime believed (vendors document hours to a day).
+const MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// A cached credential of type `T` with its expiry.
 #[derive(Debug)]
 pub struct TokenCache<T> {
@@ -103,6 +106,8 @@ impl<T: Clone + PartialEq> TokenCache<T> {
     }
 
     fn entry_for(&self, value: T, issued: Instant, lifetime: Duration) -> Entry<T> {
+        // A vendor's lifetime is outside input: an absurd one must not overflow the clock.
+        let lifetime = lifetime.min(MAX_LIFETIME);
         let expires_at = issued + lifetime;
         Entry {
             value,
@@ -149,6 +154,22 @@ mod tests {
             let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
             Ok((n, lifetime))
         }
+    }
+
+    #[tokio::test]
+    async fn an_absurd_lifetime_does_not_overflow() {
+        let cache = TokenCache::new(Duration::from_secs(1));
+        let value = cache
+            .get(|| async { Ok::<_, ()>(("t".to_owned(), Duration::MAX)) })
+            .await
+            .unwrap();
+        assert_eq!(value, "t");
+        cache.prime("u".to_owned(), Duration::from_secs(u64::MAX));
+        let again = cache
+            .get(|| async { Ok::<_, ()>(("v".to_owned(), Duration::from_secs(1))) })
+            .await
+            .unwrap();
+        assert_eq!(again, "u", "the primed value is still good");
     }
 
     #[tokio::test]

@@ -191,7 +191,14 @@ impl Engine {
 
     /// Claims and handles one due job. True when there was one.
     pub async fn run_one(&self, token: Uuid) -> EngineResult<bool> {
-        let claimed = store::jobs::claim_due(&self.pool, token, 1, self.settings.lease).await?;
+        let claimed = store::jobs::claim_due(
+            &self.pool,
+            token,
+            1,
+            self.settings.lease,
+            &self.backends.names(),
+        )
+        .await?;
         let Some(job) = claimed.into_iter().next() else {
             return Ok(false);
         };
@@ -220,17 +227,20 @@ impl Engine {
                 StoreError::Corrupt(format!("job {} names a missing printer", job.id)).into(),
             );
         };
-        let backend = self.backends.get(&printer.backend).cloned();
-        let context = printer_context(&printer);
-        let (backend, context) = match (backend, context) {
-            (Some(backend), Ok(context)) => (backend, context),
-            (None, _) | (_, Err(_)) => {
+        // claim_due only hands out jobs of configured backends; if the registry lost one
+        // meanwhile, leave the job to a replica that has it.
+        let Some(backend) = self.backends.get(&printer.backend).cloned() else {
+            tracing::warn!(job_id = %job.id, backend = %printer.backend, "no such backend here; job left for another replica");
+            return self
+                .release(&job, token, after(self.settings.sweep_interval * 10))
+                .await;
+        };
+        let context = match printer_context(&printer) {
+            Ok(context) => context,
+            Err(detail) => {
                 let error = JobError {
                     code: ErrorCode::BackendUnavailable,
-                    message: format!(
-                        "the `{}` backend is not configured in this gateway",
-                        printer.backend
-                    ),
+                    message: format!("printer `{}` cannot be used: {detail}", printer.id),
                     vendor_code: None,
                     vendor_message: None,
                 };
@@ -256,6 +266,27 @@ impl Engine {
                     && job.state_reason.as_deref() != Some(REASON_CANCELING) =>
             {
                 self.cancel_at_vendor(&work).await
+            }
+            // Past its deadline and still not printed: take it back from the vendor.
+            JobState::Processing
+                if job.expires_at.is_some_and(|t| t <= Utc::now())
+                    && !job.cancel_requested
+                    && backend.supports_cancel() =>
+            {
+                let update = JobUpdate::stay(
+                    JobState::Processing,
+                    EventSource::Dispatcher,
+                    "cancel_requested",
+                )
+                .reason("expired")
+                .message(
+                    "the job was not printed before its expires_at; canceling it at the vendor",
+                )
+                .request_cancel()
+                .due(Utc::now())
+                .leased(token);
+                store::jobs::apply_on(&self.pool, job.id, &update).await?;
+                Ok(())
             }
             JobState::Processing => self.poll(&work).await,
             JobState::Unconfirmed => self.reconcile(&work).await,
@@ -527,6 +558,8 @@ impl Engine {
                 }
             }
         };
+        // Never wait past the job's deadline: it expires at its next look.
+        let retry_at = retry_at.map(|due| job.expires_at.map_or(due, |deadline| due.min(deadline)));
         let counted = !matches!(err.decision, Decision::WaitForDevice);
         match retry_at {
             Some(due) => {
@@ -550,7 +583,13 @@ impl Engine {
                 if counted {
                     update = update.count_attempt();
                 }
-                store::jobs::apply_on(&self.pool, job.id, &update).await?;
+                // A cancel asked while the submit was in flight is honoured now, not after
+                // the backoff.
+                if let Some(row) = store::jobs::apply_on(&self.pool, job.id, &update).await?
+                    && row.cancel_requested
+                {
+                    store::jobs::make_due_now(&self.pool, row.id).await?;
+                }
             }
             None => {
                 let mut error = err.to_job_error();
@@ -695,12 +734,24 @@ impl Engine {
         let outcome = self.call(w.backend.cancel(w.context, &task_id)).await;
         self.free_slot(w, slot).await;
         let update = match outcome {
-            Ok(CancelOutcome::Canceled { raw }) => JobUpdate::transition(
-                transition(JobState::Processing, JobState::Canceled),
-                EventSource::Dispatcher,
-            )
-            .reason("canceled")
-            .payload(raw),
+            Ok(CancelOutcome::Canceled { raw }) => {
+                let update = JobUpdate::transition(
+                    transition(JobState::Processing, JobState::Canceled),
+                    EventSource::Dispatcher,
+                )
+                .reason("canceled")
+                .payload(raw);
+                if w.job.expires_at.is_some_and(|t| t <= Utc::now()) {
+                    update.error(JobError {
+                        code: ErrorCode::Expired,
+                        message: "the job was not printed before its expires_at and was canceled at the vendor".into(),
+                        vendor_code: None,
+                        vendor_message: None,
+                    })
+                } else {
+                    update
+                }
+            }
             Ok(CancelOutcome::Requested { raw }) => {
                 JobUpdate::stay(JobState::Processing, EventSource::Dispatcher, "cancel_sent")
                     .reason(REASON_CANCELING)

@@ -214,17 +214,21 @@ pub async fn list(
 /// Pending jobs on a disabled printer or behind an open breaker are left alone unless
 /// they only need bookkeeping (cancel, expiry, a crashed submit); jobs whose device has
 /// no free vendor-call slot wait too.
+/// Only jobs of printers on `backends` (those this process has configured) are claimed: a
+/// replica missing a backend leaves its jobs to the replicas that have it.
 pub async fn claim_due(
     pool: &PgPool,
     token: Uuid,
     limit: i64,
     lease: Duration,
+    backends: &[&str],
 ) -> StoreResult<Vec<JobRow>> {
     Ok(sqlx::query_as::<_, JobRow>(&format!(
         "WITH due AS (
              SELECT j.id FROM jobs j JOIN printers p ON p.id = j.printer_id
              WHERE j.state IN ('pending', 'processing', 'unconfirmed')
                AND j.due_at <= now()
+               AND p.backend = ANY($4)
                AND (j.lease_until IS NULL OR j.lease_until < now())
                AND (j.state <> 'pending' OR j.cancel_requested OR j.submit_started_at IS NOT NULL
                     OR j.expires_at <= now()
@@ -246,6 +250,7 @@ pub async fn claim_due(
     .bind(token)
     .bind(limit)
     .bind(lease.as_secs_f64())
+    .bind(backends)
     .fetch_all(pool)
     .await?)
 }
@@ -474,7 +479,7 @@ pub async fn apply(
          )
          SELECT {COLUMNS} FROM updated"
     );
-    Ok(sqlx::query_as::<_, JobRow>(&sql)
+    let row = sqlx::query_as::<_, JobRow>(&sql)
         .bind(id)
         .bind(u.from.as_str())
         .bind(u.to.as_str())
@@ -496,7 +501,12 @@ pub async fn apply(
         .bind(u.only_if_not_submitting)
         .bind(u.count_attempt)
         .fetch_optional(conn)
-        .await?)
+        .await?;
+    if row.is_some() && u.from != u.to {
+        metrics::counter!("print_gateway_job_transitions_total", "to" => u.to.as_str())
+            .increment(1);
+    }
+    Ok(row)
 }
 
 /// Convenience: [`apply`] on a pooled connection.
@@ -520,11 +530,24 @@ pub async fn find_by_vendor_task(
     .await?)
 }
 
-/// Number of jobs per state, for metrics.
-pub async fn count_by_state(pool: &PgPool) -> StoreResult<Vec<(String, i64)>> {
-    Ok(
-        sqlx::query_as("SELECT state, count(*) FROM jobs GROUP BY state")
-            .fetch_all(pool)
-            .await?,
+/// Number of live jobs per state, for metrics (terminal jobs are counted by counters; a
+/// full count would scan the whole history on every scrape). Every live state is listed,
+/// with 0 where there is none.
+pub async fn count_live_by_state(pool: &PgPool) -> StoreResult<Vec<(String, i64)>> {
+    // The predicate matches the partial indexes on live jobs exactly.
+    let counted: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT state, count(*) FROM jobs WHERE state IN ('pending', 'processing', 'unconfirmed') GROUP BY state",
     )
+    .fetch_all(pool)
+    .await?;
+    Ok(["pending", "processing", "unconfirmed"]
+        .into_iter()
+        .map(|state| {
+            let n = counted
+                .iter()
+                .find(|(s, _)| s == state)
+                .map_or(0, |(_, n)| *n);
+            (state.to_owned(), n)
+        })
+        .collect())
 }
