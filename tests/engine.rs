@@ -704,3 +704,59 @@ async fn shutdown_lets_an_in_flight_submit_finish_and_records_it() {
     assert!(row.lease_owner.is_none(), "no lease left behind");
     assert!(row.submit_started_at.is_none());
 }
+
+#[tokio::test]
+async fn a_job_still_at_the_vendor_past_expires_at_is_canceled_there_as_expired() {
+    let (app, backend) = setup().await;
+    let expires = (Utc::now() + chrono::Duration::milliseconds(600)).to_rfc3339();
+    let job = app
+        .submit(
+            json!({"printer_id": "office", "document": {"text": "slow"}, "expires_at": expires}),
+        )
+        .await;
+    let id = id_of(&job);
+    backend.report(
+        &format!("task-{id}"),
+        vec![
+            TaskProgress::Processing {
+                reason: "queued_at_vendor".into()
+            };
+            500
+        ],
+    );
+    app.run_engine().await;
+    assert_eq!(app.job(&id).await["state"], "processing");
+    let ended = app
+        .drive_until(&id, "canceled", Duration::from_secs(5))
+        .await;
+    assert_eq!(ended["error"]["code"], "expired");
+    assert_eq!(backend.cancels(), 1);
+}
+
+#[tokio::test]
+async fn a_replica_without_the_backend_leaves_its_jobs_alone() {
+    let backend = ScriptedBackend::new();
+    let with = spawn_app(BackendRegistry::new().with(backend.clone())).await;
+    with.create_printer("office", "scripted").await;
+    let job = with.submit_text("office", "x").await;
+    let without = start_on(
+        with.database_url.clone(),
+        with.pool.clone(),
+        BackendRegistry::new(),
+        Role::Api,
+        |_| {},
+    )
+    .await;
+    assert_eq!(
+        without.run_engine().await,
+        0,
+        "nothing claimable without the backend"
+    );
+    assert_eq!(
+        with.job(&id_of(&job)).await["state"],
+        "pending",
+        "not failed by the other replica"
+    );
+    with.drive_until(&id_of(&job), "completed", Duration::from_secs(5))
+        .await;
+}
