@@ -663,6 +663,43 @@ async fn a_hung_submit_becomes_unconfirmed_and_is_reconciled_without_a_resubmit(
 }
 
 #[tokio::test]
+async fn a_lost_submit_is_never_confirmed_with_the_previous_jobs_task() {
+    let lk = start(Results::Polling, |c| {
+        c.vendor_timeout_secs = 1;
+        c.lease_secs = 5;
+        c.reconcile_every_secs = 1;
+        c.unconfirmed_give_up_secs = 3;
+    })
+    .await;
+    lk.printer("office", DEVICE).await;
+    // B reaches Lianke; right after, A's submit is lost before Lianke sees it.
+    let b = lk.app.submit_text("office", "b").await;
+    lk.app.run_engine().await;
+    let b_task = lk.app.job(&id(&b)).await["vendor_task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    lk.sim.add_fault(
+        FaultRule::new(FaultAction::Hang)
+            .vendor(Vendor::Lianke)
+            .endpoint("POST", "/api/print/job")
+            .times(1),
+    );
+    let a = lk.app.submit_text("office", "a").await;
+    lk.app.run_engine().await;
+    assert_eq!(lk.app.job(&id(&a)).await["state"], "unconfirmed");
+    // B's task sits in A's time window, but it is B's: A must not take it.
+    let failed = lk
+        .app
+        .drive_until(&id(&a), "failed", Duration::from_secs(20))
+        .await;
+    assert_eq!(failed["error"]["code"], "dispatch_unconfirmed");
+    assert_ne!(failed["vendor_task_id"].as_str(), Some(b_task.as_str()));
+    assert_eq!(lk.app.job(&id(&b)).await["vendor_task_id"], b_task.as_str());
+    lk.stop().await;
+}
+
+#[tokio::test]
 async fn discovery_lists_the_boxs_printers_ready_to_register() {
     let lk = start(Results::Polling, |_| {}).await;
     let response = lk

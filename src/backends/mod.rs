@@ -87,6 +87,9 @@ pub struct SubmitRequest {
     /// When the (last) submit of this job started: lets `find_task` look for the vendor
     /// task near that moment.
     pub submit_started_at: Option<DateTime<Utc>>,
+    /// For `find_task` only: vendor task ids that already belong to other jobs on the same
+    /// device, so a lookup by time never takes a neighbour's task for this job's.
+    pub taken_task_ids: Vec<String>,
 }
 
 /// The vendor accepted a job.

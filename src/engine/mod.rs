@@ -351,6 +351,7 @@ impl Engine {
             callback_url,
             created_at: w.job.created_at,
             submit_started_at: w.job.submit_started_at,
+            taken_task_ids: Vec::new(),
         }
     }
 
@@ -779,13 +780,29 @@ impl Engine {
         let give_up_at = since
             + chrono::Duration::from_std(self.settings.unconfirmed_give_up)
                 .unwrap_or(chrono::Duration::MAX);
-        let Some(request) = self.load_submit_request(w).await? else {
+        let Some(mut request) = self.load_submit_request(w).await? else {
             return Err(StoreError::Corrupt(format!("job {} lost its document", job.id)).into());
         };
+        request.taken_task_ids = store::jobs::task_ids_of_device_neighbours(
+            &self.pool,
+            &w.printer.device,
+            job.id,
+            job.created_at,
+        )
+        .await?;
         let Some(slot) = self.take_slot(w).await? else {
             return self.release(job, w.token, after(short_pause())).await;
         };
-        let outcome = self.call(w.backend.find_task(w.context, &request)).await;
+        let outcome = match self.call(w.backend.find_task(w.context, &request)).await {
+            // Belt and braces: a task another job holds is never this job's.
+            Ok(Lookup::Found { vendor_task_id, .. })
+                if request.taken_task_ids.contains(&vendor_task_id) =>
+            {
+                tracing::warn!(job_id = %job.id, %vendor_task_id, "the vendor lookup offered another job's task; ignored");
+                Ok(Lookup::NotFound)
+            }
+            other => other,
+        };
         self.free_slot(w, slot).await;
         match outcome {
             Ok(Lookup::Found {

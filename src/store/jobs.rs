@@ -515,6 +515,26 @@ pub async fn apply_on(pool: &PgPool, id: Uuid, u: &JobUpdate) -> StoreResult<Opt
     apply(&mut conn, id, u).await
 }
 
+/// Vendor task ids of the other jobs on `device` created around `around` (a day either
+/// side), for the reconciler's lookups by time.
+pub async fn task_ids_of_device_neighbours(
+    pool: &PgPool,
+    device: &str,
+    job_id: Uuid,
+    around: DateTime<Utc>,
+) -> StoreResult<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT j.vendor_task_id FROM jobs j JOIN printers p ON p.id = j.printer_id
+         WHERE p.device = $1 AND j.id <> $2 AND j.vendor_task_id IS NOT NULL
+           AND j.created_at BETWEEN $3 - interval '1 day' AND $3 + interval '1 day'",
+    )
+    .bind(device)
+    .bind(job_id)
+    .bind(around)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// The job a vendor task belongs to (for callbacks).
 pub async fn find_by_vendor_task(
     pool: &PgPool,

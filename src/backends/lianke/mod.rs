@@ -605,7 +605,10 @@ impl Backend for LiankeBackend {
         let from = started - chrono::Duration::seconds(2);
         let to = started
             + chrono::Duration::from_std(self.settings.timeout).unwrap_or(chrono::Duration::zero());
-        let tasks = self.tasks_near(&d, from, to).await?;
+        let mut tasks = self.tasks_near(&d, from, to).await?;
+        // A neighbour's task (the previous submit on the box finished just before this
+        // one started) is not a candidate.
+        tasks.retain(|task| !job.taken_task_ids.contains(&task.task_id));
         match tasks.as_slice() {
             [] => Ok(Lookup::NotFound),
             [task] => {
