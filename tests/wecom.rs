@@ -1109,3 +1109,30 @@ async fn wecom_secrets_never_appear_in_logs_or_answers() {
         "a log line carried a token-bearing URL"
     );
 }
+
+#[tokio::test]
+async fn a_job_wecom_will_not_hand_over_does_not_hold_up_the_others() {
+    let w = world(Role::Api, Push::Off, |_| {}).await;
+    w.add_wecom_printer(&["frank"], true).await;
+    w.seed("frank", "one.pdf", &pdf(32));
+    w.seed("frank", "two.pdf", &pdf(48));
+    // The first job's download URL request fails.
+    w.sim.add_fault(
+        FaultRule::new(FaultAction::HttpStatus { status: 503 })
+            .vendor(Vendor::Wecom)
+            .endpoint("POST", DOWNLOAD_URL)
+            .times(1),
+    );
+    let first = w
+        .bridge()
+        .sync_now()
+        .await
+        .expect("the sync itself goes on");
+    assert_eq!(first.imported, 1, "{first:?}");
+    assert_eq!(first.errors.len(), 1, "{first:?}");
+    let second = w.bridge().sync_now().await.expect("sync");
+    assert_eq!(
+        second.imported, 1,
+        "the skipped job comes in next round: {second:?}"
+    );
+}

@@ -330,10 +330,25 @@ impl WecomBridge {
                         summary.already_known += 1;
                         continue;
                     }
-                    match self.import(source, &target, job).await? {
-                        ImportOutcome::Imported(_) => summary.imported += 1,
-                        ImportOutcome::AlreadyKnown => summary.already_known += 1,
-                        ImportOutcome::Gone => summary.gone += 1,
+                    match self.import(source, &target, job).await {
+                        Ok(ImportOutcome::Imported(_)) => summary.imported += 1,
+                        Ok(ImportOutcome::AlreadyKnown) => summary.already_known += 1,
+                        Ok(ImportOutcome::Gone) => summary.gone += 1,
+                        // One job WeCom will not hand over must not hold up the others; it
+                        // is tried again next round. Limits and credentials stop the round.
+                        Err(BridgeError::Vendor(err))
+                            if !matches!(
+                                err.code,
+                                ErrorCode::VendorRateLimited | ErrorCode::VendorAuthFailed
+                            ) && err.decision != Decision::RefreshTokenOnce =>
+                        {
+                            tracing::warn!(jobid = %job.jobid, error = %err, "WeCom job not imported this round");
+                            summary.errors.push(format!(
+                                "{}: job {}: {}",
+                                source.row.id, job.jobid, err.message
+                            ));
+                        }
+                        Err(other) => return Err(other),
                     }
                 }
                 // A long listing keeps its lease.
@@ -580,7 +595,9 @@ impl WecomBridge {
             options_mode: "best_effort".into(),
             dropped_options: dropped,
             metadata: Some(json!({ "wecom": wecom_facts })),
-            idempotency_key: Some(format!("wecom:{}", job.jobid)),
+            // Exactly-once comes from `wecom_jobs.jobid` (primary key, same transaction); an
+            // idempotency key here could collide with one an API client of the tenant chose.
+            idempotency_key: None,
             request_hash: None,
             expires_at: None,
             vendor_ids: Some(json!({
@@ -716,7 +733,9 @@ impl WecomBridge {
     pub async fn run_inbox_now(&self) -> BridgeResult<usize> {
         let mut handled = 0;
         loop {
-            let batch = store::wecom::claim_pushes(&self.pool, 16, self.settings.lease).await?;
+            // One at a time: each claim's lease covers one WeCom call (with its retries), so
+            // another replica never takes over a push still being handled.
+            let batch = store::wecom::claim_pushes(&self.pool, 1, self.settings.lease).await?;
             if batch.is_empty() {
                 return Ok(handled);
             }
@@ -874,7 +893,8 @@ impl WecomBridge {
     pub async fn report_now(&self) -> BridgeResult<usize> {
         let mut handled = 0;
         loop {
-            let batch = store::wecom::claim_reports(&self.pool, 32, self.settings.lease).await?;
+            // One at a time, for the same reason as pushes: a report is never sent twice.
+            let batch = store::wecom::claim_reports(&self.pool, 1, self.settings.lease).await?;
             if batch.is_empty() {
                 return Ok(handled);
             }
