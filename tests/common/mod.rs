@@ -26,11 +26,55 @@ fn base_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// Test databases are named `pgw_test_<unix seconds>_<random>`; those older than this are
+/// left over from earlier runs and dropped.
+const STALE_AFTER_SECS: u64 = 30 * 60;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Drops test databases of earlier runs (once per test process, best effort): without it
+/// every run would leave a few hundred databases behind.
+async fn drop_stale_databases(base: &PgConnectOptions) {
+    static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if SWEPT.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    let Ok(mut conn) = base.clone().database("postgres").connect().await else {
+        return;
+    };
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname FROM pg_database WHERE starts_with(datname, 'pgw_test_')",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap_or_default();
+    let now = unix_now();
+    for name in names {
+        let created = name
+            .strip_prefix("pgw_test_")
+            .and_then(|rest| rest.split('_').next())
+            .filter(|secs| secs.len() == 10)
+            .and_then(|secs| secs.parse::<u64>().ok());
+        // Names without a timestamp come from an older harness: stale by definition.
+        if created.is_none_or(|secs| now.saturating_sub(secs) > STALE_AFTER_SECS) {
+            let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+            let _ = sqlx::query(&drop).execute(&mut conn).await;
+        }
+    }
+}
+
 /// Creates and migrates a database of its own for one test; returns its URL and a pool.
 pub async fn fresh_database() -> (String, PgPool) {
     let base =
         PgConnectOptions::from_str(&base_url()).expect("DATABASE_URL must be a postgres URL");
-    let name = format!("pgw_test_{}", uuid::Uuid::new_v4().simple());
+    drop_stale_databases(&base).await;
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    let name = format!("pgw_test_{}_{}", unix_now(), &random[..12]);
     let url = base.clone().database(&name).to_url_lossy().to_string();
     let pool = store::connect(&url, 20)
         .await
