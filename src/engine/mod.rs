@@ -652,13 +652,7 @@ impl Engine {
 
     /// A processing job without news: ask the vendor.
     async fn poll(&self, w: &Work<'_>) -> EngineResult<()> {
-        let Some(task_id) = w.job.vendor_task_id.clone() else {
-            return Err(StoreError::Corrupt(format!(
-                "processing job {} has no vendor task id",
-                w.job.id
-            ))
-            .into());
-        };
+        let task_id = vendor_task_of(w.job)?;
         let Some(slot) = self.take_slot(w).await? else {
             return self.release(w.job, w.token, after(short_pause())).await;
         };
@@ -722,13 +716,7 @@ impl Engine {
     }
 
     async fn cancel_at_vendor(&self, w: &Work<'_>) -> EngineResult<()> {
-        let Some(task_id) = w.job.vendor_task_id.clone() else {
-            return Err(StoreError::Corrupt(format!(
-                "processing job {} has no vendor task id",
-                w.job.id
-            ))
-            .into());
-        };
+        let task_id = vendor_task_of(w.job)?;
         let Some(slot) = self.take_slot(w).await? else {
             return self.release(w.job, w.token, after(short_pause())).await;
         };
@@ -1041,6 +1029,13 @@ pub const REASON_CANCELING: &str = "canceling";
 fn transition(from: JobState, to: JobState) -> Transition {
     Transition::new(from, to)
         .unwrap_or_else(|err| unreachable!("engine transition table out of date: {err}"))
+}
+
+/// A processing job's vendor task id; its absence means the row is corrupt.
+fn vendor_task_of(job: &JobRow) -> EngineResult<String> {
+    job.vendor_task_id.clone().ok_or_else(|| {
+        StoreError::Corrupt(format!("processing job {} has no vendor task id", job.id)).into()
+    })
 }
 
 struct Work<'a> {
