@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::api::key_cache::KeyCache;
 use crate::api::{self, AppState};
 use crate::backends::BackendRegistry;
 use crate::backends::lianke::{LiankeBackend, LiankeSettings};
@@ -161,6 +162,9 @@ impl Application {
             config: Arc::new(config.clone()),
             engine: Arc::clone(&engine),
             metrics: metrics_handle(),
+            keys: Arc::new(KeyCache::new(Duration::from_secs(
+                config.api_key_cache_secs,
+            ))),
         };
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -178,6 +182,13 @@ impl Application {
                 source,
             })?;
             addr = Some(local);
+            engine.spawn_announcer(&tracker, shutdown.clone());
+            let (keys, pool, stop) = (
+                Arc::clone(&state.keys),
+                state.pool.clone(),
+                shutdown.clone(),
+            );
+            tracker.spawn(async move { keys.listen(&pool, &stop).await });
             let router = api::router(state.clone());
             let stop = shutdown.clone();
             if let Some((cert, key)) = config.tls_files() {

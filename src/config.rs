@@ -144,6 +144,12 @@ pub struct Config {
           default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout_secs: u64,
 
+    /// How long a verified API key is remembered (0: check every request in the database).
+    /// Revocations reach every replica at once through NOTIFY; this bounds the rest.
+    #[arg(long, env = "API_KEY_CACHE_SECS", value_name = "API_KEY_CACHE_SECS", global = true,
+          default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub api_key_cache_secs: u64,
+
     /// Keys for the per-job callback tokens, comma-separated; the first signs, all verify
     /// (rotation: put the new key first, drop the old one once its jobs are done).
     /// Required with PUBLIC_BASE_URL (every replica must share it).

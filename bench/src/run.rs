@@ -201,8 +201,8 @@ impl Ctx {
             // the callback phase sends the callbacks itself; no poll may beat it
             ("LIANKE_CALLBACK_WAIT_MS".into(), "3600000".into()),
             ("WORKER_CONCURRENCY".into(), self.opts.workers.to_string()),
-            ("RUST_LOG".into(), "warn".into()),
         ];
+        // logging as deployed (the gateway's default filter) unless RUST_LOG says otherwise
         for kv in &self.opts.gateway_env {
             if let Some((k, v)) = kv.split_once('=') {
                 env.retain(|(name, _)| name != k);

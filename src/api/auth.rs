@@ -6,6 +6,7 @@ use axum::http::request::Parts;
 
 use super::AppState;
 use super::error::ApiError;
+use super::key_cache::CachedKey;
 use crate::store;
 
 pub const SCOPES: [&str; 3] = ["jobs:write", "jobs:read", "printers:admin"];
@@ -62,9 +63,26 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 ApiError::unauthorized("The Authorization header must be `Bearer <key>`.")
             })?;
+        let hash = store::api_keys::hash_key(key);
+        if let Some(cached) = state.keys.get(&hash) {
+            return Ok(Caller {
+                tenant: cached.tenant,
+                scopes: cached.scopes,
+            });
+        }
+        let generation = state.keys.generation();
         let row = store::api_keys::find_live(&state.pool, key)
             .await?
             .ok_or_else(|| ApiError::unauthorized("This API key is unknown or revoked."))?;
+        state.keys.put(
+            hash,
+            CachedKey {
+                id: row.id,
+                tenant: row.tenant.clone(),
+                scopes: row.scopes.clone(),
+            },
+            generation,
+        );
         Ok(Caller {
             tenant: row.tenant,
             scopes: row.scopes,

@@ -35,6 +35,9 @@ use retry::{RetryPolicy, short_pause};
 /// The channel the `jobs_due_notify` trigger signals on.
 pub const DUE_CHANNEL: &str = "print_gateway_jobs_due";
 
+/// At most one NOTIFY for accepted jobs per this interval, however many are accepted.
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(10);
+
 /// Engine settings, taken from [`Config`].
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -95,6 +98,8 @@ pub struct Engine {
     settings: EngineSettings,
     callback_keys: CallbackKeys,
     wake: Notify,
+    /// Set when jobs became due here; the announcer tells the other replicas (coalesced).
+    announce: Notify,
 }
 
 fn after(d: Duration) -> DateTime<Utc> {
@@ -124,6 +129,7 @@ impl Engine {
             settings,
             callback_keys,
             wake: Notify::new(),
+            announce: Notify::new(),
         })
     }
 
@@ -149,6 +155,39 @@ impl Engine {
         tracker.spawn(async move { engine.listen_loop(stop).await });
         let engine = Arc::clone(self);
         tracker.spawn(async move { engine.sweep_loop(shutdown).await });
+    }
+
+    /// A job became due now (the API accepted it): wakes an idle worker of this process at
+    /// once and, coalesced, the workers of every replica through one NOTIFY. Accepts carry
+    /// no `pg_notify` of their own (it would serialise their commits); the sweep is the
+    /// backstop if a notification is lost.
+    pub fn job_due(&self) {
+        self.wake.notify_one();
+        self.announce.notify_one();
+    }
+
+    /// Starts the announcer of [`Engine::job_due`] (processes that accept jobs run it).
+    pub fn spawn_announcer(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
+        let engine = Arc::clone(self);
+        tracker.spawn(async move { engine.announce_loop(shutdown).await });
+    }
+
+    /// The first due job is announced at once; later ones within `ANNOUNCE_EVERY` share
+    /// the next notification.
+    async fn announce_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = self.announce.notified() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            if let Err(err) = store::jobs::notify_due(&self.pool, DUE_CHANNEL).await {
+                tracing::warn!(error = %err, "could not notify other replicas of due jobs; their sweep will find them");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(ANNOUNCE_EVERY) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
     }
 
     async fn worker_loop(self: Arc<Self>, shutdown: CancellationToken) {

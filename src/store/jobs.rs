@@ -9,6 +9,7 @@ use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use super::documents::NewDocument;
 use super::{StoreError, StoreResult};
 use crate::domain::{EventSource, JobError, JobOptions, JobState, Transition};
 
@@ -114,8 +115,78 @@ pub async fn insert(
         .bind(source.as_str())
         .execute(&mut *conn)
         .await?;
+        // Imports (WeCom) are rare: they wake the workers from their own transaction.
+        sqlx::query("SELECT pg_notify('print_gateway_jobs_due', '')")
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(row)
+}
+
+/// Accepts a job from the API: its document, the job (pending, due now) and its first
+/// event in one statement, so one round trip and Postgres' implicit transaction. `None` when
+/// the tenant already used the idempotency key (then nothing is stored). Nobody is notified
+/// here: the caller wakes the workers after the commit (see `Engine::job_due`).
+pub async fn accept(
+    pool: &PgPool,
+    job: &NewJob,
+    doc: &NewDocument,
+    source: EventSource,
+) -> StoreResult<Option<JobRow>> {
+    let document_id = Uuid::now_v7();
+    // The document and the event are inserted only when the job row was, and the foreign
+    // keys are checked at the end of the statement, when all three rows exist.
+    let row = sqlx::query_as::<_, JobRow>(&format!(
+        "WITH job AS (
+             INSERT INTO jobs (id, tenant, printer_id, document_id, source, options, options_mode, dropped_options,
+                 metadata, idempotency_key, request_hash, expires_at, vendor_ids, document_info, state, due_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending', clock_timestamp())
+             ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+             RETURNING {COLUMNS}
+         ), doc AS (
+             INSERT INTO documents (id, kind, doc_type, content_type, filename, url, size_bytes, sha256, content)
+             SELECT $4, $15, $16, $17, $18, $19, $20, $21, $22 FROM job
+         ), event AS (
+             INSERT INTO job_events (job_id, source, kind, from_state, to_state, reason)
+             SELECT id, $23, 'accepted', NULL, 'pending', 'accepted' FROM job
+         )
+         SELECT {COLUMNS} FROM job"
+    ))
+    .bind(job.id)
+    .bind(&job.tenant)
+    .bind(&job.printer_id)
+    .bind(document_id)
+    .bind(&job.source)
+    .bind(Json(&job.options))
+    .bind(&job.options_mode)
+    .bind(&job.dropped_options)
+    .bind(&job.metadata)
+    .bind(&job.idempotency_key)
+    .bind(&job.request_hash)
+    .bind(job.expires_at)
+    .bind(&job.vendor_ids)
+    .bind(&job.document_info)
+    .bind(doc.kind.as_str())
+    .bind(doc.doc_type.map(|t| t.extension()))
+    .bind(&doc.content_type)
+    .bind(&doc.filename)
+    .bind(&doc.url)
+    .bind(doc.size() as i64)
+    .bind(doc.sha256())
+    .bind(doc.content.as_deref())
+    .bind(source.as_str())
+    .fetch_optional(pool)
+    .await?;
+    Ok(row)
+}
+
+/// Tells every replica's workers (LISTEN) that jobs became due. The engine coalesces calls.
+pub async fn notify_due(pool: &PgPool, channel: &str) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(channel)
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 pub async fn get(pool: &PgPool, tenant: &str, id: Uuid) -> StoreResult<Option<JobRow>> {
