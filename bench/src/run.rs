@@ -335,8 +335,7 @@ fn pgbench(ctx: &Ctx, name: &str, sql: &str) -> anyhow::Result<Pgbench> {
         ])
         .arg(format!("-c{}", ctx.opts.connections))
         .arg(format!("-T{}", ctx.opts.duration))
-        .arg("-f")
-        .arg(&script)
+        .args(["-f", "insert.sql"])
         .arg(&ctx.db_url)
         .output()
         .context("running pgbench (apt-get install postgresql-client)")?;
@@ -411,6 +410,8 @@ fn machine() -> Value {
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     std::fs::create_dir_all(&opts.out)?;
+    let mut opts = opts;
+    opts.out = std::fs::canonicalize(&opts.out)?;
     let started = Utc::now();
     let bins = match &opts.bin_dir {
         Some(dir) => dir.clone(),
