@@ -11,5 +11,6 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod engine;
+pub mod observe;
 pub mod store;
 pub mod telemetry;

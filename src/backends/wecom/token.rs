@@ -27,7 +27,7 @@ pub struct WecomTokens {
 impl WecomTokens {
     pub fn new(ticket: Option<String>) -> WecomTokens {
         WecomTokens {
-            model: TokenCache::new(REFRESH_AHEAD),
+            model: TokenCache::new(REFRESH_AHEAD).for_vendor(super::NAME),
             devices: Mutex::new(HashMap::new()),
             ticket: RwLock::new(ticket),
         }
@@ -39,7 +39,7 @@ impl WecomTokens {
         Arc::clone(
             devices
                 .entry(device_sn.to_owned())
-                .or_insert_with(|| Arc::new(TokenCache::new(REFRESH_AHEAD))),
+                .or_insert_with(|| Arc::new(TokenCache::new(REFRESH_AHEAD).for_vendor(super::NAME))),
         )
     }
 
