@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 use uuid::Uuid;
 
 use crate::domain::{JobError, JobState};
@@ -51,28 +53,92 @@ pub const JOB_BUCKETS: &[f64] = &[
 
 /// Registers help texts and units (once per process).
 pub fn describe() {
-    describe_counter!(HTTP_REQUESTS, "HTTP requests by route template, method and status");
-    describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP request latency by route template, method and status");
-    describe_counter!(JOBS_ACCEPTED, "Jobs accepted, by backend and source (api, wecom)");
-    describe_counter!(JOBS_ENDED, "Jobs that reached a terminal state, by backend, state and neutral error code");
-    describe_histogram!(JOB_DURATION, Unit::Seconds, "Time from accept to a terminal state, by backend and state");
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests by route template, method and status"
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "HTTP request latency by route template, method and status"
+    );
+    describe_counter!(
+        JOBS_ACCEPTED,
+        "Jobs accepted, by backend and source (api, wecom)"
+    );
+    describe_counter!(
+        JOBS_ENDED,
+        "Jobs that reached a terminal state, by backend, state and neutral error code"
+    );
+    describe_histogram!(
+        JOB_DURATION,
+        Unit::Seconds,
+        "Time from accept to a terminal state, by backend and state"
+    );
     describe_counter!(JOB_TRANSITIONS, "Job state changes, by target state");
-    describe_gauge!(JOBS, "Live jobs by state (pending, processing, unconfirmed)");
-    describe_gauge!(JOB_OLDEST_AGE, Unit::Seconds, "Age of the oldest live job per state (pending: since accept; processing: since dispatch; unconfirmed: since the submit)");
-    describe_gauge!(JOBS_UNCONFIRMED, "Jobs whose submit outcome is unknown and waits for evidence or an operator");
-    describe_counter!(VENDOR_CALLS, "Vendor calls by vendor, endpoint and outcome class (ok, vendor_error, outcome_unknown, transport_error, abandoned)");
-    describe_histogram!(VENDOR_DURATION, Unit::Seconds, "Vendor call latency by vendor, endpoint and outcome class");
-    describe_counter!(SUBMITS, "Submits by backend and outcome (accepted, error, unknown)");
-    describe_counter!(TOKEN_REFRESHES, "Vendor token fetches by vendor and result (ok, error)");
-    describe_counter!(CALLBACKS, "Vendor callbacks received, by vendor and result (applied, duplicate, forged, unknown, invalid, not_ready)");
-    describe_counter!(BREAKER_CHANGES, "Circuit breaker changes by backend and new state (open, closed)");
-    describe_gauge!(PRINTER_BREAKER, "Circuit breaker per printer: 0 closed, 1 half-open, 2 open (only below METRICS_PRINTER_LABELS_MAX printers)");
-    describe_gauge!(PRINTER_ONLINE, "Printer online per the last status: 1 online, 0 offline (only below METRICS_PRINTER_LABELS_MAX printers; absent when unknown)");
+    describe_gauge!(
+        JOBS,
+        "Live jobs by state (pending, processing, unconfirmed)"
+    );
+    describe_gauge!(
+        JOB_OLDEST_AGE,
+        Unit::Seconds,
+        "Age of the oldest live job per state (pending: since accept; processing: since dispatch; unconfirmed: since the submit)"
+    );
+    describe_gauge!(
+        JOBS_UNCONFIRMED,
+        "Jobs whose submit outcome is unknown and waits for evidence or an operator"
+    );
+    describe_counter!(
+        VENDOR_CALLS,
+        "Vendor calls by vendor, endpoint and outcome class (ok, vendor_error, outcome_unknown, transport_error, abandoned)"
+    );
+    describe_histogram!(
+        VENDOR_DURATION,
+        Unit::Seconds,
+        "Vendor call latency by vendor, endpoint and outcome class"
+    );
+    describe_counter!(
+        SUBMITS,
+        "Submits by backend and outcome (accepted, error, unknown)"
+    );
+    describe_counter!(
+        TOKEN_REFRESHES,
+        "Vendor token fetches by vendor and result (ok, error)"
+    );
+    describe_counter!(
+        CALLBACKS,
+        "Vendor callbacks received, by vendor and result (applied, duplicate, forged, unknown, invalid, not_ready)"
+    );
+    describe_counter!(
+        BREAKER_CHANGES,
+        "Circuit breaker changes by backend and new state (open, closed)"
+    );
+    describe_gauge!(
+        PRINTER_BREAKER,
+        "Circuit breaker per printer: 0 closed, 1 half-open, 2 open (only below METRICS_PRINTER_LABELS_MAX printers)"
+    );
+    describe_gauge!(
+        PRINTER_ONLINE,
+        "Printer online per the last status: 1 online, 0 offline (only below METRICS_PRINTER_LABELS_MAX printers; absent when unknown)"
+    );
     describe_gauge!(PRINTERS_BY_CIRCUIT, "Printers by circuit state");
-    describe_gauge!(PRINTERS_BY_ONLINE, "Printers by online state (true, false, unknown)");
-    describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections of this process by state (idle, in_use)");
-    describe_gauge!(DB_POOL_MAX, "Database pool size limit of this process (DATABASE_MAX_CONNECTIONS)");
-    describe_gauge!(DB_UP, "1 when the last metrics refresh could query the database, else 0");
+    describe_gauge!(
+        PRINTERS_BY_ONLINE,
+        "Printers by online state (true, false, unknown)"
+    );
+    describe_gauge!(
+        DB_POOL_CONNECTIONS,
+        "Database pool connections of this process by state (idle, in_use)"
+    );
+    describe_gauge!(
+        DB_POOL_MAX,
+        "Database pool size limit of this process (DATABASE_MAX_CONNECTIONS)"
+    );
+    describe_gauge!(
+        DB_UP,
+        "1 when the last metrics refresh could query the database, else 0"
+    );
 }
 
 /// The HTTP method as a label from a fixed set.
@@ -119,7 +185,10 @@ pub fn job_changed(c: &JobChange<'_>) {
     }
     counter!(JOB_TRANSITIONS, "to" => c.to.as_str()).increment(1);
     let code = c.error.map_or("none", |e| e.code.as_str());
-    let vendor_code = c.error.and_then(|e| e.vendor_code.as_deref()).unwrap_or("-");
+    let vendor_code = c
+        .error
+        .and_then(|e| e.vendor_code.as_deref())
+        .unwrap_or("-");
     if c.to.is_terminal() {
         counter!(JOBS_ENDED, "backend" => c.backend.to_owned(), "state" => c.to.as_str(), "error_code" => code)
             .increment(1);
@@ -171,7 +240,13 @@ pub fn breaker_changed(
         BreakerChange::Closed => {
             counter!(BREAKER_CHANGES, "backend" => backend.to_owned(), "to" => "closed")
                 .increment(1);
-            tracing::warn!(printer_id, backend, code, vendor_code, "circuit breaker closed");
+            tracing::warn!(
+                printer_id,
+                backend,
+                code,
+                vendor_code,
+                "circuit breaker closed"
+            );
         }
     }
 }
@@ -185,7 +260,12 @@ pub fn online_changed(printer_id: &str, backend: &str, online: bool) {
 }
 
 /// One vendor call: its outcome class is bounded, and what an operator alerts on.
-pub fn vendor_call(vendor: &'static str, endpoint: &'static str, outcome: &'static str, elapsed: Duration) {
+pub fn vendor_call(
+    vendor: &'static str,
+    endpoint: &'static str,
+    outcome: &'static str,
+    elapsed: Duration,
+) {
     counter!(VENDOR_CALLS, "vendor" => vendor, "endpoint" => endpoint, "outcome" => outcome)
         .increment(1);
     histogram!(VENDOR_DURATION, "vendor" => vendor, "endpoint" => endpoint, "outcome" => outcome)

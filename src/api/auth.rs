@@ -48,10 +48,7 @@ impl Caller {
     }
 
     pub fn require_any(&self, scopes: &[&str]) -> Result<(), ApiError> {
-        if scopes
-            .iter()
-            .any(|wanted| self.has(wanted))
-        {
+        if scopes.iter().any(|wanted| self.has(wanted)) {
             Ok(())
         } else {
             Err(ApiError::forbidden(

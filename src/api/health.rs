@@ -45,20 +45,20 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    refresh_gauges(&state).await;
+    // Held through the render, so a scrape shows the values its own refresh set.
+    let mut last = LAST_REFRESH.lock().await;
+    refresh_gauges(&state, &mut last).await;
     state.metrics.run_upkeep();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    let text = state.metrics.render();
+    drop(last);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 /// When the database gauges were last refreshed (one refresh at a time per process).
 static LAST_REFRESH: tokio::sync::Mutex<Option<Instant>> = tokio::sync::Mutex::const_new(None);
 
-async fn refresh_gauges(state: &AppState) {
+async fn refresh_gauges(state: &AppState, last: &mut Option<Instant>) {
     let every = Duration::from_millis(state.config.metrics_refresh_ms);
-    let mut last = LAST_REFRESH.lock().await;
     observe::db_pool(
         state.pool.size(),
         state.pool.num_idle(),

@@ -803,10 +803,19 @@ pub async fn list_jobs(
         source: query.source,
         created_after: query.created_after,
         created_before: query.created_before,
-        search: query.q.filter(|q| !q.trim().is_empty()).map(|q| q.trim().to_owned()),
+        search: query
+            .q
+            .filter(|q| !q.trim().is_empty())
+            .map(|q| q.trim().to_owned()),
     };
-    let (rows, more) =
-        store::jobs::list(&state.pool, caller.readable_tenant(), &filter, cursor, limit).await?;
+    let (rows, more) = store::jobs::list(
+        &state.pool,
+        caller.readable_tenant(),
+        &filter,
+        cursor,
+        limit,
+    )
+    .await?;
     let next_cursor = if more {
         rows.last().map(|r| {
             encode_cursor(ListCursor {

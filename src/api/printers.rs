@@ -271,7 +271,6 @@ async fn view_with_queue(state: &AppState, row: PrinterRow) -> Result<PrinterVie
         .unwrap_or_else(|| unreachable!("one view in, one out")))
 }
 
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PrinterList {
     pub items: Vec<PrinterView>,

@@ -125,7 +125,10 @@ pub async fn wecom_push(
         Ok(fresh) => Ok(if *fresh { "applied" } else { "duplicate" }),
         Err(err) => Err(err.code()),
     };
-    crate::observe::callback(crate::backends::wecom::NAME, crate::observe::callback_result(result));
+    crate::observe::callback(
+        crate::backends::wecom::NAME,
+        crate::observe::callback_result(result),
+    );
     answer.map(|_| success())
 }
 

@@ -579,7 +579,11 @@ impl<B: Backend> Backend for Measured<B> {
         printer: &PrinterContext,
         vendor_task_id: &str,
     ) -> Result<TaskReport, VendorError> {
-        measured!(self, "task_status", self.inner.task_status(printer, vendor_task_id))
+        measured!(
+            self,
+            "task_status",
+            self.inner.task_status(printer, vendor_task_id)
+        )
     }
     async fn find_task(
         &self,
