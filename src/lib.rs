@@ -8,6 +8,7 @@ pub mod app;
 pub mod backends;
 pub mod callback_token;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod domain;
 pub mod engine;

@@ -505,3 +505,54 @@ async fn an_admin_key_reads_every_tenant_and_a_tenant_key_only_its_own() {
         "search stays within the tenant"
     );
 }
+
+#[tokio::test]
+async fn the_console_is_served_from_the_binary_and_loads_nothing_from_elsewhere() {
+    let app = spawn_app(BackendRegistry::new()).await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let root = no_redirects.get(app.url("/")).send().await.unwrap();
+    assert!(root.status().is_redirection());
+    assert_eq!(root.headers()["location"], "/console");
+    for (path, kind) in [
+        ("/console", "text/html"),
+        ("/console/console.js", "text/javascript"),
+        ("/console/console.css", "text/css"),
+    ] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(content_type.starts_with(kind), "{path}: {content_type}");
+        let policy = response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(policy.contains("default-src 'none'") && policy.contains("connect-src 'self'"));
+        let body = response.text().await.unwrap();
+        // The only absolute URL is the SVG namespace (an identifier, never fetched).
+        let external = body
+            .match_indices("http")
+            .filter(|(i, _)| !body[*i..].starts_with("http://www.w3.org/2000/svg"))
+            .count();
+        assert_eq!(external, 0, "{path} refers to another origin");
+    }
+    let html = app
+        .client
+        .get(app.url("/console"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(r#"<label for="api-key">API key</label>"#),
+        "the key field is labelled"
+    );
+    assert!(html.contains(r#"name="viewport""#), "sized for phones");
+}

@@ -129,6 +129,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.config.request_timeout_secs);
     routes
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
+        .merge(crate::console::router())
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(RequestBodyLimitLayer::new(max_body))
