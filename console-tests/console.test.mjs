@@ -97,7 +97,7 @@ async function main() {
     log("three demo printers healthy");
 
     // A job through the API reaches `completed` on the page, without a reload.
-    await page.getByRole("link", { name: "Jobs" }).click();
+    await page.getByRole("link", { name: "Jobs", exact: true }).click();
     await page.getByRole("heading", { name: "Jobs" }).waitFor();
     const accepted = await call("POST", `${base}/v1/jobs`, { printer_id: "demo-zhimu", document: { text: "console test" } });
     assert.equal(accepted.status, 202, JSON.stringify(accepted.body));
@@ -119,7 +119,7 @@ async function main() {
     // Break the Lianke box in the simulator: its card turns red.
     const broken = await call("POST", `${sim}/_sim/lianke/devices/demo-lk-1/online`, { online: false }, false);
     assert.equal(broken.status, 200, JSON.stringify(broken.body));
-    await page.getByRole("link", { name: "Printers" }).click();
+    await page.getByRole("link", { name: "Printers", exact: true }).click();
     const red = page.locator('li[data-printer="demo-lianke"][data-health="failing"]');
     await red.waitFor({ timeout: LONG });
     const colour = await red.evaluate((el) => getComputedStyle(el).borderLeftColor);
@@ -156,7 +156,7 @@ async function main() {
     // Usable on a phone: nothing wider than the screen.
     await page.setViewportSize({ width: 390, height: 844 });
     for (const view of ["Printers", "Jobs"]) {
-      await page.getByRole("link", { name: view }).click();
+      await page.getByRole("link", { name: view, exact: true }).click();
       await page.getByRole("heading", { name: view }).waitFor();
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       assert.ok(overflow <= 0, `${view} is ${overflow}px wider than a phone screen`);
