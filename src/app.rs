@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,6 +23,7 @@ use crate::callback_token::CallbackKeys;
 use crate::config::{Config, NoPrinterPolicy};
 use crate::engine::wecom::{WecomBridge, WecomBridgeSettings};
 use crate::engine::{Engine, EngineSettings};
+use crate::observe;
 use crate::store::{self, StoreError};
 
 /// What a process runs.
@@ -53,9 +55,25 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let builder = PrometheusBuilder::new()
+                // Gauges of deleted printers (and other series nobody sets any more) go away.
+                .idle_timeout(MetricKindMask::GAUGE, Some(Duration::from_secs(600)));
+            let builder = [
+                (observe::HTTP_DURATION, observe::HTTP_BUCKETS),
+                (observe::VENDOR_DURATION, observe::VENDOR_BUCKETS),
+                (observe::JOB_DURATION, observe::JOB_BUCKETS),
+            ]
+            .into_iter()
+            .fold(builder, |builder, (name, buckets)| {
+                builder
+                    .set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)
+                    .unwrap_or_else(|err| unreachable!("the bucket lists are not empty: {err}"))
+            });
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
-            let _ = metrics::set_global_recorder(recorder);
+            if metrics::set_global_recorder(recorder).is_ok() {
+                observe::describe();
+            }
             handle
         })
         .clone()
@@ -213,6 +231,15 @@ impl Application {
         }
         if matches!(role, Role::Worker | Role::All) {
             engine.spawn(&tracker, shutdown.clone());
+            crate::engine::status::spawn(
+                state.pool.clone(),
+                state.backends.clone(),
+                Duration::from_secs(config.printer_status_every_secs),
+                config.vendor_timeout(),
+                config.lease(),
+                &tracker,
+                shutdown.clone(),
+            );
             tracing::info!(
                 workers = config.worker_concurrency,
                 "dispatch workers started"

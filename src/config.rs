@@ -165,6 +165,25 @@ pub struct Config {
           default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=300))]
     pub api_key_cache_secs: u64,
 
+    /// Per-printer metric labels (breaker and online state of each printer) are exported
+    /// only while there are at most this many printers; beyond it, only counts by state
+    /// (bounded label cardinality). 0 turns per-printer series off.
+    #[arg(long, env = "METRICS_PRINTER_LABELS_MAX", value_name = "METRICS_PRINTER_LABELS_MAX", global = true,
+          default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub metrics_printer_labels_max: u32,
+
+    /// The gauges read from the database (jobs by state, oldest ages, printers) are
+    /// refreshed by a scrape at most this often; scrapes in between see the last values.
+    #[arg(long, env = "METRICS_REFRESH_MS", value_name = "METRICS_REFRESH_MS", global = true,
+          default_value_t = 5000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub metrics_refresh_ms: u64,
+
+    /// How often each enabled printer's status is asked of its vendor in the background
+    /// (online, last seen, authentication), one replica per printer. 0 = only on request.
+    #[arg(long, env = "PRINTER_STATUS_EVERY_SECS", value_name = "PRINTER_STATUS_EVERY_SECS", global = true,
+          default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub printer_status_every_secs: u64,
+
     /// Keys for the per-job callback tokens, comma-separated; the first signs, all verify
     /// (rotation: put the new key first, drop the old one once its jobs are done).
     /// Required with PUBLIC_BASE_URL (every replica must share it).

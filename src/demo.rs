@@ -274,7 +274,7 @@ pub async fn run(mut config: Config, simulator: Simulator) -> Result<(), DemoErr
         }
         registered.push(printer.id);
     }
-    let scopes: Vec<String> = ["jobs:write", "jobs:read", "printers:admin"]
+    let scopes: Vec<String> = ["jobs:write", "jobs:read", "printers:admin", "admin"]
         .into_iter()
         .map(str::to_owned)
         .collect();

@@ -537,7 +537,7 @@ async fn the_breaker_opens_after_k_failures_and_stops_calls_to_that_printer_only
     assert_eq!(printer["health"]["circuit"], "open");
     assert_eq!(printer["health"]["consecutive_failures"], 3);
     assert!(
-        printer["health"]["last_error"]
+        printer["health"]["last_error"]["message"]
             .as_str()
             .unwrap()
             .contains("503")

@@ -9,7 +9,11 @@ use super::error::ApiError;
 use super::key_cache::CachedKey;
 use crate::store;
 
-pub const SCOPES: [&str; 3] = ["jobs:write", "jobs:read", "printers:admin"];
+pub const SCOPES: [&str; 4] = ["jobs:write", "jobs:read", "printers:admin", ADMIN_SCOPE];
+
+/// Operators: read every tenant's printers, jobs and events (the console uses it). It
+/// grants reading only; changing things still needs the scope that change needs.
+pub const ADMIN_SCOPE: &str = "admin";
 
 /// The caller behind a valid API key.
 #[derive(Debug, Clone)]
@@ -19,8 +23,25 @@ pub struct Caller {
 }
 
 impl Caller {
+    fn has(&self, scope: &str) -> bool {
+        self.scopes
+            .iter()
+            .any(|s| s == scope || (s == ADMIN_SCOPE && scope == "jobs:read"))
+    }
+
+    /// Whether this key reads across tenants.
+    pub fn is_admin(&self) -> bool {
+        self.scopes.iter().any(|s| s == ADMIN_SCOPE)
+    }
+
+    /// Whose data this key may read: its own tenant's, or everyone's (`None`) for an
+    /// `admin` key. Writes always stay within the key's own tenant.
+    pub fn readable_tenant(&self) -> Option<&str> {
+        (!self.is_admin()).then_some(self.tenant.as_str())
+    }
+
     pub fn require(&self, scope: &str) -> Result<(), ApiError> {
-        if self.scopes.iter().any(|s| s == scope) {
+        if self.has(scope) {
             Ok(())
         } else {
             Err(ApiError::forbidden(scope))
@@ -28,10 +49,7 @@ impl Caller {
     }
 
     pub fn require_any(&self, scopes: &[&str]) -> Result<(), ApiError> {
-        if scopes
-            .iter()
-            .any(|wanted| self.scopes.iter().any(|s| s == wanted))
-        {
+        if scopes.iter().any(|wanted| self.has(wanted)) {
             Ok(())
         } else {
             Err(ApiError::forbidden(

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::{HeaderName, Request, StatusCode};
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
@@ -37,6 +37,7 @@ use crate::backends::{Backend, BackendRegistry};
 use crate::config::Config;
 use crate::domain::{JobOptions, OptionsMode};
 use crate::engine::Engine;
+use crate::observe;
 use crate::store;
 use crate::store::documents::NewDocument;
 use crate::store::jobs::{JobRow, NewJob};
@@ -134,6 +135,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.config.request_timeout_secs);
     routes
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
+        .merge(crate::console::router())
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(RequestBodyLimitLayer::new(max_body))
@@ -151,6 +153,7 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(request_id, FastRequestId))
+        .layer(axum::middleware::from_fn(count_request))
 }
 
 /// Request ids: random UUIDs from the thread-local generator (`MakeRequestUuid` asks the
@@ -166,6 +169,23 @@ impl MakeRequestId for FastRequestId {
             .ok()
             .map(RequestId::new)
     }
+}
+
+/// Counts and times every request by its route template (never the raw path: ids would
+/// make the label unbounded), method and status.
+async fn count_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = observe::method_label(request.method().as_str());
+    let response = next.run(request).await;
+    observe::http_request(route, method, response.status().as_u16(), started.elapsed());
+    response
 }
 
 impl AppState {
@@ -292,6 +312,7 @@ impl AppState {
             request_hash: Some(request_hash),
             expires_at: input.expires_at,
             vendor_ids,
+            backend: printer.backend,
         })
     }
 
@@ -306,8 +327,7 @@ impl AppState {
             store::jobs::accept(&self.pool, job, document, crate::domain::EventSource::Api).await?;
         if row.is_some() {
             self.engine.job_due();
-            metrics::counter!("print_gateway_jobs_accepted_total", "source" => job.source.clone())
-                .increment(1);
+            observe::job_accepted(&job.backend, &job.source);
         }
         Ok(row)
     }

@@ -4,6 +4,7 @@
 //! error's [`Decision`].
 
 pub mod retry;
+pub mod status;
 pub mod wecom;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::backends::{
@@ -28,7 +30,7 @@ use crate::domain::{
     Transition,
 };
 use crate::store::jobs::{AttributionRefused, JobRow, JobUpdate};
-use crate::store::printers::PrinterRow;
+use crate::store::printers::{BreakerEffect, Failure, PrinterRow};
 use crate::store::{self, StoreError};
 use retry::{RetryPolicy, short_pause};
 
@@ -252,7 +254,8 @@ impl Engine {
             return Ok(false);
         };
         let id = job.id;
-        if let Err(err) = self.handle(job, token).await {
+        let span = tracing::info_span!("job", job_id = %id);
+        if let Err(err) = self.handle(job, token).instrument(span).await {
             tracing::error!(job_id = %id, error = %err, "handling a job failed; it will be retried when its lease expires");
         }
         Ok(true)
@@ -527,10 +530,14 @@ impl Engine {
                     err
                 });
         }
-        metrics::counter!("print_gateway_submits_total",
-            "backend" => w.backend.name(),
-            "outcome" => match &outcome { Ok(_) => "accepted", Err(e) if e.outcome_unknown => "unknown", Err(_) => "error" })
-        .increment(1);
+        crate::observe::submit(
+            w.backend.name(),
+            match &outcome {
+                Ok(_) => "accepted",
+                Err(e) if e.outcome_unknown => "unknown",
+                Err(_) => "error",
+            },
+        );
 
         // The outcome is recorded before the device slot is given back: the next job on
         // the device must see an unknown outcome (and wait) rather than slip in between.
@@ -705,9 +712,7 @@ impl Engine {
 
     async fn after_submit_error(&self, w: &Work<'_>, err: VendorError) -> EngineResult<()> {
         let job = w.job;
-        if err.counts_for_breaker {
-            self.count_printer_failure(w.printer, &err).await?;
-        }
+        self.count_printer_failure(w.printer, &err).await?;
         if err.outcome_unknown {
             let update = JobUpdate::transition(
                 transition(JobState::Pending, JobState::Unconfirmed),
@@ -805,36 +810,36 @@ impl Engine {
         Ok(())
     }
 
+    /// Records a failed call in the printer's health; it counts toward the breaker only
+    /// when it says something a pause could fix (an authentication failure does not).
     async fn count_printer_failure(
         &self,
         printer: &PrinterRow,
         err: &VendorError,
     ) -> EngineResult<()> {
-        if err.opens_breaker {
-            store::printers::open_breaker(
-                &self.pool,
-                &printer.id,
-                &err.message,
-                self.settings.breaker_threshold,
-                self.settings.breaker_cooldown,
-            )
-            .await?;
-            tracing::warn!(printer_id = %printer.id, "circuit breaker opened: the vendor suspended the device");
-            metrics::counter!("print_gateway_breaker_opened_total", "printer" => printer.id.clone()).increment(1);
-            return Ok(());
-        }
-        let failures = store::printers::record_failure(
-            &self.pool,
-            &printer.id,
-            &err.message,
+        let (threshold, cooldown) = (
             self.settings.breaker_threshold,
             self.settings.breaker_cooldown,
-        )
-        .await?;
-        if failures == self.settings.breaker_threshold {
-            tracing::warn!(printer_id = %printer.id, failures, "circuit breaker opened");
-            metrics::counter!("print_gateway_breaker_opened_total", "printer" => printer.id.clone()).increment(1);
-        }
+        );
+        let effect = if err.opens_breaker {
+            BreakerEffect::Open {
+                threshold,
+                cooldown,
+            }
+        } else if err.counts_for_breaker {
+            BreakerEffect::Count {
+                threshold,
+                cooldown,
+            }
+        } else if err.code.is_printer_health() {
+            BreakerEffect::None
+        } else {
+            // The job's own fault (document, options): the printer is fine.
+            return Ok(());
+        };
+        let error = err.to_job_error();
+        store::printers::record_failure(&self.pool, &printer.id, Failure::of(&error), effect)
+            .await?;
         Ok(())
     }
 
@@ -1304,13 +1309,15 @@ pub async fn apply_task_report(
             TaskProgress::Completed => {
                 store::printers::record_success(pool, &job.printer_id).await?
             }
-            TaskProgress::Failed { .. } => {
+            TaskProgress::Failed { error } => {
                 store::printers::record_failure(
                     pool,
                     &job.printer_id,
-                    "a print task failed",
-                    breaker_threshold,
-                    breaker_cooldown,
+                    Failure::of(error),
+                    BreakerEffect::Count {
+                        threshold: breaker_threshold,
+                        cooldown: breaker_cooldown,
+                    },
                 )
                 .await?;
             }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
-use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder};
+use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::documents::NewDocument;
@@ -75,6 +75,8 @@ pub struct NewJob {
     pub request_hash: Option<Vec<u8>>,
     pub expires_at: Option<DateTime<Utc>>,
     pub vendor_ids: Option<Value>,
+    /// The printer's backend: not stored with the job, counted when it is accepted.
+    pub backend: String,
 }
 
 /// Inserts a pending job due now and its first event. `None` when the tenant already used
@@ -199,6 +201,18 @@ pub async fn get(pool: &PgPool, tenant: &str, id: Uuid) -> StoreResult<Option<Jo
     .await?)
 }
 
+/// A job as a reader sees it: within `tenant`, or any tenant's when `None` (admin).
+pub async fn get_visible(
+    pool: &PgPool,
+    tenant: Option<&str>,
+    id: Uuid,
+) -> StoreResult<Option<JobRow>> {
+    match tenant {
+        Some(tenant) => get(pool, tenant, id).await,
+        None => get_any(pool, id).await,
+    }
+}
+
 pub async fn get_any(pool: &PgPool, id: Uuid) -> StoreResult<Option<JobRow>> {
     Ok(
         sqlx::query_as::<_, JobRow>(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
@@ -230,6 +244,8 @@ pub struct ListFilter {
     pub source: Option<String>,
     pub created_after: Option<DateTime<Utc>>,
     pub created_before: Option<DateTime<Utc>>,
+    /// A job id, idempotency key or vendor task id, matched exactly.
+    pub search: Option<String>,
 }
 
 /// The position after the last row of a page: (created_at, id), newest first.
@@ -240,16 +256,29 @@ pub struct ListCursor {
 }
 
 /// One page, newest first, and whether more rows follow.
+/// `tenant` `None` lists every tenant's jobs (admin).
 pub async fn list(
     pool: &PgPool,
-    tenant: &str,
+    tenant: Option<&str>,
     filter: &ListFilter,
     after: Option<ListCursor>,
     limit: u32,
 ) -> StoreResult<(Vec<JobRow>, bool)> {
     let mut q: QueryBuilder<Postgres> =
-        QueryBuilder::new(format!("SELECT {COLUMNS} FROM jobs WHERE tenant = "));
-    q.push_bind(tenant);
+        QueryBuilder::new(format!("SELECT {COLUMNS} FROM jobs WHERE true"));
+    if let Some(tenant) = tenant {
+        q.push(" AND tenant = ").push_bind(tenant);
+    }
+    if let Some(search) = &filter.search {
+        q.push(" AND (idempotency_key = ")
+            .push_bind(search)
+            .push(" OR vendor_task_id = ")
+            .push_bind(search);
+        if let Ok(id) = Uuid::parse_str(search) {
+            q.push(" OR id = ").push_bind(id);
+        }
+        q.push(")");
+    }
     if let Some(state) = filter.state {
         q.push(" AND state = ").push_bind(state.as_str());
     }
@@ -557,9 +586,10 @@ pub async fn apply(
              INSERT INTO job_events (job_id, source, kind, from_state, to_state, reason, message, vendor_payload)
              SELECT id, $14, $15, $2, $3, $4, $16, $17 FROM updated WHERE $18
          )
-         SELECT {COLUMNS} FROM updated"
+         SELECT {COLUMNS}, (SELECT p.backend FROM printers p WHERE p.id = updated.printer_id) AS printer_backend
+         FROM updated"
     );
-    let row = sqlx::query_as::<_, JobRow>(&sql)
+    let row = sqlx::query(&sql)
         .bind(id)
         .bind(u.from.as_str())
         .bind(u.to.as_str())
@@ -583,11 +613,28 @@ pub async fn apply(
         .bind(u.park)
         .fetch_optional(conn)
         .await?;
-    if row.is_some() && u.from != u.to {
-        metrics::counter!("print_gateway_job_transitions_total", "to" => u.to.as_str())
-            .increment(1);
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let job = JobRow::from_row(&row)?;
+    if u.from != u.to {
+        let backend: Option<String> = row.try_get("printer_backend")?;
+        crate::observe::job_changed(&crate::observe::JobChange {
+            job_id: job.id,
+            printer_id: &job.printer_id,
+            backend: backend.as_deref().unwrap_or("unknown"),
+            from: u.from,
+            to: u.to,
+            // An error left from an earlier retry says nothing about a job that printed.
+            error: u.error.as_ref().or_else(|| {
+                (u.to == JobState::Failed)
+                    .then(|| job.error.as_ref().map(|e| &e.0))
+                    .flatten()
+            }),
+            created_at: job.created_at,
+        });
     }
-    Ok(row)
+    Ok(Some(job))
 }
 
 /// Convenience: [`apply`] on a pooled connection.
@@ -738,24 +785,29 @@ pub async fn find_by_vendor_task(
     .await?)
 }
 
-/// Number of live jobs per state, for metrics (terminal jobs are counted by counters; a
-/// full count would scan the whole history on every scrape). Every live state is listed,
-/// with 0 where there is none.
-pub async fn count_live_by_state(pool: &PgPool) -> StoreResult<Vec<(String, i64)>> {
+/// Live jobs per state with the age in seconds of the oldest (pending: since accept;
+/// processing: since dispatch; unconfirmed: since its submit), for the metrics gauges.
+/// Terminal jobs are counted by counters: a full count would scan the whole history.
+/// Every live state is listed, with 0 where there is none.
+pub async fn live_stats(pool: &PgPool) -> StoreResult<Vec<(&'static str, i64, Option<f64>)>> {
     // The predicate matches the partial indexes on live jobs exactly.
-    let counted: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT state, count(*) FROM jobs WHERE state IN ('pending', 'processing', 'unconfirmed') GROUP BY state",
+    let counted: Vec<(String, i64, Option<f64>)> = sqlx::query_as(
+        "SELECT state, count(*),
+                extract(epoch FROM now() - min(CASE state
+                    WHEN 'pending' THEN created_at
+                    WHEN 'processing' THEN COALESCE(dispatched_at, created_at)
+                    ELSE COALESCE(submit_started_at, updated_at) END))::float8
+         FROM jobs WHERE state IN ('pending', 'processing', 'unconfirmed') GROUP BY state",
     )
     .fetch_all(pool)
     .await?;
     Ok(["pending", "processing", "unconfirmed"]
         .into_iter()
         .map(|state| {
-            let n = counted
+            counted
                 .iter()
-                .find(|(s, _)| s == state)
-                .map_or(0, |(_, n)| *n);
-            (state.to_owned(), n)
+                .find(|(s, ..)| s == state)
+                .map_or((state, 0, None), |(_, n, age)| (state, *n, *age))
         })
         .collect())
 }
