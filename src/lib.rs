@@ -13,3 +13,5 @@ pub mod domain;
 pub mod engine;
 pub mod store;
 pub mod telemetry;
+pub mod webhook_listen;
+pub mod webhook_signature;

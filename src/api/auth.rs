@@ -8,7 +8,12 @@ use super::AppState;
 use super::error::ApiError;
 use crate::store;
 
-pub const SCOPES: [&str; 3] = ["jobs:write", "jobs:read", "printers:admin"];
+pub const SCOPES: [&str; 4] = [
+    "jobs:write",
+    "jobs:read",
+    "printers:admin",
+    "webhooks:admin",
+];
 
 /// The caller behind a valid API key.
 #[derive(Debug, Clone)]

@@ -10,7 +10,9 @@ use sqlx::{FromRow, PgConnection, PgPool};
 use super::StoreResult;
 use crate::domain::{Capabilities, JobOptions};
 
-#[derive(Debug, Clone, FromRow)]
+/// A printer row. `Deserialize` reads the snapshot the outbox keeps of it (secrets by name
+/// only, without capabilities).
+#[derive(Debug, Clone, FromRow, serde::Deserialize)]
 pub struct PrinterRow {
     pub id: String,
     pub display_name: String,
@@ -21,6 +23,7 @@ pub struct PrinterRow {
     pub enabled: bool,
     pub device: String,
     pub max_in_flight: i32,
+    #[serde(default)]
     pub capabilities: Option<Json<Capabilities>>,
     pub capabilities_at: Option<DateTime<Utc>>,
     pub online: Option<bool>,
@@ -174,21 +177,57 @@ pub async fn save_capabilities(
     Ok(())
 }
 
+/// Records whether the device is online; a change to offline (or back to online) writes
+/// `printer.offline` / `printer.online` to the outbox in the same statement.
 pub async fn save_online(pool: &PgPool, id: &str, online: Option<bool>) -> StoreResult<()> {
-    sqlx::query("UPDATE printers SET online = $2 WHERE id = $1")
-        .bind(id)
-        .bind(online)
-        .execute(pool)
-        .await?;
+    sqlx::query(&with_event(
+        "old AS (SELECT id, online FROM printers WHERE id = $1 FOR UPDATE),
+         changed AS (
+             UPDATE printers p SET online = $2 FROM old WHERE p.id = old.id
+             RETURNING p.*, CASE WHEN $2 AND old.online = false THEN 'printer.online'
+                                 WHEN NOT $2 AND old.online IS DISTINCT FROM false THEN 'printer.offline' END AS event_type
+         )",
+        "SELECT 1",
+    ))
+    .bind(id)
+    .bind(online)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
-/// A printer call worked: the breaker closes.
-pub async fn record_success(pool: &PgPool, id: &str) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE printers SET breaker_failures = 0, breaker_open_until = NULL
-         WHERE id = $1 AND (breaker_failures <> 0 OR breaker_open_until IS NOT NULL)",
+/// Wraps a statement whose CTEs end in `changed` (the printer's new row plus an
+/// `event_type`, NULL when nothing worth an event changed) so that it also writes that
+/// event to the outbox, then runs `tail`. Printer events go to every tenant (printers are
+/// shared) and carry the printer without secret values.
+fn with_event(ctes: &str, tail: &str) -> String {
+    format!(
+        "WITH {ctes},
+         outbox AS (
+             INSERT INTO outbox_events (tenant, type, printer_id, snapshot)
+             SELECT NULL, c.event_type, c.id,
+                    (to_jsonb(c) - 'secrets' - 'capabilities_raw' - 'capabilities' - 'event_type')
+                    || jsonb_build_object('secrets', COALESCE(
+                        (SELECT jsonb_object_agg(k, 'null'::jsonb) FROM jsonb_object_keys(c.secrets) AS k),
+                        '{{}}'::jsonb))
+             FROM changed c WHERE c.event_type IS NOT NULL
+         )
+         {tail}"
     )
+}
+
+/// A printer call worked: the breaker closes.
+/// An open (or half-open) breaker that closes writes `printer.circuit_closed`.
+pub async fn record_success(pool: &PgPool, id: &str) -> StoreResult<()> {
+    sqlx::query(&with_event(
+        "old AS (SELECT id, breaker_open_until FROM printers WHERE id = $1 FOR UPDATE),
+         changed AS (
+             UPDATE printers p SET breaker_failures = 0, breaker_open_until = NULL FROM old
+             WHERE p.id = old.id AND (p.breaker_failures <> 0 OR p.breaker_open_until IS NOT NULL)
+             RETURNING p.*, CASE WHEN old.breaker_open_until IS NOT NULL THEN 'printer.circuit_closed' END AS event_type
+         )",
+        "SELECT 1",
+    ))
     .bind(id)
     .execute(pool)
     .await?;
@@ -196,7 +235,7 @@ pub async fn record_success(pool: &PgPool, id: &str) -> StoreResult<()> {
 }
 
 /// A printer call failed: count it, and open the breaker at `threshold` failures.
-/// Returns the failure count.
+/// Returns the failure count. The breaker opening writes `printer.circuit_opened`.
 pub async fn record_failure(
     pool: &PgPool,
     id: &str,
@@ -204,13 +243,19 @@ pub async fn record_failure(
     threshold: i32,
     cooldown: Duration,
 ) -> StoreResult<i32> {
-    Ok(sqlx::query_scalar(
-        "UPDATE printers SET breaker_failures = breaker_failures + 1,
-             breaker_open_until = CASE WHEN breaker_failures + 1 >= $3
-                 THEN now() + make_interval(secs => $4) ELSE breaker_open_until END,
-             last_error = $2, last_error_at = now()
-         WHERE id = $1 RETURNING breaker_failures",
-    )
+    Ok(sqlx::query_scalar(&with_event(
+        "old AS (SELECT id, breaker_open_until FROM printers WHERE id = $1 FOR UPDATE),
+         changed AS (
+             UPDATE printers p SET breaker_failures = p.breaker_failures + 1,
+                 breaker_open_until = CASE WHEN p.breaker_failures + 1 >= $3
+                     THEN now() + make_interval(secs => $4) ELSE p.breaker_open_until END,
+                 last_error = $2, last_error_at = now()
+             FROM old WHERE p.id = old.id
+             RETURNING p.*, CASE WHEN old.breaker_open_until IS NULL AND p.breaker_open_until IS NOT NULL
+                                 THEN 'printer.circuit_opened' END AS event_type
+         )",
+        "SELECT breaker_failures FROM changed",
+    ))
     .bind(id)
     .bind(message)
     .bind(threshold)
@@ -247,12 +292,17 @@ pub async fn open_breaker(
     threshold: i32,
     cooldown: Duration,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE printers SET breaker_failures = GREATEST(breaker_failures + 1, $3),
-             breaker_open_until = now() + make_interval(secs => $4),
-             last_error = $2, last_error_at = now()
-         WHERE id = $1",
-    )
+    sqlx::query(&with_event(
+        "old AS (SELECT id, breaker_open_until FROM printers WHERE id = $1 FOR UPDATE),
+         changed AS (
+             UPDATE printers p SET breaker_failures = GREATEST(p.breaker_failures + 1, $3),
+                 breaker_open_until = now() + make_interval(secs => $4),
+                 last_error = $2, last_error_at = now()
+             FROM old WHERE p.id = old.id
+             RETURNING p.*, CASE WHEN old.breaker_open_until IS NULL THEN 'printer.circuit_opened' END AS event_type
+         )",
+        "SELECT 1",
+    ))
     .bind(id)
     .bind(message)
     .bind(threshold)
