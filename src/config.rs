@@ -204,7 +204,7 @@ pub struct WebhookConfig {
 
     /// Deliveries in flight per process.
     #[arg(long, env = "WEBHOOK_CONCURRENCY", value_name = "WEBHOOK_CONCURRENCY", global = true,
-          default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+          default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub webhook_concurrency: u32,
 
     /// Deliveries in flight per endpoint per process: a slow endpoint holds no more.

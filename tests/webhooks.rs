@@ -220,16 +220,39 @@ async fn a_completed_job_is_delivered_once_as_a_signed_job_completed_event() {
     assert_eq!(log[0]["state"], "delivered");
     assert_eq!(log[0]["attempts"][0]["status"], 200);
 
-    // The feed has the same events, in order.
-    let feed: Value = app.get_as(&key, "/v1/events").await.json().await.unwrap();
-    let types: Vec<(&str, i64)> = feed["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["data"]["id"] == job_id.as_str())
-        .map(|e| (e["type"].as_str().unwrap(), e["sequence"].as_i64().unwrap()))
-        .collect();
-    assert_eq!(types, vec![("job.processing", 1), ("job.completed", 2)]);
+    // The feed has the same events, in order (once older transactions on the shared
+    // server have ended).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let feed: Value = app.get_as(&key, "/v1/events").await.json().await.unwrap();
+        let types: Vec<(String, i64)> = feed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["data"]["id"] == job_id.as_str())
+            .map(|e| {
+                (
+                    e["type"].as_str().unwrap().to_owned(),
+                    e["sequence"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        if types.len() == 2 {
+            assert_eq!(
+                types,
+                vec![
+                    ("job.processing".to_owned(), 1),
+                    ("job.completed".to_owned(), 2)
+                ]
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the feed did not show the job's events: {feed}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     app.shutdown().await;
 }
 
@@ -672,7 +695,25 @@ async fn printer_breaker_changes_are_events_without_secrets_and_the_feed_pages()
         .await
         .unwrap();
 
-    // Page by page, one event at a time.
+    // The feed shows an event once every transaction older than it has ended (other
+    // tests share the server): wait for all four, then read them page by page.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page: Value = app
+            .get_as(&key, "/v1/events?type=printer.circuit_opened,printer.circuit_closed,printer.offline,printer.online")
+            .await
+            .json()
+            .await
+            .unwrap();
+        if page["items"].as_array().unwrap().len() == 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the feed did not show the events: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut cursor: Option<String> = None;
     let mut seen = Vec::new();
     loop {

@@ -123,7 +123,8 @@ pub struct Outbox {
     client: reqwest::Client,
     render: Render,
     token: Uuid,
-    slots: Arc<Semaphore>,
+    slots: Semaphore,
+    /// Endpoints this process is delivering a batch to, with the batch's size.
     in_flight: Mutex<HashMap<Uuid, usize>>,
     wake: Notify,
 }
@@ -151,7 +152,7 @@ impl Outbox {
             .map_err(|err| format!("webhook HTTP client: {err}"))?;
         Ok(Arc::new(Outbox {
             pool,
-            slots: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+            slots: Semaphore::new(settings.concurrency.max(1)),
             settings,
             client,
             render,
@@ -213,79 +214,75 @@ impl Outbox {
                 }
                 continue;
             }
-            for (endpoint, delivery, permit) in claimed {
+            for (endpoint, batch) in claimed {
                 let outbox = Arc::clone(&self);
-                tasks.spawn(async move {
-                    let endpoint_id = endpoint.id;
-                    outbox.deliver(&endpoint, delivery).await;
-                    drop(permit);
-                    outbox.finished(endpoint_id);
-                });
+                tasks.spawn(async move { outbox.deliver_batch(endpoint, batch).await });
             }
         }
     }
 
-    fn finished(&self, endpoint: Uuid) {
-        if let Ok(mut in_flight) = self.in_flight.lock()
-            && let Some(n) = in_flight.get_mut(&endpoint)
-        {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                in_flight.remove(&endpoint);
-            }
+    /// Deliveries claimed per endpoint at once: a few rounds of its in-flight bound, so
+    /// that a claim query serves many deliveries.
+    fn batch_size(&self) -> usize {
+        self.settings.per_endpoint * 4
+    }
+
+    /// The claim on a batch: long enough for all its rounds to time out, plus a margin.
+    fn lease(&self) -> Duration {
+        let rounds = self
+            .batch_size()
+            .div_ceil(self.settings.per_endpoint.max(1)) as u32;
+        self.settings.timeout * rounds + Duration::from_secs(30)
+    }
+
+    /// Delivers one endpoint's batch, at most `per_endpoint` at a time (and within the
+    /// process's slots), then frees the endpoint for the next claim.
+    async fn deliver_batch(&self, endpoint: EndpointRow, batch: Vec<ClaimedDelivery>) {
+        use futures::StreamExt as _;
+        let endpoint_id = endpoint.id;
+        let endpoint = &endpoint;
+        futures::stream::iter(batch)
+            .for_each_concurrent(self.settings.per_endpoint, |delivery| async move {
+                let Ok(_permit) = self.slots.acquire().await else {
+                    return;
+                };
+                self.deliver(endpoint, delivery).await;
+            })
+            .await;
+        if let Ok(mut busy) = self.in_flight.lock() {
+            busy.remove(&endpoint_id);
         }
         self.wake.notify_one();
     }
 
-    /// Claims what may start now: per endpoint with due deliveries, up to its free
-    /// in-flight places and the process's free slots.
-    async fn claim_round(
-        &self,
-    ) -> Result<
-        Vec<(
-            Arc<EndpointRow>,
-            ClaimedDelivery,
-            tokio::sync::OwnedSemaphorePermit,
-        )>,
-        EngineError,
-    > {
+    /// Claims a batch for each endpoint with due deliveries that this process is not
+    /// already delivering to.
+    async fn claim_round(&self) -> Result<Vec<(EndpointRow, Vec<ClaimedDelivery>)>, EngineError> {
         let mut out = Vec::new();
-        if self.slots.available_permits() == 0 {
-            return Ok(out);
-        }
         for endpoint in store::webhooks::endpoints_with_due_deliveries(&self.pool).await? {
             let busy = self
                 .in_flight
                 .lock()
-                .map(|m| m.get(&endpoint.id).copied().unwrap_or(0))
-                .unwrap_or(0);
-            let free = self
-                .settings
-                .per_endpoint
-                .saturating_sub(busy)
-                .min(self.slots.available_permits());
-            if free == 0 {
+                .map(|m| m.contains_key(&endpoint.id))
+                .unwrap_or(true);
+            if busy {
                 continue;
             }
-            let lease = self.settings.timeout + Duration::from_secs(30);
-            let deliveries = store::webhooks::claim_deliveries(
+            let batch = store::webhooks::claim_deliveries(
                 &self.pool,
                 endpoint.id,
                 self.token,
-                free as i64,
-                lease,
+                self.batch_size() as i64,
+                self.lease(),
             )
             .await?;
-            let endpoint = Arc::new(endpoint);
-            for delivery in deliveries {
-                let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
-                    break;
-                };
-                if let Ok(mut in_flight) = self.in_flight.lock() {
-                    *in_flight.entry(endpoint.id).or_insert(0) += 1;
-                }
-                out.push((Arc::clone(&endpoint), delivery, permit));
+            if batch.is_empty() {
+                continue;
             }
+            if let Ok(mut busy) = self.in_flight.lock() {
+                busy.insert(endpoint.id, batch.len());
+            }
+            out.push((endpoint, batch));
         }
         Ok(out)
     }
@@ -299,15 +296,10 @@ impl Outbox {
             if claimed.is_empty() {
                 return Ok(attempts);
             }
-            attempts += claimed.len();
+            attempts += claimed.iter().map(|(_, batch)| batch.len()).sum::<usize>();
             let runs = claimed
                 .into_iter()
-                .map(|(endpoint, delivery, permit)| async move {
-                    let endpoint_id = endpoint.id;
-                    self.deliver(&endpoint, delivery).await;
-                    drop(permit);
-                    self.finished(endpoint_id);
-                });
+                .map(|(endpoint, batch)| self.deliver_batch(endpoint, batch));
             futures::future::join_all(runs).await;
         }
     }
