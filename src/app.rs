@@ -209,6 +209,11 @@ impl Application {
             engine.spawn(&tracker, shutdown.clone());
             outbox.spawn(&tracker, shutdown.clone());
             tracing::info!(
+                concurrency = config.webhooks.webhook_concurrency,
+                per_endpoint = config.webhooks.webhook_endpoint_concurrency,
+                "webhook delivery workers started"
+            );
+            tracing::info!(
                 workers = config.worker_concurrency,
                 "dispatch workers started"
             );

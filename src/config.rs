@@ -745,6 +745,7 @@ impl ZhimuConfig {
 #[cfg(test)]
 mod tests {
     use super::Config;
+    use std::time::Duration;
 
     #[test]
     fn defaults_are_valid() {
@@ -769,6 +770,30 @@ mod tests {
         assert!(config.validate().unwrap_err().contains("CALLBACK_SECRETS"));
         config.callback_secrets = Some("a-long-enough-shared-key".into());
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn the_webhook_retry_schedule_is_parsed_and_checked() {
+        let mut config = Config::defaults();
+        assert_eq!(
+            config.webhooks.schedule().unwrap(),
+            [0, 5, 300, 1800, 7200, 18_000, 36_000, 36_000].map(Duration::from_secs)
+        );
+        config.webhooks.webhook_retry_schedule = "0ms, 250ms,2s".into();
+        assert_eq!(
+            config.webhooks.schedule().unwrap(),
+            [0, 250, 2000].map(Duration::from_millis)
+        );
+        for bad in ["", "5", "5x", "s", "-1s", "9999h"] {
+            config.webhooks.webhook_retry_schedule = bad.into();
+            assert!(
+                config
+                    .validate()
+                    .unwrap_err()
+                    .contains("WEBHOOK_RETRY_SCHEDULE"),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

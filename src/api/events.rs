@@ -75,8 +75,8 @@ pub struct Event {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum EventData {
-    Job(JobView),
-    Printer(PrinterView),
+    Job(Box<JobView>),
+    Printer(Box<PrinterView>),
     Ping(PingData),
 }
 
@@ -91,15 +91,17 @@ pub fn render(row: &OutboxEventRow, breaker_threshold: i32) -> Result<Event, Str
     let data = if row.job_id.is_some() {
         let job: JobRow = serde_json::from_value(row.snapshot.clone())
             .map_err(|err| format!("event {}: job snapshot: {err}", row.id))?;
-        EventData::Job(JobView::from_row(job).map_err(|err| err.to_string())?)
+        EventData::Job(Box::new(
+            JobView::from_row(job).map_err(|err| err.to_string())?,
+        ))
     } else if row.printer_id.is_some() {
         let printer: PrinterRow = serde_json::from_value(row.snapshot.clone())
             .map_err(|err| format!("event {}: printer snapshot: {err}", row.id))?;
-        EventData::Printer(PrinterView::from_row_at(
+        EventData::Printer(Box::new(PrinterView::from_row_at(
             printer,
             breaker_threshold,
             row.created_at,
-        ))
+        )))
     } else {
         #[derive(Deserialize)]
         struct Ping {
