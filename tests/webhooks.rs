@@ -758,3 +758,62 @@ async fn printer_breaker_changes_are_events_without_secrets_and_the_feed_pages()
     assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{sequences:?}");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_operator_resolve_sends_the_outcome_and_job_resolved() {
+    let backend = ScriptedBackend::new();
+    let app = spawn_app_with(
+        BackendRegistry::new().with(backend.clone()),
+        Role::Api,
+        |config| {
+            config.webhooks.webhook_allow_http = true;
+            config.webhooks.webhook_allow_private_urls = true;
+        },
+    )
+    .await;
+    app.create_printer("office", "scripted").await;
+    let key = app.key_for("acme", &ALL).await;
+    let (url, receiver) = start_receiver(&[]).await;
+    let endpoint = create_endpoint(&app, &key, json!({"url": url})).await;
+    backend.script("office", [common::scripted::Step::LoseRequest]);
+    let job = app.submit_text("office", "lost on the way").await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    app.run_engine().await;
+    assert_eq!(app.job(&id).await["state"], "unconfirmed");
+    let resolved = app
+        .post_as(
+            &key,
+            &format!("/v1/jobs/{id}/resolve"),
+            &json!({"outcome": "printed", "note": "seen in the tray"}),
+        )
+        .await;
+    assert_eq!(resolved.status(), StatusCode::OK);
+    deliver_until(&app, "three events", || receiver.received().len() >= 3).await;
+    let mut events: Vec<Value> = receiver.received().iter().map(Received::json).collect();
+    events.sort_by_key(|e| e["sequence"].as_i64());
+    let seen: Vec<(&str, i64, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["sequence"].as_i64().unwrap(),
+                e["data"]["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("job.unconfirmed", 1, "unconfirmed"),
+            ("job.completed", 2, "completed"),
+            ("job.resolved", 3, "completed"),
+        ]
+    );
+    assert!(
+        receiver
+            .received()
+            .iter()
+            .all(|r| signed_by(endpoint["secret"].as_str().unwrap(), r))
+    );
+    app.shutdown().await;
+}
