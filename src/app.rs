@@ -21,6 +21,7 @@ use crate::backends::zhimu::token::AppCredentials;
 use crate::backends::zhimu::{ZhimuBackend, ZhimuSettings};
 use crate::callback_token::CallbackKeys;
 use crate::config::{Config, NoPrinterPolicy};
+use crate::engine::outbox::{Outbox, OutboxSettings};
 use crate::engine::wecom::{WecomBridge, WecomBridgeSettings};
 use crate::engine::{Engine, EngineSettings};
 use crate::observe;
@@ -116,6 +117,7 @@ pub struct Application {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     wecom: Option<Arc<WecomBridge>>,
+    outbox: Arc<Outbox>,
 }
 
 /// The WeCom client settings from the configuration.
@@ -178,6 +180,13 @@ impl Application {
             EngineSettings::from_config(&config),
             callback_keys,
         );
+        let breaker_threshold = config.breaker_threshold as i32;
+        let outbox = Outbox::new(
+            pool.clone(),
+            OutboxSettings::from_config(&config),
+            Arc::new(move |event| api::events::render_body(event, breaker_threshold)),
+        )
+        .map_err(StartError::Config)?;
         let state = AppState {
             pool,
             backends,
@@ -240,6 +249,12 @@ impl Application {
                 &tracker,
                 shutdown.clone(),
             );
+            outbox.spawn(&tracker, shutdown.clone());
+            tracing::info!(
+                concurrency = config.webhooks.webhook_concurrency,
+                per_endpoint = config.webhooks.webhook_endpoint_concurrency,
+                "webhook delivery workers started"
+            );
             tracing::info!(
                 workers = config.worker_concurrency,
                 "dispatch workers started"
@@ -260,6 +275,7 @@ impl Application {
             shutdown,
             tracker,
             wecom,
+            outbox,
         })
     }
 
@@ -281,6 +297,11 @@ impl Application {
 
     pub fn engine(&self) -> &Arc<Engine> {
         &self.state.engine
+    }
+
+    /// The webhook delivery workers (`run_due_now` drives them deterministically).
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
     }
 
     /// The WeCom bridge, when WeCom is configured (its `sync_now`, `run_inbox_now` and

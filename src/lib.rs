@@ -15,3 +15,5 @@ pub mod engine;
 pub mod observe;
 pub mod store;
 pub mod telemetry;
+pub mod webhook_listen;
+pub mod webhook_signature;

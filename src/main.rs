@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use print_gateway::api::auth::SCOPES;
 use print_gateway::app::{self, Application, Role};
 use print_gateway::config::Config;
-use print_gateway::{api, demo, store, telemetry};
+use print_gateway::{api, demo, store, telemetry, webhook_listen};
 
 /// One vendor-neutral print API over Lianke, Zhimu and WeCom cloud printers.
 ///
@@ -36,6 +36,9 @@ enum Command {
     ApiKeys(ApiKeysCommand),
     /// Print the OpenAPI document.
     Openapi,
+    /// Tools for the gateway's outbound webhooks.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
     /// Start the vendor simulator and the gateway with demo printers, print
     /// PRINT_GATEWAY_URL and PRINT_GATEWAY_API_KEY, follow a demo job per printer, keep serving.
     Demo {
@@ -49,13 +52,34 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum WebhooksCommand {
+    /// Run a local receiver that verifies each delivery's signature and prints the event
+    /// (register http://127.0.0.1:PORT/ as an endpoint; needs WEBHOOK_ALLOW_HTTP and
+    /// WEBHOOK_ALLOW_PRIVATE_URLS on the gateway, as the demo sets them).
+    Listen {
+        /// Port to listen on.
+        #[arg(long, default_value_t = 9000)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// The endpoint's signing secret (`whsec_…`).
+        #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+        secret: String,
+        /// One line per event (`webhook-id type`) instead of the whole body.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum ApiKeysCommand {
     /// Create a key; prints the key alone on stdout (it is shown only once).
     Create {
         /// The tenant the key acts for; jobs are visible only to their tenant.
         #[arg(long)]
         tenant: String,
-        /// Comma-separated: jobs:write, jobs:read, printers:admin.
+        /// Comma-separated: jobs:write, jobs:read, printers:admin, webhooks:admin.
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
     },
@@ -153,6 +177,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => demo::Simulator::Spawn(simulator),
             };
             demo::run(cli.config, simulator).await?;
+        }
+        Command::Webhooks(WebhooksCommand::Listen {
+            port,
+            host,
+            secret,
+            quiet,
+        }) => {
+            webhook_listen::listen((host, port).into(), &secret, quiet)
+                .await
+                .map_err(anyhow::Error::msg)?;
         }
         Command::Openapi => {
             println!("{}", api::openapi().to_pretty_json()?);

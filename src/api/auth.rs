@@ -9,7 +9,13 @@ use super::error::ApiError;
 use super::key_cache::CachedKey;
 use crate::store;
 
-pub const SCOPES: [&str; 4] = ["jobs:write", "jobs:read", "printers:admin", ADMIN_SCOPE];
+pub const SCOPES: [&str; 5] = [
+    "jobs:write",
+    "jobs:read",
+    "printers:admin",
+    "webhooks:admin",
+    ADMIN_SCOPE,
+];
 
 /// Operators: read every tenant's printers, jobs and events (the console uses it). It
 /// grants reading only; changing things still needs the scope that change needs.

@@ -3,10 +3,12 @@
 
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod key_cache;
 pub mod printers;
+pub mod webhook_endpoints;
 pub mod webhooks;
 pub mod wecom_webhook;
 pub mod zhimu;
@@ -68,6 +70,8 @@ pub struct AppState {
         (name = "printers", description = "Printers: register, configure, capabilities, live status (printers:admin to change)"),
         (name = "webhooks", description = "Vendor callbacks (authenticated by a per-job token in the URL, no API key)"),
         (name = "zhimu", description = "Zhimu: bind shared printers to the gateway's app, list and unbind them (printers:admin)"),
+        (name = "webhook-endpoints", description = "Outbound webhooks (Standard Webhooks): your endpoints, their secrets, the delivery log (webhooks:admin)"),
+        (name = "events", description = "Job and printer events as a feed (the same events webhooks deliver)"),
         (name = "operations", description = "Health, readiness and metrics (no key needed)"),
         (name = "webhooks", description = "Vendor callbacks (authenticated by the vendor's own scheme, not an API key)"),
     )
@@ -109,6 +113,20 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(printers::discover_printers))
         .routes(routes!(printers::reset_error_limit))
         .routes(routes!(printers::flush_queue))
+        .routes(routes!(
+            webhook_endpoints::create_endpoint,
+            webhook_endpoints::list_endpoints
+        ))
+        .routes(routes!(
+            webhook_endpoints::get_endpoint,
+            webhook_endpoints::update_endpoint,
+            webhook_endpoints::delete_endpoint
+        ))
+        .routes(routes!(webhook_endpoints::rotate_secret))
+        .routes(routes!(webhook_endpoints::list_deliveries))
+        .routes(routes!(webhook_endpoints::retry_delivery))
+        .routes(routes!(webhook_endpoints::test_endpoint))
+        .routes(routes!(events::list_events))
         .routes(routes!(webhooks::lianke_callback))
         .routes(routes!(zhimu::bind_share))
         .routes(routes!(zhimu::list_printers))

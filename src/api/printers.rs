@@ -176,13 +176,18 @@ pub struct PrinterView {
 
 impl PrinterView {
     pub fn from_row(row: PrinterRow, breaker_threshold: i32) -> PrinterView {
+        PrinterView::from_row_at(row, breaker_threshold, Utc::now())
+    }
+
+    /// The printer as it was at `now` (a webhook event renders the circuit as it was when
+    /// the event happened).
+    pub fn from_row_at(row: PrinterRow, breaker_threshold: i32, now: DateTime<Utc>) -> PrinterView {
         let mut secrets_set: Vec<String> = row
             .secrets
             .as_object()
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default();
         secrets_set.sort();
-        let now = Utc::now();
         let circuit = match row.breaker_open_until {
             _ if row.breaker_failures < breaker_threshold => CircuitState::Closed,
             Some(until) if until > now => CircuitState::Open,

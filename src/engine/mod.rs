@@ -3,6 +3,7 @@
 //! status and reconcile unconfirmed submits; every decision about an error comes from the
 //! error's [`Decision`].
 
+pub mod outbox;
 pub mod retry;
 pub mod status;
 pub mod wecom;

@@ -13,7 +13,9 @@ use super::documents::NewDocument;
 use super::{StoreError, StoreResult};
 use crate::domain::{EventSource, JobError, JobOptions, JobState, Transition};
 
-#[derive(Debug, Clone, FromRow)]
+/// A job row. `Deserialize` reads the snapshot the outbox keeps of it (without
+/// `request_hash`).
+#[derive(Debug, Clone, FromRow, serde::Deserialize)]
 pub struct JobRow {
     pub id: Uuid,
     pub tenant: String,
@@ -33,6 +35,7 @@ pub struct JobRow {
     pub vendor_ids: Option<Value>,
     pub attempts: i32,
     pub idempotency_key: Option<String>,
+    #[serde(default, skip_deserializing)]
     pub request_hash: Option<Vec<u8>>,
     pub due_at: Option<DateTime<Utc>>,
     pub lease_owner: Option<Uuid>,
@@ -551,9 +554,28 @@ impl JobUpdate {
     }
 }
 
+/// The outbox half of [`apply`] (issue 12): a state change (`$2` → `$3`) writes the event
+/// `job.<new state>`, and an operator's change (source `$14` = `operator`, i.e. a resolve)
+/// also `job.resolved`. Each carries the job's next sequence number and the job as it now
+/// is; the `outbox_fan_out` trigger turns it into one delivery per subscribed endpoint.
+const OUTBOX_CTE: &str = "outbox AS (
+             INSERT INTO outbox_events (tenant, type, job_id, sequence, snapshot)
+             SELECT u.tenant, t.type, u.id,
+                    COALESCE((SELECT max(sequence) FROM outbox_events WHERE job_id = u.id), 0) + t.n,
+                    to_jsonb(u) - 'request_hash'
+             FROM updated u,
+                  unnest(CASE WHEN $14 = 'operator' THEN ARRAY['job.' || $3, 'job.resolved']
+                              ELSE ARRAY['job.' || $3] END) WITH ORDINALITY AS t(type, n)
+             WHERE $2 <> $3
+         )";
+
 /// Applies an update if the job is still in the expected state (and, for workers, still
 /// under their lease). Writes the event row in the same statement. Returns the updated
 /// job, or `None` when the guard did not hold (someone else moved the job first).
+///
+/// A state change also writes its webhook event(s) to the outbox in the same statement
+/// (see [`OUTBOX_CTE`]), so no change is ever without its event, nor an event without its
+/// change.
 pub async fn apply(
     conn: &mut PgConnection,
     id: Uuid,
@@ -585,7 +607,8 @@ pub async fn apply(
          event AS (
              INSERT INTO job_events (job_id, source, kind, from_state, to_state, reason, message, vendor_payload)
              SELECT id, $14, $15, $2, $3, $4, $16, $17 FROM updated WHERE $18
-         )
+         ),
+         {OUTBOX_CTE}
          SELECT {COLUMNS}, (SELECT p.backend FROM printers p WHERE p.id = updated.printer_id) AS printer_backend
          FROM updated"
     );

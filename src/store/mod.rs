@@ -6,6 +6,7 @@ pub mod events;
 pub mod jobs;
 pub mod printers;
 pub mod slots;
+pub mod webhooks;
 pub mod wecom;
 
 use std::str::FromStr;

@@ -11,7 +11,9 @@ use super::StoreResult;
 use crate::domain::{Capabilities, JobError, JobOptions};
 use crate::observe::BreakerChange;
 
-#[derive(Debug, Clone, FromRow)]
+/// A printer row (also read back from an outbox event's snapshot, which carries secret names
+/// only, without capabilities).
+#[derive(Debug, Clone, FromRow, serde::Deserialize)]
 pub struct PrinterRow {
     pub id: String,
     pub display_name: String,
@@ -22,6 +24,7 @@ pub struct PrinterRow {
     pub enabled: bool,
     pub device: String,
     pub max_in_flight: i32,
+    #[serde(default)]
     pub capabilities: Option<Json<Capabilities>>,
     pub capabilities_at: Option<DateTime<Utc>>,
     pub online: Option<bool>,
@@ -196,18 +199,52 @@ pub async fn save_online(pool: &PgPool, id: &str, online: Option<bool>) -> Store
     .bind(online)
     .fetch_optional(pool)
     .await?;
-    if let (Some((was, backend)), Some(now)) = (changed, online) {
-        report_online_change(id, &backend, was, now);
+    if let (Some((was, backend)), Some(now)) = (changed, online)
+        && let Some(event) = report_online_change(id, &backend, was, now)
+    {
+        printer_event(pool, id, event).await?;
     }
     Ok(())
 }
 
-fn report_online_change(id: &str, backend: &str, was: Option<bool>, now: bool) {
+/// Reports an online change (metrics, the WARN line) and returns the outbox event type.
+fn report_online_change(
+    id: &str,
+    backend: &str,
+    was: Option<bool>,
+    now: bool,
+) -> Option<&'static str> {
     match (was, now) {
-        (Some(true) | None, false) => crate::observe::online_changed(id, backend, false),
-        (Some(false), true) => crate::observe::online_changed(id, backend, true),
-        _ => {}
+        (Some(true) | None, false) => {
+            crate::observe::online_changed(id, backend, false);
+            Some("printer.offline")
+        }
+        (Some(false), true) => {
+            crate::observe::online_changed(id, backend, true);
+            Some("printer.online")
+        }
+        _ => None,
     }
+}
+
+/// Writes a printer event (`printer.offline`, `printer.circuit_opened`, …) to the outbox,
+/// with the printer as it is now and the names of its secrets, never their values.
+/// Printer events go to every tenant the outbox fans out to (see the webhooks migration).
+async fn printer_event(pool: &PgPool, id: &str, event_type: &str) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO outbox_events (tenant, type, printer_id, snapshot)
+         SELECT NULL, $2, p.id,
+                (to_jsonb(p) - 'secrets' - 'capabilities_raw' - 'capabilities')
+                || jsonb_build_object('secrets', COALESCE(
+                    (SELECT jsonb_object_agg(k, 'null'::jsonb) FROM jsonb_object_keys(p.secrets) AS k),
+                    '{}'::jsonb))
+         FROM printers p WHERE p.id = $1",
+    )
+    .bind(id)
+    .bind(event_type)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Claims the status check of printers not checked for `every`: at most `limit`, each
@@ -261,8 +298,11 @@ pub async fn record_success(pool: &PgPool, id: &str) -> StoreResult<()> {
     if let Some((was_online, was_open, backend)) = changed {
         if was_open {
             crate::observe::breaker_changed(id, &backend, BreakerChange::Closed, None);
+            printer_event(pool, id, "printer.circuit_closed").await?;
         }
-        report_online_change(id, &backend, was_online, true);
+        if let Some(event) = report_online_change(id, &backend, was_online, true) {
+            printer_event(pool, id, event).await?;
+        }
     }
     Ok(())
 }
@@ -362,6 +402,7 @@ pub async fn record_failure(
             },
             Some((failure.code, failure.vendor_code)),
         );
+        printer_event(pool, id, "printer.circuit_opened").await?;
     }
     Ok(failures)
 }
