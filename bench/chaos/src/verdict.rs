@@ -24,8 +24,9 @@ pub struct Window {
 }
 
 impl Window {
-    fn holds(&self, at: Instant) -> bool {
-        at >= self.from && at <= self.to
+    /// Whether a request was in flight at some moment of the window.
+    fn overlaps(&self, s: &Sample) -> bool {
+        s.at <= self.to && s.at + s.latency >= self.from
     }
 }
 
@@ -215,9 +216,9 @@ fn histogram<'a>(samples: impl Iterator<Item = &'a Sample>) -> String {
 
 pub fn judge(e: Evidence<'_>) -> Report {
     let mut examples: Vec<String> = Vec::new();
-    let mut example = |what: &str, id: &str| {
+    let mut example = |what: &str, id: &str, detail: String| {
         if examples.len() < 12 {
-            examples.push(format!("{what}: job {id}"));
+            examples.push(format!("{what}: job {id} {detail}"));
         }
     };
     // Planned document digest → the gateway's job id for it.
@@ -258,24 +259,38 @@ pub fn judge(e: Evidence<'_>) -> Report {
     for id in e.accepted.values() {
         let Some(job) = jobs.get(id.as_str()) else {
             unknown += 1;
-            example("lost (unknown to the gateway)", id);
+            example("lost (unknown to the gateway)", id, String::new());
             continue;
         };
         let state = job["state"].as_str().unwrap_or("?");
+        let task = job["vendor_task_id"].as_str();
+        let detail = || {
+            let owned: Vec<String> = own
+                .get(id.as_str())
+                .into_iter()
+                .flatten()
+                .map(|t| format!("{}{}", t.id, if t.printed { " (printed)" } else { "" }))
+                .collect();
+            format!(
+                "on {}, {state}, holds task {}; its own tasks at the vendor: [{}]",
+                job["printer_id"].as_str().unwrap_or("?"),
+                task.unwrap_or("none"),
+                owned.join(", ")
+            )
+        };
         *states.entry(state.to_owned()).or_default() += 1;
         let mine = own.get(id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
         let printed = mine.iter().any(|t| t.printed);
         if mine.len() > 1 {
             duplicates += 1;
             extra_tasks += mine.len() - 1;
-            example("duplicate vendor submits", id);
+            example("duplicate vendor submits", id, detail());
         }
-        let task = job["vendor_task_id"].as_str();
         if let Some(t) = task.and_then(|t| task_by_id.get(t))
             && t.owner.as_deref().is_some_and(|o| o != id)
         {
             misattributed += 1;
-            example("task of another job", id);
+            example("task of another job", id, detail());
         }
         match state {
             "completed" => {
@@ -284,7 +299,7 @@ pub fn judge(e: Evidence<'_>) -> Report {
                     .is_some_and(|t| t.printed && t.owner.as_deref() == Some(id.as_str()));
                 if !own_printed {
                     completed_without += 1;
-                    example("completed without a printed task of its own", id);
+                    example("completed without a printed task of its own", id, detail());
                 }
             }
             "failed" => {
@@ -292,7 +307,7 @@ pub fn judge(e: Evidence<'_>) -> Report {
                 *failure_codes.entry(code).or_default() += 1;
                 if printed {
                     failed_printed += 1;
-                    example("failed but printed", id);
+                    example("failed but printed", id, detail());
                 }
             }
             "unconfirmed" => {
@@ -304,7 +319,7 @@ pub fn judge(e: Evidence<'_>) -> Report {
             "canceled" => {}
             _ => {
                 unsettled += 1;
-                example("not settled after the drain", id);
+                example("not settled after the drain", id, detail());
             }
         }
     }
@@ -322,9 +337,10 @@ pub fn judge(e: Evidence<'_>) -> Report {
     let post = |s: &&Sample| s.route == Route::PostJobs;
     let ready = |s: &&Sample| s.route == Route::Readyz;
     let bad_5xx = |s: &&Sample| s.status.is_some_and(|c| c >= 500 && c != 503);
-    let in_windows = |s: &&Sample| e.windows.iter().any(|w| w.holds(s.at));
+    let in_windows = |s: &&Sample| e.windows.iter().any(|w| w.overlaps(s));
     let all_bad = e.samples.iter().filter(bad_5xx).count();
     let outage_bad = e.samples.iter().filter(bad_5xx).filter(in_windows).count();
+    let bad_kinds = histogram(e.samples.iter().filter(bad_5xx));
 
     let mut rows = vec![Row::info(
         "jobs accepted (202/200)",
@@ -334,7 +350,7 @@ pub fn judge(e: Evidence<'_>) -> Report {
         "valid jobs refused (4xx) or never accepted",
         e.refused.len() + never_accepted,
         format!(
-            "{} refused {}, {} never accepted within 180 s",
+            "{} refused{}, {} never accepted within 180 s",
             e.refused.len(),
             histogram_codes(e.refused.values()),
             never_accepted
@@ -387,10 +403,14 @@ pub fn judge(e: Evidence<'_>) -> Report {
     rows.push(Row::violation(
         "5xx other than 503 (POST /v1/jobs, /readyz)",
         all_bad,
-        format!("{outage_bad} during outages"),
+        if all_bad == 0 {
+            String::new()
+        } else {
+            format!("{bad_kinds}; {outage_bad} in flight during an outage")
+        },
     ));
     for w in &e.windows {
-        let inside: Vec<&Sample> = e.samples.iter().filter(|s| w.holds(s.at)).collect();
+        let inside: Vec<&Sample> = e.samples.iter().filter(|s| w.overlaps(s)).collect();
         let posts: Vec<&Sample> = inside.iter().copied().filter(post).collect();
         let readies: Vec<&Sample> = inside.iter().copied().filter(ready).collect();
         let lat = |v: &[&Sample]| {
@@ -484,7 +504,7 @@ fn histogram_codes<'a>(codes: impl Iterator<Item = &'a u16>) -> String {
         return String::new();
     }
     format!(
-        "[{}]",
+        " [{}]",
         h.iter()
             .map(|(k, v)| format!("{k}×{v}"))
             .collect::<Vec<_>>()
