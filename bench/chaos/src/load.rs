@@ -16,7 +16,8 @@ pub struct Planned {
     pub n: usize,
     pub printer_id: String,
     pub idempotency_key: String,
-    /// The document: text unique to this job, so the vendor's copy ties back to it.
+    /// The document: HTML unique to this job, so the vendor's copy ties back to it (both
+    /// backends send HTML byte for byte; plain text would be rewrapped for Lianke).
     pub text: String,
 }
 
@@ -178,7 +179,7 @@ async fn submit_one(
 ) {
     let body = json!({
         "printer_id": job.printer_id,
-        "document": {"text": job.text},
+        "document": {"html": job.text},
         "metadata": {"chaos_job": job.n},
     });
     let first = Instant::now();

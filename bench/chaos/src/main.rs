@@ -349,7 +349,7 @@ async fn rig(
             Planned {
                 n,
                 text: format!(
-                    "chaos suite, seed {}, scenario {name}, job {n} for {printer_id}\n",
+                    "<p>chaos suite, seed {}, scenario {name}, job {n} for {printer_id}</p>",
                     args.seed
                 ),
                 idempotency_key: format!("chaos-{}-{name}-{n}", args.seed),

@@ -136,6 +136,8 @@ pub struct Evidence<'a> {
 /// A task at the simulator and what it tells about its owner.
 struct Task {
     id: String,
+    /// Tied to its job by the document it carries (not only by the gateway's reference).
+    by_document: bool,
     owner: Option<String>,
     conflict: bool,
     printed: bool,
@@ -163,9 +165,11 @@ fn tasks(e: &Evidence<'_>, by_digest: &HashMap<String, String>) -> Vec<Task> {
             .as_str()
             .and_then(|d| by_digest.get(d).cloned());
         let named = t["callback_url"].as_str().and_then(job_in_callback);
+        let by_document = doc.is_some();
         let (owner, conflict) = owner(doc, named);
         out.push(Task {
             id: t["task_id"].as_str().unwrap_or_default().to_owned(),
+            by_document,
             owner,
             conflict,
             printed: t["state"] == "SUCCESS" && t["result"][0].as_i64() == Some(200),
@@ -179,9 +183,11 @@ fn tasks(e: &Evidence<'_>, by_digest: &HashMap<String, String>) -> Vec<Task> {
             .as_str()
             .filter(|n| uuid::Uuid::parse_str(n).is_ok())
             .map(str::to_owned);
+        let by_document = doc.is_some();
         let (owner, conflict) = owner(doc, named);
         out.push(Task {
             id: t["task_id"].as_str().unwrap_or_default().to_owned(),
+            by_document,
             owner,
             conflict,
             printed: t["status"] == "FINISHED",
@@ -474,11 +480,12 @@ pub fn judge(e: Evidence<'_>) -> Report {
     rows.push(Row::info(
         "vendor submits received / tasks created",
         format!(
-            "Lianke {} / {}, Zhimu {} / {} (tasks of no accepted job: {orphans})",
+            "Lianke {} / {}, Zhimu {} / {} (tied to a job by their document: {}; of no accepted job: {orphans})",
             e.submits.0,
             e.lianke_tasks.as_array().map_or(0, Vec::len),
             e.submits.1,
             e.zhimu_tasks.as_array().map_or(0, Vec::len),
+            tasks.iter().filter(|t| t.by_document).count(),
         ),
     ));
     rows.push(Row::info(
