@@ -329,7 +329,10 @@ async fn a_status_after_the_effect_creates_the_task_but_answers_the_status() {
     assert!(entry.faulted);
     assert_eq!(entry.http_status, Some(502));
     // The next call is answered normally.
-    assert_eq!(lianke_submit(&sim, job_form(b"next", &[])).await["code"], 200);
+    assert_eq!(
+        lianke_submit(&sim, job_form(b"next", &[])).await["code"],
+        200
+    );
     assert_eq!(sim.lianke_tasks().len(), 2);
 }
 

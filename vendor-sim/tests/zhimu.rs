@@ -351,5 +351,8 @@ async fn tasks_record_the_digest_of_their_content_and_are_listed() {
         .await
         .expect("json");
     assert_eq!(over_http.as_array().map(Vec::len), Some(2));
-    assert_eq!(over_http[1]["content_sha256"], json!(digest("second document")));
+    assert_eq!(
+        over_http[1]["content_sha256"],
+        json!(digest("second document"))
+    );
 }

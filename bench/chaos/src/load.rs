@@ -201,7 +201,11 @@ async fn submit_one(
                 let status = resp.status().as_u16();
                 let retry_after = resp.headers().contains_key("retry-after");
                 let v: Value = resp.json().await.unwrap_or(Value::Null);
-                (Some(status), retry_after, v["id"].as_str().map(str::to_owned))
+                (
+                    Some(status),
+                    retry_after,
+                    v["id"].as_str().map(str::to_owned),
+                )
             }
             Err(_) => (None, false, None),
         };
@@ -213,7 +217,7 @@ async fn submit_one(
             retry_after,
         });
         match status {
-            Some(200 | 201 | 202) if id.is_some() => {
+            Some(200..=202) if id.is_some() => {
                 let id = id.unwrap_or_default();
                 let mut accepted = recorder
                     .accepted

@@ -116,9 +116,11 @@ impl Args {
                 .unwrap_or(if self.short { short_jobs } else { 10_000 }),
             rate: self.rate.unwrap_or(if self.short { 40.0 } else { 100.0 }),
             kills: self.kills.unwrap_or(if self.short { 1 } else { 12 }),
-            outage: Duration::from_secs(
-                self.outage_secs.unwrap_or(if self.short { 5 } else { 10 }),
-            ),
+            outage: Duration::from_secs(self.outage_secs.unwrap_or(if self.short {
+                5
+            } else {
+                10
+            })),
             drain: Duration::from_secs(self.drain_secs.unwrap_or(if self.short {
                 90
             } else {
@@ -135,7 +137,12 @@ const CALLBACK_SECRET: &str = "chaos-suite-callback-secret-0001";
 
 /// The gateway's settings for the suite: fast retries, short leases and timeouts so that
 /// recovery happens within a run, every backend on the simulator.
-fn gateway_env(args: &Args, database_url: &str, sim_url: &str, public: &str) -> Vec<(String, String)> {
+fn gateway_env(
+    args: &Args,
+    database_url: &str,
+    sim_url: &str,
+    public: &str,
+) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = [
         ("DATABASE_URL", database_url),
         ("DATABASE_MAX_CONNECTIONS", "20"),
@@ -188,7 +195,12 @@ struct Rig {
     dir: PathBuf,
 }
 
-async fn post_json(http: &reqwest::Client, url: &str, key: Option<&str>, body: Value) -> Result<Value> {
+async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    key: Option<&str>,
+    body: Value,
+) -> Result<Value> {
     let mut req = http.post(url).json(&body).timeout(Duration::from_secs(30));
     if let Some(key) = key {
         req = req.bearer_auth(key);
@@ -399,7 +411,10 @@ async fn install_faults(http: &reqwest::Client, sim: &str, scale: f64) -> Result
             .await?;
         }
         let status = [
-            (json!({"kind": "latency", "fixed_ms": 0, "jitter_ms": 300}), 0.2),
+            (
+                json!({"kind": "latency", "fixed_ms": 0, "jitter_ms": 300}),
+                0.2,
+            ),
             (json!({"kind": "http_status", "status": 502}), 0.05),
         ];
         for (action, p) in status {
@@ -517,9 +532,8 @@ async fn finish(
     let lianke_tasks = get_json(&rig.http, &format!("{s}/_sim/lianke/tasks"), None).await?;
     let zhimu_tasks = get_json(&rig.http, &format!("{s}/_sim/zhimu/tasks"), None).await?;
     let count = |vendor: &str, method: &str, endpoint: &str| {
-        let url = format!(
-            "{s}/_sim/ledger/count?vendor={vendor}&method={method}&endpoint={endpoint}"
-        );
+        let url =
+            format!("{s}/_sim/ledger/count?vendor={vendor}&method={method}&endpoint={endpoint}");
         let http = rig.http.clone();
         async move {
             get_json(&http, &url, None)
@@ -538,9 +552,7 @@ async fn finish(
         plan: &rig.plan,
         accepted: recorder.accepted(),
         refused: recorder.refused(),
-        idempotency_mismatches: recorder
-            .idempotency_mismatches
-            .load(Ordering::Relaxed),
+        idempotency_mismatches: recorder.idempotency_mismatches.load(Ordering::Relaxed),
         samples: recorder.samples(),
         windows,
         jobs,
@@ -572,7 +584,9 @@ async fn scenario_kill(args: &Args, pg: &Postgres, rng: &mut StdRng) -> Result<R
         .map(|_| rng.random_range(0.1..0.9) * load_secs)
         .collect();
     moments.sort_by(f64::total_cmp);
-    let pauses: Vec<f64> = (0..sizes.kills).map(|_| rng.random_range(0.0..1.5)).collect();
+    let pauses: Vec<f64> = (0..sizes.kills)
+        .map(|_| rng.random_range(0.0..1.5))
+        .collect();
     let recorder = Arc::new(Recorder::default());
     let targets = Targets::new(vec![rig.gateways[0].base_url()]);
     let stop = Arc::new(AtomicBool::new(false));
@@ -633,12 +647,18 @@ async fn scenario_replicas(args: &Args, pg: &Postgres, rng: &mut StdRng) -> Resu
     match exit {
         Some((took, status)) if !status.contains("killed") => extra.push(verdict::Row::info(
             "SIGTERM of one replica mid-run",
-            format!("replica {victim} at {at:.1} s: exited in {:.1} s ({status})", took.as_secs_f64()),
+            format!(
+                "replica {victim} at {at:.1} s: exited in {:.1} s ({status})",
+                took.as_secs_f64()
+            ),
         )),
         Some((took, status)) => extra.push(verdict::Row::violation(
             "SIGTERM of one replica mid-run: no exit within 60 s",
             1,
-            format!("replica {victim}: {status} after {:.1} s", took.as_secs_f64()),
+            format!(
+                "replica {victim}: {status} after {:.1} s",
+                took.as_secs_f64()
+            ),
         )),
         None => bail!("replica {victim} was not running at the SIGTERM"),
     }
@@ -725,7 +745,11 @@ async fn scenario_postgres(args: &Args, pg: &Postgres, rng: &mut StdRng) -> Resu
 }
 
 /// Waits for `/readyz` 200 from a process that must not exit meanwhile.
-async fn wait_ready(http: &reqwest::Client, g: &mut Gateway, limit: Duration) -> Result<Duration, String> {
+async fn wait_ready(
+    http: &reqwest::Client,
+    g: &mut Gateway,
+    limit: Duration,
+) -> Result<Duration, String> {
     let started = Instant::now();
     let url = format!("{}/readyz", g.base_url());
     loop {
@@ -738,7 +762,10 @@ async fn wait_ready(http: &reqwest::Client, g: &mut Gateway, limit: Duration) ->
             return Err("the process exited while Postgres was away (see gateway-late.log)".into());
         }
         if started.elapsed() > limit {
-            return Err(format!("not ready {} s after Postgres returned", limit.as_secs()));
+            return Err(format!(
+                "not ready {} s after Postgres returned",
+                limit.as_secs()
+            ));
         }
         sleep(Duration::from_millis(200)).await;
     }
@@ -806,7 +833,11 @@ async fn run(mut args: Args) -> Result<bool> {
     }
     println!(
         "chaos: {} in {} s (replay: --seed {}{})",
-        if clean { "no violations" } else { "VIOLATIONS FOUND" },
+        if clean {
+            "no violations"
+        } else {
+            "VIOLATIONS FOUND"
+        },
         started.elapsed().as_secs(),
         args.seed,
         if args.short { " --short" } else { "" }

@@ -82,7 +82,12 @@ impl Postgres {
         };
         if as_postgres {
             // PostgreSQL refuses to run as root: the cluster belongs to `postgres`.
-            if !Command::new("id").arg("postgres").output()?.status.success() {
+            if !Command::new("id")
+                .arg("postgres")
+                .output()?
+                .status
+                .success()
+            {
                 pg.run(
                     Command::new("useradd").args(["--system", "--shell", "/bin/sh", "postgres"]),
                 )?;
@@ -284,11 +289,7 @@ impl Gateway {
         let deadline = Instant::now() + limit;
         let url = format!("{}/healthz", self.base_url());
         loop {
-            if let Ok(r) = http
-                .get(&url)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
+            if let Ok(r) = http.get(&url).timeout(Duration::from_secs(2)).send().await
                 && r.status().is_success()
             {
                 return Ok(());
@@ -327,7 +328,10 @@ impl Gateway {
             Ok(Ok(status)) => Some((started.elapsed(), status.to_string())),
             _ => {
                 let _ = c.kill().await;
-                Some((started.elapsed(), "killed after the SIGTERM limit".to_owned()))
+                Some((
+                    started.elapsed(),
+                    "killed after the SIGTERM limit".to_owned(),
+                ))
             }
         }
     }

@@ -85,7 +85,12 @@ impl Report {
     }
 
     pub fn render(&self) -> String {
-        let width = self.rows.iter().map(|r| r.label.chars().count()).max().unwrap_or(10);
+        let width = self
+            .rows
+            .iter()
+            .map(|r| r.label.chars().count())
+            .max()
+            .unwrap_or(10);
         let mut out = format!("== {}\n", self.title);
         for r in &self.rows {
             let mark = match (r.kind, r.count) {
@@ -94,7 +99,12 @@ impl Report {
                 (Kind::Violation, _) => "!!",
             };
             let pad = width - r.label.chars().count();
-            out.push_str(&format!("{mark} {}{} | {}\n", r.label, " ".repeat(pad), r.value));
+            out.push_str(&format!(
+                "{mark} {}{} | {}\n",
+                r.label,
+                " ".repeat(pad),
+                r.value
+            ));
         }
         let v = self.violations();
         out.push_str(&format!(
@@ -392,11 +402,7 @@ pub fn judge(e: Evidence<'_>) -> Report {
         completed_without,
         "",
     ));
-    rows.push(Row::violation(
-        "failed but printed",
-        failed_printed,
-        "",
-    ));
+    rows.push(Row::violation("failed but printed", failed_printed, ""));
     rows.push(Row::violation(
         "tasks whose document and job reference disagree",
         conflicts,
@@ -611,9 +617,15 @@ mod tests {
         ]);
         let r = judge(evidence(&plan, jobs, lianke));
         assert_eq!(count(&r, "jobs whose task belongs to another job"), 1);
-        assert_eq!(count(&r, "completed without a printed task of their own"), 1);
+        assert_eq!(
+            count(&r, "completed without a printed task of their own"),
+            1
+        );
         assert_eq!(count(&r, "failed but printed"), 1);
-        assert_eq!(count(&r, "duplicate vendor submits (jobs with > 1 task)"), 1);
+        assert_eq!(
+            count(&r, "duplicate vendor submits (jobs with > 1 task)"),
+            1
+        );
         assert_eq!(count(&r, "lost: accepted, unknown to the gateway"), 1);
         assert_eq!(r.violations(), 5);
     }
@@ -628,8 +640,14 @@ mod tests {
         // Task t0 carries job 1's document under job 0's callback URL.
         let lianke = serde_json::json!([task("t0", "doc 1", "job-0", true)]);
         let r = judge(evidence(&plan, jobs, lianke));
-        assert_eq!(count(&r, "tasks whose document and job reference disagree"), 1);
+        assert_eq!(
+            count(&r, "tasks whose document and job reference disagree"),
+            1
+        );
         assert_eq!(count(&r, "jobs whose task belongs to another job"), 1);
-        assert_eq!(count(&r, "completed without a printed task of their own"), 1);
+        assert_eq!(
+            count(&r, "completed without a printed task of their own"),
+            1
+        );
     }
 }
