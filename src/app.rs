@@ -66,9 +66,13 @@ pub async fn prepare_database(config: &Config) -> Result<PgPool, StartError> {
         url: redact_password(&config.database_url),
         source,
     };
-    let pool = store::connect(&config.database_url, config.database_max_connections)
-        .await
-        .map_err(failed)?;
+    let pool = store::connect(
+        &config.database_url,
+        config.database_max_connections,
+        std::time::Duration::from_millis(config.database_acquire_timeout_ms),
+    )
+    .await
+    .map_err(failed)?;
     store::migrate(&pool).await.map_err(failed)?;
     Ok(pool)
 }

@@ -37,8 +37,8 @@ pub enum FaultAction {
     /// Run the vendor logic (the request takes effect: a task is created), then never
     /// answer: the client times out not knowing its request arrived.
     HangAfter,
-    /// Run the vendor logic (the request takes effect), then answer this bare HTTP status
-    /// instead of the vendor's reply: a proxy error after the vendor acted.
+    /// Run the vendor logic (the request takes effect), then answer a bare HTTP status
+    /// instead of the vendor's reply: a proxy's 502 after the vendor created the task.
     HttpStatusAfter { status: u16 },
 }
 

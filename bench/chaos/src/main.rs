@@ -158,8 +158,6 @@ fn gateway_env(
         ("RETRY_MAX_MS", "2000"),
         ("BREAKER_COOLDOWN_SECS", "2"),
         ("RECONCILE_EVERY_SECS", "2"),
-        // Builds that still give up on `unconfirmed` jobs (failing them) do it within a run.
-        ("UNCONFIRMED_GIVE_UP_SECS", "30"),
         ("DEVICE_HOLD_AFTER_UNKNOWN_SECS", "10"),
         ("LIANKE_BASE_URL", sim_url),
         ("LIANKE_API_KEY", LIANKE_API_KEY),
