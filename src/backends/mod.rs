@@ -644,6 +644,10 @@ impl<B: Backend> Backend for Measured<B> {
     fn poll_interval(&self, since_dispatch: Duration) -> Duration {
         self.inner.poll_interval(since_dispatch)
     }
+    fn lookup_kind(&self) -> LookupKind {
+        self.inner.lookup_kind()
+    }
+
     fn supports_cancel(&self) -> bool {
         self.inner.supports_cancel()
     }
