@@ -60,15 +60,32 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Connects to Postgres (creating the database if needed) and applies migrations.
+/// Connects to Postgres (creating the database if needed; waiting up to DB_WAIT_MAX_SECS
+/// for it to answer, each try logged) and applies migrations.
 pub async fn prepare_database(config: &Config) -> Result<PgPool, StartError> {
+    let url = redact_password(&config.database_url);
     let failed = |source| StartError::Database {
-        url: redact_password(&config.database_url),
+        url: url.clone(),
         source,
     };
-    let pool = store::connect(&config.database_url, config.database_max_connections)
-        .await
-        .map_err(failed)?;
+    let max_wait = Duration::from_secs(config.db_wait_max_secs);
+    let pool = store::connect_waiting(
+        &config.database_url,
+        config.database_max_connections,
+        max_wait,
+        |notice| {
+            tracing::warn!(
+                database = %url,
+                attempt = notice.attempt,
+                retry_in_ms = notice.next_try_in.as_millis() as u64,
+                error = %notice.error,
+                "Postgres is not reachable yet; retrying (DB_WAIT_MAX_SECS = {})",
+                max_wait.as_secs()
+            );
+        },
+    )
+    .await
+    .map_err(failed)?;
     store::migrate(&pool).await.map_err(failed)?;
     Ok(pool)
 }
@@ -148,6 +165,9 @@ impl Application {
                 WecomBridgeSettings::from_config(&config),
             )
         });
+        for warning in config.startup_warnings(&backends.names()) {
+            tracing::warn!("{warning}");
+        }
         let callback_keys = CallbackKeys::from_config(config.callback_secrets.as_deref());
         let engine = Engine::new(
             pool.clone(),

@@ -30,15 +30,23 @@ pub struct Config {
           global = true, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_max_connections: u32,
 
-    /// Address the HTTP API listens on.
+    /// Address the HTTP API listens on: `IP:PORT` or `HOST:PORT` (`localhost:8080`; a host
+    /// name is resolved once at start).
     #[arg(
         long,
         env = "BIND_ADDR",
         value_name = "BIND_ADDR",
         global = true,
-        default_value = "127.0.0.1:8080"
+        default_value = "127.0.0.1:8080",
+        value_parser = parse_bind_addr
     )]
     pub bind_addr: SocketAddr,
+
+    /// How long `serve` and `migrate` keep trying to reach Postgres at start (exponential
+    /// backoff, each try logged) before giving up; 0 = one try.
+    #[arg(long, env = "DB_WAIT_MAX_SECS", value_name = "DB_WAIT_MAX_SECS", global = true,
+          default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub db_wait_max_secs: u64,
 
     /// The URL vendors use to reach this gateway (callbacks). Unset: no callbacks are
     /// requested and status comes from polling.
@@ -406,6 +414,61 @@ pub struct WecomConfig {
     pub wecom_report_retry_max_secs: u64,
 }
 
+/// `IP:PORT`, or `HOST:PORT` resolved now (the first address wins, IPv4 before IPv6).
+pub fn parse_bind_addr(value: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = value.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    use std::net::ToSocketAddrs;
+    let (host, port) = value
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{value}` is not HOST:PORT (e.g. 127.0.0.1:8080 or localhost:8080)"))?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!(
+            "`{value}` is not HOST:PORT (e.g. 127.0.0.1:8080 or localhost:8080)"
+        ));
+    }
+    let mut addrs: Vec<SocketAddr> = value
+        .to_socket_addrs()
+        .map_err(|err| format!("cannot resolve the host of `{value}`: {err}"))?
+        .collect();
+    addrs.sort_by_key(|a| !a.is_ipv4());
+    addrs
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("the host of `{value}` has no address"))
+}
+
+/// Postgres settings of the commands that only need the database (`migrate`, `api-keys`,
+/// `purge`).
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Postgres URL; the database is created if missing and migrated.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        value_name = "DATABASE_URL",
+        global = true,
+        default_value = "postgres://postgres@127.0.0.1:5432/print_gateway"
+    )]
+    pub database_url: String,
+
+    /// How long to keep trying to reach Postgres (exponential backoff) before giving up.
+    #[arg(long, env = "DB_WAIT_MAX_SECS", value_name = "DB_WAIT_MAX_SECS", global = true,
+          default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub db_wait_max_secs: u64,
+}
+
+impl DatabaseArgs {
+    /// The full configuration with these database settings and every other default.
+    pub fn config(&self) -> Config {
+        let mut config = Config::defaults();
+        config.database_url = self.database_url.clone();
+        config.db_wait_max_secs = self.db_wait_max_secs;
+        config
+    }
+}
+
 /// A secret setting: `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -575,6 +638,23 @@ impl Config {
         Ok(())
     }
 
+    /// Warnings worth a line at start: settings that leave the gateway doing less than an
+    /// operator probably expects. `backends` are the names of the configured backends.
+    pub fn startup_warnings(&self, backends: &[&str]) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if backends.is_empty() {
+            warnings.push("no vendor backend is configured, so no printer can be registered or print: set LIANKE_API_KEY (Lianke), ZHIMU_APP_ID and ZHIMU_APP_KEY (Zhimu) or WECOM_MODEL_ID (WeCom)".to_owned());
+        }
+        if backends.contains(&"lianke")
+            && let Some(url) = self.public_base()
+            && url.starts_with("http://")
+            && !self.lianke.lianke_allow_http_callback
+        {
+            warnings.push(format!("Lianke result callbacks are off because PUBLIC_BASE_URL ({url}) is http and Lianke only calls https URLs; job status comes from polling every LIANKE_POLL_INTERVAL_MS. Set PUBLIC_BASE_URL to an https URL (or LIANKE_ALLOW_HTTP_CALLBACK=true for a simulator)"));
+        }
+        warnings
+    }
+
     /// Whether WeCom printers are enabled (a model is configured).
     pub fn wecom_enabled(&self) -> bool {
         self.wecom.wecom_model_id.is_some()
@@ -680,6 +760,47 @@ mod tests {
         assert!(config.validate().unwrap_err().contains("CALLBACK_SECRETS"));
         config.callback_secrets = Some("a-long-enough-shared-key".into());
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn bind_addr_takes_host_names() {
+        use super::parse_bind_addr;
+        assert_eq!(
+            parse_bind_addr("localhost:8080").unwrap().to_string(),
+            "127.0.0.1:8080"
+        );
+        assert_eq!(
+            parse_bind_addr("0.0.0.0:80").unwrap().to_string(),
+            "0.0.0.0:80"
+        );
+        assert_eq!(parse_bind_addr("[::1]:9").unwrap().to_string(), "[::1]:9");
+        assert!(parse_bind_addr("localhost").unwrap_err().contains("HOST:PORT"));
+        assert!(parse_bind_addr("localhost:http").is_err());
+        assert!(
+            parse_bind_addr("no-such-host.invalid:80")
+                .unwrap_err()
+                .contains("resolve")
+        );
+    }
+
+    #[test]
+    fn startup_warnings_name_the_variable() {
+        let mut config = Config::defaults();
+        let none = config.startup_warnings(&[]);
+        assert_eq!(none.len(), 1);
+        assert!(none[0].contains("LIANKE_API_KEY") && none[0].contains("ZHIMU_APP_ID"));
+        assert!(config.startup_warnings(&["lianke"]).is_empty());
+        config.public_base_url = Some("http://gw.example.com".into());
+        let http = config.startup_warnings(&["lianke"]);
+        assert_eq!(http.len(), 1);
+        assert!(http[0].contains("PUBLIC_BASE_URL") && http[0].contains("https"));
+        // Zhimu alone has no callbacks: nothing to warn about.
+        assert!(config.startup_warnings(&["zhimu"]).is_empty());
+        config.lianke.lianke_allow_http_callback = true;
+        assert!(config.startup_warnings(&["lianke"]).is_empty());
+        config.public_base_url = Some("https://gw.example.com".into());
+        config.lianke.lianke_allow_http_callback = false;
+        assert!(config.startup_warnings(&["lianke"]).is_empty());
     }
 
     #[test]

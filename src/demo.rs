@@ -268,6 +268,8 @@ pub async fn run(mut config: Config, simulator: Simulator) -> Result<(), DemoErr
             enabled: true,
             device: setup.device,
             max_in_flight: setup.max_in_flight as i32,
+            owner_tenant: DEMO_TENANT.to_owned(),
+            shared_with: Vec::new(),
         };
         if store::printers::insert(&pool, &fields).await?.is_none() {
             store::printers::update(&pool, &fields).await?;

@@ -6,19 +6,18 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use print_gateway::api::auth::SCOPES;
 use print_gateway::app::{self, Application, Role};
-use print_gateway::config::Config;
+use print_gateway::config::{Config, DatabaseArgs, LogFormat};
 use print_gateway::{api, demo, store, telemetry};
 
 /// One vendor-neutral print API over Lianke, Zhimu and WeCom cloud printers.
 ///
-/// Every setting below is also read from the environment variable of the same name.
+/// Every setting of a command is also read from the environment variable of the same name
+/// (`print-gateway serve --help` lists the server's).
 #[derive(Parser)]
 #[command(name = "print-gateway", version, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    #[command(flatten)]
-    config: Config,
 }
 
 #[derive(Subcommand)]
@@ -28,12 +27,21 @@ enum Command {
         /// What this process runs.
         #[arg(long, value_enum, default_value = "all")]
         role: Role,
+        #[command(flatten)]
+        config: Box<Config>,
     },
     /// Create the database if missing and apply migrations, then exit.
-    Migrate,
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
     /// Manage API keys.
-    #[command(subcommand)]
-    ApiKeys(ApiKeysCommand),
+    ApiKeys {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(subcommand)]
+        command: ApiKeysCommand,
+    },
     /// Print the OpenAPI document.
     Openapi,
     /// Start the vendor simulator and the gateway with demo printers, print
@@ -45,7 +53,19 @@ enum Command {
         /// Use a vendor simulator already running at this URL instead of starting one.
         #[arg(long, env = "VENDOR_SIM_URL")]
         simulator_url: Option<String>,
+        #[command(flatten)]
+        config: Box<Config>,
     },
+}
+
+impl Command {
+    /// The configuration this command checks and logs with.
+    fn config(&self) -> Option<&Config> {
+        match self {
+            Command::Serve { config, .. } | Command::Demo { config, .. } => Some(config),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -68,13 +88,21 @@ enum ApiKeysCommand {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(message) = cli.config.validate() {
-        eprintln!("error: {message}");
-        return ExitCode::from(2);
-    }
-    telemetry::init(cli.config.log_format, std::io::stderr);
+    let log_format = match cli.command.config() {
+        Some(config) => {
+            if let Err(message) = config.validate() {
+                eprintln!("error: {message}");
+                return ExitCode::from(2);
+            }
+            config.log_format
+        }
+        None => LogFormat::Text,
+    };
+    telemetry::init(log_format, std::io::stderr);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
+        // `print-gateway openapi | head`: the reader left; that is not an error.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             // Each layer's message already quotes its cause: print the chain without repeats.
             let mut message = String::new();
@@ -92,70 +120,95 @@ async fn main() -> ExitCode {
     }
 }
 
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Writes a line to stdout, returning the error (a closed pipe) instead of panicking.
+fn out(line: impl std::fmt::Display) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")?;
+    stdout.flush()
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { role } => {
-            let pool = app::prepare_database(&cli.config).await?;
+        Command::Serve { role, config } => {
+            let config = *config;
+            let pool = app::prepare_database(&config).await?;
             let application = {
-                let backends = app::default_backends(&cli.config);
-                Application::start(cli.config, pool, backends, role).await?
+                let backends = app::default_backends(&config);
+                Application::start(config, pool, backends, role).await?
             };
             application.run_until_signal().await;
         }
-        Command::Migrate => {
-            app::prepare_database(&cli.config).await?;
+        Command::Migrate { database } => {
+            app::prepare_database(&database.config()).await?;
             eprintln!("database is migrated");
         }
-        Command::ApiKeys(ApiKeysCommand::Create { tenant, scopes }) => {
+        Command::ApiKeys { database, command } => api_keys(database.config(), command).await?,
+        Command::Demo {
+            simulator,
+            simulator_url,
+            config,
+        } => {
+            let simulator = match simulator_url {
+                Some(url) => demo::Simulator::Running(url),
+                None => demo::Simulator::Spawn(simulator),
+            };
+            demo::run(*config, simulator).await?;
+        }
+        Command::Openapi => {
+            out(api::openapi().to_pretty_json()?)?;
+        }
+    }
+    Ok(())
+}
+
+async fn api_keys(config: Config, command: ApiKeysCommand) -> anyhow::Result<()> {
+    match command {
+        ApiKeysCommand::Create { tenant, scopes } => {
             if tenant.trim().is_empty() {
                 anyhow::bail!("--tenant must not be empty");
             }
             if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
                 anyhow::bail!("unknown scope `{bad}`; scopes are {}", SCOPES.join(", "));
             }
-            let pool = app::prepare_database(&cli.config).await?;
+            let pool = app::prepare_database(&config).await?;
             let (_, key) = store::api_keys::create(&pool, &tenant, &scopes)
                 .await
                 .context("creating the key")?;
-            println!("{key}");
+            out(key)?;
         }
-        Command::ApiKeys(ApiKeysCommand::List) => {
-            let pool = app::prepare_database(&cli.config).await?;
+        ApiKeysCommand::List => {
+            let pool = app::prepare_database(&config).await?;
             for key in store::api_keys::list(&pool).await? {
                 let status = if key.revoked_at.is_some() {
                     "revoked"
                 } else {
                     "active"
                 };
-                println!(
+                out(format_args!(
                     "{}\t{}\t{}…\t{}\t{}",
                     key.id,
                     key.tenant,
                     key.prefix,
                     key.scopes.join(","),
                     status
-                );
+                ))?;
             }
         }
-        Command::ApiKeys(ApiKeysCommand::Revoke { id }) => {
-            let pool = app::prepare_database(&cli.config).await?;
+        ApiKeysCommand::Revoke { id } => {
+            let pool = app::prepare_database(&config).await?;
             if !store::api_keys::revoke(&pool, id).await? {
                 anyhow::bail!("no active key with id {id}");
             }
             eprintln!("revoked {id}");
-        }
-        Command::Demo {
-            simulator,
-            simulator_url,
-        } => {
-            let simulator = match simulator_url {
-                Some(url) => demo::Simulator::Running(url),
-                None => demo::Simulator::Spawn(simulator),
-            };
-            demo::run(cli.config, simulator).await?;
-        }
-        Command::Openapi => {
-            println!("{}", api::openapi().to_pretty_json()?);
         }
     }
     Ok(())

@@ -187,6 +187,8 @@ impl AppState {
     ) -> Result<NewJob, ApiError> {
         let printer = store::printers::get(&self.pool, &input.printer_id)
             .await?
+            // another tenant's printer, unless shared, is as unknown as a missing one
+            .filter(|printer| printer.usable_by(tenant))
             .ok_or_else(|| {
                 ApiError::unprocessable(
                     "unknown_printer",

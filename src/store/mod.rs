@@ -43,6 +43,63 @@ pub async fn connect(url: &str, max_connections: u32) -> StoreResult<PgPool> {
     Ok(pool)
 }
 
+/// Whether a connection error may go away by itself (Postgres not up yet, starting, the
+/// database not yet created by another replica), as opposed to a wrong URL or password.
+pub fn is_transient(err: &StoreError) -> bool {
+    match err {
+        StoreError::Db(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_)) => {
+            true
+        }
+        StoreError::Db(sqlx::Error::Database(db)) => {
+            // 57P03 cannot_connect_now (starting up / shutting down), 3D000 no such
+            // database (yet), 53300 too many connections
+            matches!(db.code().as_deref(), Some("57P03" | "3D000" | "53300"))
+        }
+        _ => false,
+    }
+}
+
+/// What [`connect_waiting`] reports before each new try.
+#[derive(Debug)]
+pub struct RetryNotice<'a> {
+    pub attempt: u32,
+    pub error: &'a StoreError,
+    pub next_try_in: Duration,
+}
+
+/// [`connect`], retried with exponential backoff (0.25 s doubling to 8 s) while the error
+/// is transient and `max_wait` has not passed. `on_retry` hears of each failed try.
+pub async fn connect_waiting(
+    url: &str,
+    max_connections: u32,
+    max_wait: Duration,
+    mut on_retry: impl FnMut(RetryNotice<'_>),
+) -> StoreResult<PgPool> {
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(250);
+    let mut attempt = 1;
+    loop {
+        match connect(url, max_connections).await {
+            Ok(pool) => return Ok(pool),
+            Err(error) => {
+                let left = max_wait.saturating_sub(started.elapsed());
+                if !is_transient(&error) || left.is_zero() {
+                    return Err(error);
+                }
+                let next_try_in = delay.min(left);
+                on_retry(RetryNotice {
+                    attempt,
+                    error: &error,
+                    next_try_in,
+                });
+                tokio::time::sleep(next_try_in).await;
+                delay = (delay * 2).min(Duration::from_secs(8));
+                attempt += 1;
+            }
+        }
+    }
+}
+
 async fn create_database_if_missing(options: &PgConnectOptions) -> StoreResult<()> {
     let Some(name) = options.get_database().map(str::to_owned) else {
         return Ok(());
