@@ -152,6 +152,16 @@ pub struct Config {
           default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout_secs: u64,
 
+    /// Requests per second each API key may send (0 = no limit); over it: 429.
+    #[arg(long, env = "RATE_LIMIT_RPS", value_name = "RATE_LIMIT_RPS", global = true,
+          default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub rate_limit_rps: u32,
+
+    /// Requests an API key may send at once above its per-second rate (the bucket size).
+    #[arg(long, env = "RATE_LIMIT_BURST", value_name = "RATE_LIMIT_BURST", global = true,
+          default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_limit_burst: u32,
+
     /// Keys for the per-job callback tokens, comma-separated; the first signs, all verify
     /// (rotation: put the new key first, drop the old one once its jobs are done).
     /// Required with PUBLIC_BASE_URL (every replica must share it).

@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use print_gateway::api::auth::SCOPES;
 use print_gateway::app::{self, Application, Role};
 use print_gateway::config::{Config, DatabaseArgs, LogFormat};
 use print_gateway::{api, demo, store, telemetry};
@@ -72,14 +71,20 @@ impl Command {
 enum ApiKeysCommand {
     /// Create a key; prints the key alone on stdout (it is shown only once).
     Create {
-        /// The tenant the key acts for; jobs are visible only to their tenant.
+        /// The tenant the key acts for; jobs and printers are visible only to their tenant.
         #[arg(long)]
         tenant: String,
-        /// Comma-separated: jobs:write, jobs:read, printers:admin.
+        /// Comma-separated: jobs:write, jobs:read, printers:admin, webhooks:admin, admin.
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
+        /// A name to recognise the key by.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// When the key stops working (RFC 3339, e.g. 2030-01-01T00:00:00Z); default never.
+        #[arg(long)]
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
     },
-    /// List keys (id, tenant, prefix, scopes, state).
+    /// List keys (id, tenant, name, prefix, scopes, state, expiry, last use).
     List,
     /// Revoke a key by id.
     Revoke { id: uuid::Uuid },
@@ -172,34 +177,52 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn api_keys(config: Config, command: ApiKeysCommand) -> anyhow::Result<()> {
     match command {
-        ApiKeysCommand::Create { tenant, scopes } => {
-            if tenant.trim().is_empty() {
-                anyhow::bail!("--tenant must not be empty");
-            }
-            if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
-                anyhow::bail!("unknown scope `{bad}`; scopes are {}", SCOPES.join(", "));
-            }
+        ApiKeysCommand::Create {
+            tenant,
+            scopes,
+            name,
+            expires_at,
+        } => {
+            api::keys::check_new_key(&tenant, &name, &scopes, expires_at)
+                .map_err(|message| anyhow::anyhow!("{}", message.trim_end_matches('.')))?;
             let pool = app::prepare_database(&config).await?;
-            let (_, key) = store::api_keys::create(&pool, &tenant, &scopes)
+            let new = store::api_keys::NewKey {
+                tenant: &tenant,
+                name: &name,
+                scopes: &scopes,
+                expires_at,
+            };
+            let (_, key) = store::api_keys::create_key(&pool, &new)
                 .await
                 .context("creating the key")?;
             out(key)?;
         }
         ApiKeysCommand::List => {
             let pool = app::prepare_database(&config).await?;
+            let now = chrono::Utc::now();
+            let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_else(|| "-".into())
+            };
+            out("id\ttenant\tname\tprefix\tscopes\tstate\texpires_at\tlast_used_at")?;
             for key in store::api_keys::list(&pool).await? {
                 let status = if key.revoked_at.is_some() {
                     "revoked"
+                } else if key.expired(now) {
+                    "expired"
                 } else {
                     "active"
                 };
                 out(format_args!(
-                    "{}\t{}\t{}…\t{}\t{}",
+                    "{}\t{}\t{}\t{}…\t{}\t{}\t{}\t{}",
                     key.id,
                     key.tenant,
+                    key.name,
                     key.prefix,
                     key.scopes.join(","),
-                    status
+                    status,
+                    time(key.expires_at),
+                    time(key.last_used_at),
                 ))?;
             }
         }
