@@ -25,3 +25,7 @@ CREATE INDEX printers_shared_with ON printers USING gin (shared_with);
 ALTER TABLE api_keys ADD COLUMN name text NOT NULL DEFAULT '';
 ALTER TABLE api_keys ADD COLUMN expires_at timestamptz;
 ALTER TABLE api_keys ADD COLUMN last_used_at timestamptz;
+
+-- Retention: the purge finds finished jobs by when they finished, and old idempotency keys.
+CREATE INDEX jobs_finished ON jobs (completed_at) WHERE state IN ('completed','failed','canceled');
+CREATE INDEX jobs_idempotency_created ON jobs (created_at) WHERE idempotency_key IS NOT NULL;

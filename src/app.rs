@@ -218,6 +218,11 @@ impl Application {
         }
         if matches!(role, Role::Worker | Role::All) {
             engine.spawn(&tracker, shutdown.clone());
+            tracker.spawn(crate::retention::run_worker(
+                state.pool.clone(),
+                config.retention.clone(),
+                shutdown.clone(),
+            ));
             tracing::info!(
                 workers = config.worker_concurrency,
                 "dispatch workers started"

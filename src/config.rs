@@ -189,6 +189,9 @@ pub struct Config {
     pub tls_key_path: Option<std::path::PathBuf>,
 
     #[command(flatten)]
+    pub retention: RetentionConfig,
+
+    #[command(flatten)]
     pub lianke: LiankeConfig,
 
     #[command(flatten)]
@@ -424,6 +427,64 @@ pub struct WecomConfig {
     pub wecom_report_retry_max_secs: u64,
 }
 
+/// How long finished jobs and their parts are kept; the purge worker (and
+/// `print-gateway purge`) deletes what is older. `pending`, `processing` and `unconfirmed`
+/// jobs are never purged.
+#[derive(Debug, Clone, Args)]
+pub struct RetentionConfig {
+    /// Days a finished job (completed, failed, canceled) is kept, with its events and
+    /// document. At least 8: WeCom jobs stay listed at WeCom for 7 days, and the job row is
+    /// what keeps them from being imported twice.
+    #[arg(long, env = "RETENTION_JOBS_DAYS", value_name = "RETENTION_JOBS_DAYS", global = true,
+          default_value_t = 90, value_parser = clap::value_parser!(u32).range(8..=36_500))]
+    pub retention_jobs_days: u32,
+
+    /// Days a finished job's event history is kept (at most RETENTION_JOBS_DAYS; default:
+    /// as long as the job).
+    #[arg(long, env = "RETENTION_EVENTS_DAYS", value_name = "RETENTION_EVENTS_DAYS", global = true,
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub retention_events_days: Option<u32>,
+
+    /// Days a finished job's document bytes are kept (the job keeps the document's name,
+    /// type, size and hash).
+    #[arg(long, env = "RETENTION_DOCUMENTS_DAYS", value_name = "RETENTION_DOCUMENTS_DAYS", global = true,
+          default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub retention_documents_days: u32,
+
+    /// Hours an Idempotency-Key is remembered; after that the same key makes a new job.
+    #[arg(long, env = "IDEMPOTENCY_KEY_TTL_HOURS", value_name = "IDEMPOTENCY_KEY_TTL_HOURS", global = true,
+          default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=87_600))]
+    pub idempotency_key_ttl_hours: u32,
+
+    /// How often the purge worker runs (worker processes); 0 = never (run
+    /// `print-gateway purge` from a scheduler instead).
+    #[arg(long, env = "PURGE_INTERVAL_SECS", value_name = "PURGE_INTERVAL_SECS", global = true,
+          default_value_t = 600, value_parser = clap::value_parser!(u64).range(0..=604_800))]
+    pub purge_interval_secs: u64,
+
+    /// Rows one purge statement deletes at most (small batches keep locks short).
+    #[arg(long, env = "PURGE_BATCH_SIZE", value_name = "PURGE_BATCH_SIZE", global = true,
+          default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub purge_batch_size: u32,
+}
+
+impl RetentionConfig {
+    pub fn events_days(&self) -> u32 {
+        self.retention_events_days
+            .unwrap_or(self.retention_jobs_days)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.events_days() > self.retention_jobs_days {
+            return Err("RETENTION_EVENTS_DAYS must not exceed RETENTION_JOBS_DAYS".into());
+        }
+        if self.retention_documents_days > self.retention_jobs_days {
+            return Err("RETENTION_DOCUMENTS_DAYS must not exceed RETENTION_JOBS_DAYS".into());
+        }
+        Ok(())
+    }
+}
+
 /// `IP:PORT`, or `HOST:PORT` resolved now (the first address wins, IPv4 before IPv6).
 pub fn parse_bind_addr(value: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = value.parse::<SocketAddr>() {
@@ -581,6 +642,7 @@ impl Config {
             return Err("LIANKE_API_KEY is set but empty".into());
         }
         self.zhimu.validate()?;
+        self.retention.validate()?;
         if self.public_base_url.is_some() && self.callback_secrets.is_none() {
             return Err("CALLBACK_SECRETS must be set when PUBLIC_BASE_URL is: every replica (API and workers) must sign and check callback URLs with the same key".into());
         }

@@ -11,5 +11,6 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod engine;
+pub mod retention;
 pub mod store;
 pub mod telemetry;

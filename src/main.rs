@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use print_gateway::app::{self, Application, Role};
-use print_gateway::config::{Config, DatabaseArgs, LogFormat};
+use print_gateway::config::{Config, DatabaseArgs, LogFormat, RetentionConfig};
 use print_gateway::{api, demo, store, telemetry};
 
 /// One vendor-neutral print API over Lianke, Zhimu and WeCom cloud printers.
@@ -40,6 +40,17 @@ enum Command {
         database: DatabaseArgs,
         #[command(subcommand)]
         command: ApiKeysCommand,
+    },
+    /// Delete what the retention settings say has expired (finished jobs, events, document
+    /// bytes, idempotency keys), in small batches; `--dry-run` only counts.
+    Purge {
+        /// Count what would go, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        retention: RetentionConfig,
     },
     /// Print the OpenAPI document.
     Openapi,
@@ -167,6 +178,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => demo::Simulator::Spawn(simulator),
             };
             demo::run(*config, simulator).await?;
+        }
+        Command::Purge {
+            dry_run,
+            database,
+            retention,
+        } => {
+            retention.validate().map_err(|m| anyhow::anyhow!(m))?;
+            let pool = app::prepare_database(&database.config()).await?;
+            let cutoffs = print_gateway::retention::Cutoffs::at(chrono::Utc::now(), &retention);
+            let counts = if dry_run {
+                print_gateway::retention::preview(&pool, cutoffs).await?
+            } else {
+                print_gateway::retention::purge(&pool, cutoffs, retention.purge_batch_size).await?
+            };
+            let verb = if dry_run { "would remove" } else { "removed" };
+            out(format_args!(
+                "{verb}: {} finished jobs (with their events and documents), {} events, {} document contents, {} idempotency keys",
+                counts.jobs, counts.events, counts.document_contents, counts.idempotency_keys
+            ))?;
         }
         Command::Openapi => {
             out(api::openapi().to_pretty_json()?)?;

@@ -5,6 +5,7 @@ pub mod documents;
 pub mod events;
 pub mod jobs;
 pub mod printers;
+pub mod retention;
 pub mod slots;
 pub mod wecom;
 
