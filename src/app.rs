@@ -90,6 +90,20 @@ pub async fn prepare_database(config: &Config) -> Result<PgPool, StartError> {
     Ok(pool)
 }
 
+/// `addr` with an unspecified IP (all interfaces) replaced by loopback.
+pub fn reachable(addr: SocketAddr) -> SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
+        }
+        _ => addr,
+    }
+}
+
 /// The URL with any password replaced, for messages.
 pub fn redact_password(url: &str) -> String {
     match reqwest::Url::parse(url) {
@@ -251,10 +265,12 @@ impl Application {
         self.addr
     }
 
+    /// A URL this machine can reach the API on: an all-interfaces address (`0.0.0.0`,
+    /// `[::]`) is shown as loopback.
     pub fn base_url(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         self.addr
-            .map(|a| format!("{scheme}://{a}"))
+            .map(|a| format!("{scheme}://{}", reachable(a)))
             .unwrap_or_default()
     }
 

@@ -63,6 +63,10 @@ enum Command {
         /// Use a vendor simulator already running at this URL instead of starting one.
         #[arg(long, env = "VENDOR_SIM_URL")]
         simulator_url: Option<String>,
+        /// Also write DATABASE_URL, PRINT_GATEWAY_URL and PRINT_GATEWAY_API_KEY as `export`
+        /// lines to this file (for `. FILE` in another shell).
+        #[arg(long, env = "DEMO_ENV_FILE")]
+        env_file: Option<std::path::PathBuf>,
         #[command(flatten)]
         config: Box<Config>,
     },
@@ -171,13 +175,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo {
             simulator,
             simulator_url,
+            env_file,
             config,
         } => {
             let simulator = match simulator_url {
                 Some(url) => demo::Simulator::Running(url),
                 None => demo::Simulator::Spawn(simulator),
             };
-            demo::run(*config, simulator).await?;
+            demo::run(*config, simulator, env_file).await?;
         }
         Command::Purge {
             dry_run,

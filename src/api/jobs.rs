@@ -47,11 +47,15 @@ pub struct DocumentInput {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
-    "printer_id": "office-2f",
+    "printer_id": "demo-lianke",
     "document": {"url": "https://files.example.com/invoice-1043.pdf"},
-    "options": {"copies": 2, "paper": "A4", "sides": "two_sided_long_edge"},
+    "options": {"copies": 2, "paper": "A4"},
     "metadata": {"order": "1043"}
 }))]
+/// Document kinds per backend: Lianke takes every kind (`url`, `base64`, `text`, `html`;
+/// PDF, Office, images, text, HTML); Zhimu takes images and Office files by URL or base64
+/// and `text`/`html` inline, not PDF or GIF; a WeCom printer takes no jobs from the API
+/// (submit to its target printer).
 pub struct CreateJob {
     pub printer_id: String,
     pub document: DocumentInput,

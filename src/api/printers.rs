@@ -26,9 +26,10 @@ use crate::store::{self};
     "id": "office-2f",
     "display_name": "2nd floor office",
     "backend": "lianke",
-    "locator": {"device_id": "lk112312312312", "device_port": 1, "printer_model": "Kyocera MA2000w GX"},
-    "secrets": {"device_key": "••••••"},
-    "default_options": {"paper": "A4"}
+    "locator": {"device_id": "demo-lk-1", "device_port": 1, "printer_model": "HP LaserJet P1007"},
+    "secrets": {"device_key": "demo-lk-key"},
+    "default_options": {"paper": "A4"},
+    "shared_with": ["billing"]
 }))]
 pub struct CreatePrinter {
     /// Slug: 1-64 of a-z, 0-9, `-`, `_`.
@@ -76,7 +77,7 @@ fn yes() -> bool {
 /// `null` removes that secret.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"enabled": false}))]
+#[schema(example = json!({"display_name": "2nd floor office", "default_options": {"paper": "A4"}}))]
 pub struct UpdatePrinter {
     pub display_name: Option<String>,
     #[schema(value_type = Option<Object>)]
@@ -700,8 +701,8 @@ fn vendor_refusal(err: VendorError) -> ApiError {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "backend": "lianke",
-    "locator": {"device_id": "lk112312312312"},
-    "secrets": {"device_key": "••••••"}
+    "locator": {"device_id": "demo-lk-1"},
+    "secrets": {"device_key": "demo-lk-key"}
 }))]
 pub struct DiscoverRequest {
     pub backend: String,
