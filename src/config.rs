@@ -491,9 +491,9 @@ pub fn parse_bind_addr(value: &str) -> Result<SocketAddr, String> {
         return Ok(addr);
     }
     use std::net::ToSocketAddrs;
-    let (host, port) = value
-        .rsplit_once(':')
-        .ok_or_else(|| format!("`{value}` is not HOST:PORT (e.g. 127.0.0.1:8080 or localhost:8080)"))?;
+    let (host, port) = value.rsplit_once(':').ok_or_else(|| {
+        format!("`{value}` is not HOST:PORT (e.g. 127.0.0.1:8080 or localhost:8080)")
+    })?;
     if host.is_empty() || port.parse::<u16>().is_err() {
         return Err(format!(
             "`{value}` is not HOST:PORT (e.g. 127.0.0.1:8080 or localhost:8080)"
@@ -846,7 +846,11 @@ mod tests {
             "0.0.0.0:80"
         );
         assert_eq!(parse_bind_addr("[::1]:9").unwrap().to_string(), "[::1]:9");
-        assert!(parse_bind_addr("localhost").unwrap_err().contains("HOST:PORT"));
+        assert!(
+            parse_bind_addr("localhost")
+                .unwrap_err()
+                .contains("HOST:PORT")
+        );
         assert!(parse_bind_addr("localhost:http").is_err());
         assert!(
             parse_bind_addr("no-such-host.invalid:80")

@@ -304,7 +304,11 @@ pub async fn run(
         std::fs::write(path, text).map_err(|err| {
             DemoError::Simulator(format!("cannot write {}: {err}", path.display()))
         })?;
-        println!("(also written to {}: `. {}` in another shell)", path.display(), path.display());
+        println!(
+            "(also written to {}: `. {}` in another shell)",
+            path.display(),
+            path.display()
+        );
     }
     println!("Swagger UI: {base}/docs (Authorize with the key above)");
     println!(

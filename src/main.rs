@@ -54,6 +54,16 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Exit 0 when the API answers its liveness URL with 200 (Docker's HEALTHCHECK).
+    Healthcheck {
+        /// The URL to ask.
+        #[arg(
+            long,
+            env = "HEALTHCHECK_URL",
+            default_value = "http://127.0.0.1:8080/healthz"
+        )]
+        url: String,
+    },
     /// Start the vendor simulator and the gateway with demo printers, print
     /// PRINT_GATEWAY_URL and PRINT_GATEWAY_API_KEY, follow a demo job per printer, keep serving.
     Demo {
@@ -205,6 +215,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Openapi => {
             out(api::openapi().to_pretty_json()?)?;
+        }
+        Command::Healthcheck { url } => {
+            let client = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(3))
+                .build()?;
+            let status = client
+                .get(&url)
+                .send()
+                .await
+                .with_context(|| format!("asking {url}"))?
+                .status();
+            if !status.is_success() {
+                anyhow::bail!("{url} answered {status}");
+            }
         }
     }
     Ok(())

@@ -27,7 +27,8 @@ impl Cutoffs {
             jobs: days(config.retention_jobs_days),
             events: days(config.events_days()),
             documents: days(config.retention_documents_days),
-            idempotency_keys: now - chrono::Duration::hours(i64::from(config.idempotency_key_ttl_hours)),
+            idempotency_keys: now
+                - chrono::Duration::hours(i64::from(config.idempotency_key_ttl_hours)),
         }
     }
 }
@@ -75,9 +76,8 @@ pub async fn purge(pool: &PgPool, cutoffs: Cutoffs, batch: u32) -> StoreResult<C
         tokio::task::yield_now().await;
     }
     loop {
-        let keys =
-            store::retention::expire_idempotency_keys(pool, cutoffs.idempotency_keys, batch)
-                .await?;
+        let keys = store::retention::expire_idempotency_keys(pool, cutoffs.idempotency_keys, batch)
+            .await?;
         counts.idempotency_keys += keys;
         if !full(keys) {
             break;

@@ -43,7 +43,10 @@ fn a_closed_pipe_ends_openapi_quietly() {
     assert_eq!(&first[..1], b"{");
     assert!(status.success(), "exit status {status}, stderr: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.is_empty(), "nothing to say about a closed pipe: {stderr}");
+    assert!(
+        stderr.is_empty(),
+        "nothing to say about a closed pipe: {stderr}"
+    );
 }
 
 #[test]

@@ -728,7 +728,12 @@ async fn discovery_lists_the_boxs_printers_ready_to_register() {
         "locator": {"device_id": DEVICE}, "secrets": {"device_key": "wrong"}}),
         )
         .await;
-    assert_problem(wrong, StatusCode::UNPROCESSABLE_ENTITY, "vendor_auth_failed").await;
+    assert_problem(
+        wrong,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "vendor_auth_failed",
+    )
+    .await;
     let reader = lk.app.key_for("acme", &["jobs:read"]).await;
     let forbidden = lk
         .app
@@ -1120,8 +1125,12 @@ async fn printer_credentials_are_checked_with_lianke_on_create_and_change() {
     };
     // A wrong device key: 422 naming the vendor's refusal, nothing stored.
     let wrong = lk.app.post("/v1/printers", &body("wrong-key")).await;
-    let problem =
-        assert_problem(wrong, StatusCode::UNPROCESSABLE_ENTITY, "vendor_auth_failed").await;
+    let problem = assert_problem(
+        wrong,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "vendor_auth_failed",
+    )
+    .await;
     assert!(
         problem["detail"].as_str().unwrap().contains("verify=false"),
         "{problem:#}"

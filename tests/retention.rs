@@ -105,9 +105,9 @@ async fn a_purge_removes_what_retention_says_and_nothing_else() {
     };
     let expected = Counts {
         jobs: 3,
-        events: 1, // events-gone's one event (the jobs' own go with them)
+        events: 1,            // events-gone's one event (the jobs' own go with them)
         document_contents: 2, // events-gone, document-gone
-        idempotency_keys: 6, // every kept job older than a day
+        idempotency_keys: 6,  // every kept job older than a day
     };
     let preview = retention::preview(&app.pool, cutoffs).await.unwrap();
     assert_eq!(preview, expected);
@@ -136,7 +136,10 @@ async fn a_purge_removes_what_retention_says_and_nothing_else() {
     }
     for live in [old_unconfirmed, old_pending, old_processing] {
         assert_eq!(events(&app, live).await, 1, "live jobs keep their history");
-        assert!(has_content(&app, live).await, "live jobs keep their document");
+        assert!(
+            has_content(&app, live).await,
+            "live jobs keep their document"
+        );
     }
     assert_eq!(events(&app, events_gone).await, 0);
     assert_eq!(events(&app, document_gone).await, 1);
@@ -168,7 +171,11 @@ async fn a_purge_removes_what_retention_says_and_nothing_else() {
         .await
         .expect("run purge --dry-run");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(
         stdout.starts_with("would remove: 2 finished jobs"),
         "{stdout}"

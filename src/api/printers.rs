@@ -460,7 +460,10 @@ pub async fn create_printer(
     };
     let fields = fields_for(backend.as_ref(), draft)?;
     check_target(&state, backend.as_ref(), &fields).await?;
-    if store::printers::get(&state.pool, &fields.id).await?.is_some() {
+    if store::printers::get(&state.pool, &fields.id)
+        .await?
+        .is_some()
+    {
         return Err(printer_exists(&id.to_string()));
     }
     if verify.verify {
@@ -678,6 +681,18 @@ fn vendor_refusal(err: VendorError) -> ApiError {
             ),
         );
     }
+    if err.code == ErrorCode::VendorAuthFailed {
+        // The gateway's own credentials (not the printer's): a configuration problem.
+        return ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "vendor_app_auth_failed",
+            format!(
+                "The vendor refused the gateway's own credentials: {}{}.",
+                err.message,
+                vendor_words(&err)
+            ),
+        );
+    }
     let status = match err.code {
         ErrorCode::VendorRejected => StatusCode::CONFLICT,
         ErrorCode::VendorRateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -858,7 +873,14 @@ pub async fn flush_queue(
     Path(id): Path<String>,
 ) -> Result<Json<HousekeepingResult>, ApiError> {
     caller.require(ADMIN)?;
-    housekeeping(&state, &caller, &id, Housekeeping::FlushQueue, "flush_queue").await
+    housekeeping(
+        &state,
+        &caller,
+        &id,
+        Housekeeping::FlushQueue,
+        "flush_queue",
+    )
+    .await
 }
 
 /// A printer's capabilities, normalised; cached from the vendor.
