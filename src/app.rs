@@ -72,6 +72,7 @@ pub async fn prepare_database(config: &Config) -> Result<PgPool, StartError> {
     let pool = store::connect_waiting(
         &config.database_url,
         config.database_max_connections,
+        Duration::from_millis(config.database_acquire_timeout_ms),
         max_wait,
         |notice| {
             tracing::warn!(

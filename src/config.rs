@@ -30,6 +30,12 @@ pub struct Config {
           global = true, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_max_connections: u32,
 
+    /// How long a request waits for a database connection before answering 503 (keep it
+    /// short: during an outage callers get a quick "try again" instead of a hang).
+    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT_MS", value_name = "DATABASE_ACQUIRE_TIMEOUT_MS",
+          global = true, default_value_t = 1500, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub database_acquire_timeout_ms: u64,
+
     /// Address the HTTP API listens on: `IP:PORT` or `HOST:PORT` (`localhost:8080`; a host
     /// name is resolved once at start).
     #[arg(
@@ -131,11 +137,20 @@ pub struct Config {
           default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub reconcile_every_secs: u64,
 
-    /// How long an unconfirmed job may stay unresolved before it fails with
-    /// `dispatch_unconfirmed`.
+    /// How long the reconciler asks about an unconfirmed job every RECONCILE_EVERY_SECS;
+    /// after that it asks with a growing interval (while the vendor can still answer) and
+    /// the job's `state_reason` says that only an operator can settle it. An unconfirmed
+    /// job never fails on its own.
     #[arg(long, env = "UNCONFIRMED_GIVE_UP_SECS", value_name = "UNCONFIRMED_GIVE_UP_SECS", global = true,
           default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub unconfirmed_give_up_secs: u64,
+
+    /// While a device has a submit whose outcome is unknown, new submits to it wait this
+    /// long at most (so a lookup by time can never confuse two jobs); at least
+    /// VENDOR_TIMEOUT_SECS + 5 is used.
+    #[arg(long, env = "DEVICE_HOLD_AFTER_UNKNOWN_SECS", value_name = "DEVICE_HOLD_AFTER_UNKNOWN_SECS", global = true,
+          default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub device_hold_after_unknown_secs: u64,
 
     /// Largest document, in bytes, after decoding (the vendors' own limit is 20 MiB).
     #[arg(long, env = "MAX_DOCUMENT_BYTES", value_name = "MAX_DOCUMENT_BYTES", global = true,
@@ -534,6 +549,8 @@ impl DatabaseArgs {
     /// The full configuration with these database settings and every other default.
     pub fn config(&self) -> Config {
         let mut config = Config::defaults();
+        // Commands, not request handlers: wait for a connection as long as it takes.
+        config.database_acquire_timeout_ms = 30_000;
         config.database_url = self.database_url.clone();
         config.db_wait_max_secs = self.db_wait_max_secs;
         config

@@ -109,6 +109,7 @@ async fn serve_waits_for_postgres_and_starts_when_it_comes() {
         print_gateway::store::connect_waiting(
             &config.database_url,
             2,
+            Duration::from_secs(10),
             Duration::from_secs(config.db_wait_max_secs),
             |notice| {
                 let _ = tx.send((notice.attempt, notice.next_try_in));
@@ -158,6 +159,7 @@ async fn a_wrong_password_is_not_waited_for_and_the_ceiling_holds() {
     let result = print_gateway::store::connect_waiting(
         &format!("postgres://postgres@127.0.0.1:{port}/x"),
         1,
+        Duration::from_secs(1),
         Duration::ZERO,
         |_| retried += 1,
     )

@@ -147,6 +147,23 @@ impl Lianke {
         )
     }
 
+    /// Runs the engine until the job's `state_reason` is `reason` (20 s at most).
+    async fn drive_until_reason(&self, job: &str, reason: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            self.app.run_engine().await;
+            let now = self.app.job(job).await;
+            if now["state_reason"] == reason {
+                return now;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {job} never got reason {reason}: {now:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn submit_entries(&self) -> Vec<vendor_sim::LedgerEntry> {
         self.sim.ledger_filtered(
             &LedgerFilter::vendor(Vendor::Lianke).endpoint("POST", "/api/print/job"),
@@ -688,14 +705,140 @@ async fn a_lost_submit_is_never_confirmed_with_the_previous_jobs_task() {
     let a = lk.app.submit_text("office", "a").await;
     lk.app.run_engine().await;
     assert_eq!(lk.app.job(&id(&a)).await["state"], "unconfirmed");
-    // B's task sits in A's time window, but it is B's: A must not take it.
-    let failed = lk
-        .app
-        .drive_until(&id(&a), "failed", Duration::from_secs(20))
-        .await;
-    assert_eq!(failed["error"]["code"], "dispatch_unconfirmed");
-    assert_ne!(failed["vendor_task_id"].as_str(), Some(b_task.as_str()));
+    // B's task sits in A's time window, but it is B's: A must not take it. With nothing
+    // found, A is not guessed either way: it waits for an operator.
+    let waiting = lk.drive_until_reason(&id(&a), "awaiting_operator").await;
+    assert_eq!(waiting["state"], "unconfirmed");
+    assert!(waiting["vendor_task_id"].is_null(), "{waiting:#}");
     assert_eq!(lk.app.job(&id(&b)).await["vendor_task_id"], b_task.as_str());
+    lk.stop().await;
+}
+
+/// The deterministic repro: A's submit is answered 502 without a task; B's submit
+/// creates a task and hangs. B's task must never become A's.
+#[tokio::test]
+async fn a_502_submit_never_takes_the_next_jobs_task_and_the_next_job_keeps_its_own() {
+    let lk = start(Results::Polling, |c| {
+        c.vendor_timeout_secs = 1;
+        c.lease_secs = 5;
+        c.reconcile_every_secs = 1;
+        c.unconfirmed_give_up_secs = 3;
+        c.device_hold_after_unknown_secs = 1;
+    })
+    .await;
+    lk.printer("office", DEVICE).await;
+    lk.sim.add_fault(
+        FaultRule::new(FaultAction::HttpStatus { status: 502 })
+            .vendor(Vendor::Lianke)
+            .endpoint("POST", "/api/print/job")
+            .times(1),
+    );
+    let a = lk.app.submit_text("office", "a").await;
+    lk.app.run_engine().await;
+    assert_eq!(lk.app.job(&id(&a)).await["state"], "unconfirmed");
+    lk.sim.add_fault(
+        FaultRule::new(FaultAction::HangAfter)
+            .vendor(Vendor::Lianke)
+            .endpoint("POST", "/api/print/job")
+            .times(1),
+    );
+    let b = lk.app.submit_text("office", "b").await;
+    lk.app.run_engine().await;
+    // B waits while A's outcome is unknown: nothing new reaches the box.
+    let held = lk.app.job(&id(&b)).await;
+    assert_eq!(held["state"], "pending", "{held:#}");
+    assert_eq!(held["state_reason"], "device_held_unknown_outcome");
+    assert_eq!(lk.submits(DEVICE), 1);
+
+    let done = lk
+        .app
+        .drive_until(&id(&b), "completed", Duration::from_secs(30))
+        .await;
+    let tasks = lk.sim.lianke_tasks();
+    assert_eq!(tasks.len(), 1, "only B's submit created a task");
+    assert_eq!(
+        done["vendor_task_id"],
+        tasks[0].task_id.as_str(),
+        "B has its own task"
+    );
+    assert_eq!(lk.submits(DEVICE), 2, "nothing was sent twice");
+
+    let a_now = lk.drive_until_reason(&id(&a), "awaiting_operator").await;
+    assert_eq!(
+        a_now["state"], "unconfirmed",
+        "A is never completed with B's task"
+    );
+    assert!(a_now["vendor_task_id"].is_null(), "{a_now:#}");
+
+    // An operator who checked the tray settles A.
+    let resolved = lk
+        .app
+        .post(
+            &format!("/v1/jobs/{}/resolve", id(&a)),
+            &json!({"outcome": "not_printed", "note": "tray empty"}),
+        )
+        .await;
+    assert_eq!(resolved.status(), StatusCode::OK);
+    let resolved: Value = resolved.json().await.unwrap();
+    assert_eq!(resolved["state"], "failed");
+    assert_eq!(resolved["error"]["code"], "operator_not_printed");
+    lk.stop().await;
+}
+
+/// SPEC §4 outcome classes for Lianke's `POST /api/print/job`, each row against the
+/// simulator: a request that never arrived is sent again; one whose fate is unknown never is.
+#[tokio::test]
+async fn lianke_submit_failures_follow_the_outcome_class_table() {
+    let lk = start(Results::Polling, |c| {
+        c.vendor_timeout_secs = 1;
+        c.lease_secs = 5;
+        c.retry_base_ms = 1000;
+        c.retry_max_ms = 1000;
+    })
+    .await;
+    let rows: Vec<(FaultAction, &str)> = vec![
+        (FaultAction::HttpStatusAfter { status: 502 }, "unconfirmed"),
+        (FaultAction::HttpStatus { status: 500 }, "unconfirmed"),
+        (FaultAction::HttpStatus { status: 503 }, "unconfirmed"),
+        (FaultAction::HttpStatus { status: 504 }, "unconfirmed"),
+        (FaultAction::HangAfter, "unconfirmed"),
+        (FaultAction::HttpStatus { status: 429 }, "pending"),
+        (FaultAction::HttpStatus { status: 413 }, "pending"),
+        (
+            FaultAction::VendorError {
+                code: 10009,
+                msg: None,
+            },
+            "pending",
+        ),
+    ];
+    // One device per row, so that each unknown outcome holds only its own box.
+    for (n, (fault, expected)) in rows.into_iter().enumerate() {
+        let device = format!("lk-class-{n}");
+        lk.sim
+            .add_lianke_device(LiankeDeviceSpec::new(&device, DEVICE_KEY));
+        let printer = format!("p{n}");
+        lk.printer(&printer, &device).await;
+        lk.sim.add_fault(
+            FaultRule::new(fault.clone())
+                .vendor(Vendor::Lianke)
+                .endpoint("POST", "/api/print/job")
+                .device(&device)
+                .times(1),
+        );
+        let job = id(&lk.app.submit_text(&printer, &format!("{fault:?}")).await);
+        lk.app.run_engine().await;
+        let now = lk.app.job(&job).await;
+        assert_eq!(now["state"], expected, "{fault:?}: {now:#}");
+        if expected == "pending" {
+            lk.app
+                .drive_until(&job, "completed", Duration::from_secs(20))
+                .await;
+            assert_eq!(lk.submits(&device), 2, "{fault:?}: sent again once");
+        } else {
+            assert_eq!(lk.submits(&device), 1, "{fault:?}: never sent again");
+        }
+    }
     lk.stop().await;
 }
 
@@ -844,6 +987,49 @@ async fn a_callback_over_tls_completes_the_job() {
     );
     assert!(attempts.len() <= 3);
     assert_eq!(done["vendor_status"], "SUCCESS");
+    lk.stop().await;
+}
+
+/// A callback on the job's own URL is evidence of its task even while the submit's answer
+/// is still awaited: it is applied (not refused with 503), and the lost answer changes
+/// nothing afterwards.
+#[tokio::test]
+async fn a_callback_during_a_hung_submit_settles_the_job_with_its_own_task() {
+    let lk = start(Results::Callbacks, |c| {
+        c.vendor_timeout_secs = 3;
+        c.lease_secs = 10;
+    })
+    .await;
+    lk.printer("office", DEVICE).await;
+    lk.sim.add_fault(
+        FaultRule::new(FaultAction::HangAfter)
+            .vendor(Vendor::Lianke)
+            .endpoint("POST", "/api/print/job")
+            .times(1),
+    );
+    let job = lk.app.submit_text("office", "hung but called back").await;
+    // The submit hangs until the vendor timeout; Lianke's callback arrives meanwhile.
+    lk.app.run_engine().await;
+    let done = lk.wait_for(&id(&job), "completed").await;
+    let tasks = lk.sim.lianke_tasks();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(done["vendor_task_id"], tasks[0].task_id.as_str());
+    let attempts = lk.sim.callbacks();
+    assert_eq!(
+        attempts.first().and_then(|a| a.http_status),
+        Some(200),
+        "the first delivery was taken: {attempts:#?}"
+    );
+    assert_eq!(lk.submits(DEVICE), 1);
+    let sources: Vec<String> = lk
+        .app
+        .events(&id(&job))
+        .await
+        .iter()
+        .filter(|e| e["to_state"] == "processing")
+        .map(|e| e["source"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(sources, vec!["callback"], "the callback confirmed the task");
     lk.stop().await;
 }
 

@@ -134,3 +134,96 @@ async fn swagger_ui_is_served_from_vendored_assets() {
         .unwrap();
     assert!(init.contains("/openapi.json"));
 }
+
+/// Postgres away: routes that need it answer 503 with `Retry-After` (never 500, never a
+/// hang until a 10 s pool timeout), `/readyz` says not ready, `/healthz` stays up; once the
+/// database is back, new jobs are accepted and dispatched without a restart.
+#[tokio::test]
+async fn a_database_outage_answers_503_and_the_gateway_recovers_by_itself() {
+    use common::db_proxy::DbProxy;
+    use sqlx::ConnectOptions;
+    use std::str::FromStr;
+
+    let (database_url, _direct) = common::fresh_database().await;
+    let options = sqlx::postgres::PgConnectOptions::from_str(&database_url).unwrap();
+    let upstream = format!("{}:{}", options.get_host(), options.get_port());
+    let upstream = tokio::net::lookup_host(upstream)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = DbProxy::start(upstream).await;
+    let proxied = options.clone().host("127.0.0.1").port(proxy.port());
+    let proxied_url = proxied.to_url_lossy().to_string();
+    let pool =
+        print_gateway::store::connect(&proxied_url, 5, std::time::Duration::from_millis(500))
+            .await
+            .unwrap();
+    let backend = ScriptedBackend::new();
+    let app = common::start_on(
+        proxied_url,
+        pool,
+        BackendRegistry::new().with(backend.clone()),
+        print_gateway::app::Role::Api,
+        |_| {},
+    )
+    .await;
+    app.create_printer("office", "scripted").await;
+    let before = app.submit_text("office", "before").await;
+
+    proxy.cut();
+    let body = serde_json::json!({"printer_id": "office", "document": {"text": "during"}});
+    for _ in 0..3 {
+        let response = app.post("/v1/jobs", &body).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("2")
+        );
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["code"], "service_unavailable");
+    }
+    let response = app
+        .get(&format!("/v1/jobs/{}", before["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let alive = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(alive.status(), StatusCode::OK);
+    // The engine meets the outage too, and reports it instead of crashing.
+    assert!(
+        app.app
+            .as_ref()
+            .unwrap()
+            .engine()
+            .run_due_now()
+            .await
+            .is_err()
+    );
+
+    proxy.restore();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let after = loop {
+        let response = app.post("/v1/jobs", &body).await;
+        if response.status() == StatusCode::ACCEPTED {
+            break response.json::<Value>().await.unwrap();
+        }
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(tokio::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    for job in [&before, &after] {
+        app.drive_until(
+            job["id"].as_str().unwrap(),
+            "completed",
+            std::time::Duration::from_secs(20),
+        )
+        .await;
+    }
+}

@@ -44,7 +44,13 @@ pub enum ApiError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    /// The database cannot be reached right now: 503 with `Retry-After`, never a 500.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
+
+/// Seconds a caller is told to wait when the database is away.
+pub const RETRY_AFTER_SECS: u32 = 2;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ApiError {
@@ -121,6 +127,20 @@ impl IntoResponse for ApiError {
                 code,
                 detail,
             } => problem_response(status, code, detail),
+            ApiError::Unavailable(message) => {
+                tracing::warn!(error = %message, "database unavailable; answered 503");
+                let mut response = problem_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service_unavailable",
+                    format!(
+                        "The gateway's database is unavailable right now; nothing was changed. Try again in {RETRY_AFTER_SECS} s."
+                    ),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                response
+            }
             ApiError::Internal(message) => {
                 tracing::error!(error = %message, "request failed");
                 problem_response(
@@ -135,19 +155,28 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        ApiError::Internal(err.to_string())
+        match err {
+            StoreError::Db(db) => db.into(),
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        ApiError::Internal(err.to_string())
+        if crate::store::is_unavailable(&err) {
+            ApiError::Unavailable(err.to_string())
+        } else {
+            ApiError::Internal(err.to_string())
+        }
     }
 }
 
 impl From<EngineError> for ApiError {
     fn from(err: EngineError) -> Self {
-        ApiError::Internal(err.to_string())
+        match err {
+            EngineError::Store(store) => store.into(),
+        }
     }
 }
 

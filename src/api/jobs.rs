@@ -1,4 +1,4 @@
-//! `/v1/jobs`: accept (JSON or multipart), read, list, history, cancel.
+//! `/v1/jobs`: accept (JSON or multipart), read, list, history, cancel, resolve.
 
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -967,6 +967,124 @@ pub async fn cancel_job(
         "job_busy",
         format!("Job {id} is changing state right now; try the cancel again."),
     ))
+}
+
+/// How an operator settles an `unconfirmed` job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolveOutcome {
+    /// It printed: the job becomes `completed`.
+    Printed,
+    /// It did not print: the job becomes `failed` with code `operator_not_printed`.
+    NotPrinted,
+}
+
+/// An operator's word on an `unconfirmed` job.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"outcome": "printed", "note": "checked the tray on 2F: invoice 1043 is there"}))]
+pub struct ResolveRequest {
+    pub outcome: ResolveOutcome,
+    /// Why, in the operator's words; kept in the job's history (at most 1,000 characters).
+    #[schema(max_length = 1000)]
+    pub note: Option<String>,
+}
+
+const MAX_NOTE_CHARS: usize = 1000;
+
+/// Settle an unconfirmed job.
+///
+/// For a job whose submit's outcome the gateway could not determine (`state:
+/// unconfirmed`): an operator who checked the printer says whether it printed. `printed`
+/// makes it `completed`, `not_printed` makes it `failed` with code `operator_not_printed`
+/// (resubmit it if it is still wanted). The event's source is `operator` and carries the
+/// note. Any other state answers 409: the gateway settles those itself.
+#[utoipa::path(post, path = "/v1/jobs/{id}/resolve", tag = "jobs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Job id")),
+    request_body(content = ResolveRequest, examples(
+        ("printed" = (summary = "It printed", value = json!({"outcome": "printed", "note": "the page is in the tray"}))),
+        ("not_printed" = (summary = "It did not print", value = json!({"outcome": "not_printed", "note": "nothing came out; resubmitting"}))),
+    )),
+    responses(
+        (status = 200, description = "Settled: the job as it is now", body = JobView),
+        (status = 400, description = "Malformed id or body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks `printers:admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job for this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job is not `unconfirmed`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown outcome or a note that is too long", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn resolve_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    request: Request,
+) -> Result<Json<JobView>, ApiError> {
+    // The scope is checked before the body is read.
+    caller.require("printers:admin")?;
+    let Json(body) = Json::<ResolveRequest>::from_request(request, &state).await?;
+    let note = body
+        .note
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty());
+    if note.is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS) {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            format!("`note` may hold at most {MAX_NOTE_CHARS} characters."),
+        ));
+    }
+    let row = store::jobs::get(&state.pool, &caller.tenant, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&format!("Job {id}")))?;
+    let current = row.job_state()?;
+    if current != JobState::Unconfirmed {
+        return Err(ApiError::conflict(
+            "job_not_unconfirmed",
+            format!(
+                "Job {id} is {current}, not unconfirmed; only an unconfirmed job is settled by an operator."
+            ),
+        ));
+    }
+    let said = note.map(|n| format!(": {n}")).unwrap_or_default();
+    let update = match body.outcome {
+        ResolveOutcome::Printed => JobUpdate::transition(
+            Transition::new(current, JobState::Completed)
+                .map_err(|e| ApiError::Internal(e.to_string()))?,
+            EventSource::Operator,
+        )
+        .reason("operator_printed")
+        .message(format!("an operator settled the job as printed{said}")),
+        ResolveOutcome::NotPrinted => {
+            let message = format!("an operator settled the job as not printed{said}");
+            JobUpdate::transition(
+                Transition::new(current, JobState::Failed)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?,
+                EventSource::Operator,
+            )
+            .reason("operator_not_printed")
+            .message(message.clone())
+            .error(JobError {
+                code: crate::domain::ErrorCode::OperatorNotPrinted,
+                message,
+                vendor_code: None,
+                vendor_message: None,
+            })
+        }
+    };
+    match store::jobs::apply_on(&state.pool, id, &update).await? {
+        Some(row) => {
+            tracing::info!(job_id = %id, outcome = ?body.outcome, "an operator settled an unconfirmed job");
+            Ok(Json(JobView::from_row(row)?))
+        }
+        None => Err(ApiError::conflict(
+            "job_not_unconfirmed",
+            format!("Job {id} was settled by other evidence meanwhile; read it again."),
+        )),
+    }
 }
 
 #[cfg(test)]

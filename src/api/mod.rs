@@ -93,6 +93,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::job_events))
         .routes(routes!(jobs::cancel_job))
+        .routes(routes!(jobs::resolve_job))
         .routes(routes!(printers::create_printer, printers::list_printers))
         .routes(routes!(
             printers::get_printer,

@@ -83,7 +83,7 @@ fn not_ready(detail: &str) -> ApiError {
         (status = 401, description = "Missing or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The task or device is not the job's", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not ready yet (submit still in flight, or Lianke could not confirm); Lianke retries", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Lianke could not confirm the task's state (or the database is unavailable); Lianke retries", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn lianke_callback(
     State(state): State<AppState>,
@@ -127,24 +127,47 @@ pub async fn lianke_callback(
     });
     let job = match current {
         JobState::Completed | JobState::Failed | JobState::Canceled => return Ok(duplicate),
-        // The submit's answer is not stored yet; Lianke retries in 5 s, polling covers it.
-        JobState::Pending => {
-            return Err(not_ready(
-                "The job's submit is still being recorded; try again.",
-            ));
-        }
-        // The vendor evidently got the submit: this callback confirms it.
-        JobState::Unconfirmed => {
-            let t = Transition::new(JobState::Unconfirmed, JobState::Processing)
+        // The callback arrived on this job's own HMAC-signed URL: Lianke has a task made
+        // from this job's submit. That is evidence of the job's task, whether the submit's
+        // answer is still in flight (pending) or was lost (unconfirmed) — better evidence
+        // than any lookup by time.
+        JobState::Pending | JobState::Unconfirmed => {
+            let t = Transition::new(current, JobState::Processing)
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
             let confirm = JobUpdate::transition(t, EventSource::Callback)
                 .reason("submit_confirmed")
+                .message(format!(
+                    "Lianke's callback on this job's own callback URL names task {}",
+                    callback.body.task_id
+                ))
                 .vendor_task(callback.body.task_id.clone())
+                .payload(Some(callback.raw.clone()))
                 .settle_submit()
                 .due(chrono::Utc::now());
             match store::jobs::apply_on(&state.pool, job_id, &confirm).await? {
                 Some(row) => row,
-                None => return Err(not_ready("The job is changing state; try again.")),
+                // The submit's answer (or another copy of this callback) got there first:
+                // read again and carry on with what is recorded now.
+                None => {
+                    let row = store::jobs::get_any(&state.pool, job_id)
+                        .await?
+                        .ok_or_else(unknown_job)?;
+                    if let Err(mismatch) =
+                        callback.check(&locator.device_id, row.vendor_task_id.as_deref())
+                    {
+                        return Err(ApiError::conflict(
+                            "callback_mismatch",
+                            mismatch.to_string(),
+                        ));
+                    }
+                    if row.job_state()? != JobState::Processing {
+                        return Ok(Json(CallbackAck {
+                            status: "duplicate",
+                            job_state: row.job_state()?,
+                        }));
+                    }
+                    row
+                }
             }
         }
         JobState::Processing => job,

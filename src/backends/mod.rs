@@ -141,6 +141,29 @@ pub enum Lookup {
     NotFound,
 }
 
+/// What a vendor can say about a submit whose answer was lost (SPEC §2, "evidence").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupKind {
+    /// No way to ask: only a callback or an operator can settle the job (Zhimu).
+    None,
+    /// A lookup that matches something unique to the job (its id or name).
+    Unique { horizon: Duration },
+    /// Only "which tasks were created on the device around that time" (Lianke): the
+    /// engine keeps other submits off the device while an outcome is unknown and gives a
+    /// found task to the job only when nothing else could have created it.
+    ByTime { horizon: Duration },
+}
+
+impl LookupKind {
+    /// How long after the submit the vendor can still answer a lookup.
+    pub fn horizon(self) -> Option<Duration> {
+        match self {
+            LookupKind::None => None,
+            LookupKind::Unique { horizon } | LookupKind::ByTime { horizon } => Some(horizon),
+        }
+    }
+}
+
 /// How often the engine asks a vendor about an accepted task when no callback came.
 #[derive(Debug, Clone, Copy)]
 pub struct PollPlan {
@@ -305,6 +328,58 @@ impl VendorError {
     }
 }
 
+/// SPEC §4: what a failed submit means for the job. Each backend keeps its own table from
+/// [`SubmitFailure`] to this (`mapping::submit_outcome`), pinned by tests against the
+/// simulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeClass {
+    /// The request never reached the vendor: safe to send again.
+    NotSent,
+    /// The vendor may have the job: never send it again; `unconfirmed` until evidence.
+    Unknown,
+    /// The vendor's own error envelope: the backend's error catalog decides.
+    Catalog,
+}
+
+/// How a submit failed, before the vendor's envelope is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmitFailure {
+    /// No connection (refused, DNS, TLS handshake): the request did not leave.
+    ConnectFailed,
+    /// The request left and no answer came in time.
+    TimedOut,
+    /// The connection broke after the request left (reset mid-response, body cut short).
+    ConnectionBroken,
+    /// An HTTP status without the vendor's envelope (a proxy's or a crashed server's).
+    HttpStatus(u16),
+    /// A success status whose body is not the documented shape.
+    UnreadableAnswer,
+    /// The vendor's own error envelope.
+    Envelope,
+}
+
+impl SubmitFailure {
+    /// Classifies a transport error from `reqwest`.
+    pub fn of_transport(err: &reqwest::Error) -> SubmitFailure {
+        if err.is_connect() {
+            SubmitFailure::ConnectFailed
+        } else if err.is_timeout() {
+            SubmitFailure::TimedOut
+        } else {
+            SubmitFailure::ConnectionBroken
+        }
+    }
+}
+
+impl VendorError {
+    /// Marks the error by its outcome class: `Unknown` makes it outcome-unknown (the job
+    /// becomes `unconfirmed`), anything else makes sure it is not.
+    pub fn classed(mut self, class: OutcomeClass) -> VendorError {
+        self.outcome_unknown = class == OutcomeClass::Unknown;
+        self
+    }
+}
+
 /// One vendor. Implementations hold their HTTP client, token caches and configuration.
 /// (`Any`, which every `'static` type is, lets the API reach a backend's own operations,
 /// such as Zhimu's share binding, through [`BackendRegistry::get_as`].)
@@ -387,6 +462,11 @@ pub trait Backend: Any + Send + Sync + 'static {
         printer: &PrinterContext,
         vendor_task_id: &str,
     ) -> Result<TaskReport, VendorError>;
+
+    /// What [`Backend::find_task`] can tell (the engine never calls it for `None`).
+    fn lookup_kind(&self) -> LookupKind {
+        LookupKind::None
+    }
 
     /// For an unconfirmed submit: asks the vendor whether the job reached it.
     async fn find_task(

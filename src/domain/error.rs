@@ -38,6 +38,8 @@ pub enum ErrorCode {
     VendorProtocolError,
     /// A submit's outcome stayed unknown and the vendor could not confirm it.
     DispatchUnconfirmed,
+    /// An operator settled an `unconfirmed` job as not printed.
+    OperatorNotPrinted,
     /// The job was not printed before its `expires_at`.
     Expired,
     /// The gateway could not read the job's document.
@@ -66,6 +68,7 @@ impl ErrorCode {
             ErrorCode::PrintFailed => "print_failed",
             ErrorCode::VendorProtocolError => "vendor_protocol_error",
             ErrorCode::DispatchUnconfirmed => "dispatch_unconfirmed",
+            ErrorCode::OperatorNotPrinted => "operator_not_printed",
             ErrorCode::Expired => "expired",
             ErrorCode::DocumentUnavailable => "document_unavailable",
             ErrorCode::RetriesExhausted => "retries_exhausted",

@@ -18,8 +18,8 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::backends::{
-    Backend, BackendRegistry, CancelOutcome, DocumentPayload, Lookup, PrinterContext, Secrets,
-    SubmitRequest, TaskProgress, TaskReport, VendorError,
+    Backend, BackendRegistry, CancelOutcome, DocumentPayload, Lookup, LookupKind, PrinterContext,
+    Secrets, SubmitRequest, TaskProgress, TaskReport, VendorError,
 };
 use crate::callback_token::CallbackKeys;
 use crate::config::Config;
@@ -27,7 +27,7 @@ use crate::domain::{
     Decision, DocumentKind, DocumentType, ErrorCode, EventSource, JobError, JobState, PrinterId,
     Transition,
 };
-use crate::store::jobs::{JobRow, JobUpdate};
+use crate::store::jobs::{AttributionRefused, JobRow, JobUpdate};
 use crate::store::printers::PrinterRow;
 use crate::store::{self, StoreError};
 use retry::{RetryPolicy, short_pause};
@@ -49,6 +49,8 @@ pub struct EngineSettings {
     pub breaker_cooldown: Duration,
     pub reconcile_every: Duration,
     pub unconfirmed_give_up: Duration,
+    /// How long new submits to a device wait while another submit's outcome is unknown.
+    pub device_hold: Duration,
     pub public_base_url: Option<String>,
 }
 
@@ -70,6 +72,8 @@ impl EngineSettings {
             breaker_cooldown: Duration::from_secs(config.breaker_cooldown_secs),
             reconcile_every: Duration::from_secs(config.reconcile_every_secs),
             unconfirmed_give_up: Duration::from_secs(config.unconfirmed_give_up_secs),
+            device_hold: Duration::from_secs(config.device_hold_after_unknown_secs)
+                .max(config.vendor_timeout() + HOLD_MARGIN * 2 + Duration::from_secs(1)),
             public_base_url: config.public_base().map(str::to_owned),
         }
     }
@@ -88,6 +92,12 @@ impl From<sqlx::Error> for EngineError {
 }
 
 type EngineResult<T> = Result<T, EngineError>;
+
+/// Lianke stamps task times in whole seconds; windows and holds allow this much either way.
+const HOLD_MARGIN: Duration = Duration::from_secs(2);
+
+/// The longest pause between two lookups of an unconfirmed job.
+const RECONCILE_MAX_INTERVAL: Duration = Duration::from_secs(3600);
 
 pub struct Engine {
     pool: PgPool,
@@ -387,7 +397,7 @@ impl Engine {
             // have it. Never send it again; let the reconciler ask.
             let update = JobUpdate::transition(transition(JobState::Pending, JobState::Unconfirmed), EventSource::Dispatcher)
                 .reason("submit_outcome_unknown")
-                .message("a worker stopped while submitting this job; the vendor will be asked whether it arrived")
+                .message("the worker submitting this job stopped (it crashed, or lost the database) before the vendor's answer was recorded; whether the vendor has the job is unknown, so it is not sent again")
                 .due(now)
                 .leased(w.token);
             store::jobs::apply_on(&self.pool, job.id, &update).await?;
@@ -452,6 +462,10 @@ impl Engine {
         let Some(slot) = self.take_slot(w).await? else {
             return self.release(job, w.token, after(short_pause())).await;
         };
+        if let Some(until) = self.device_held(w).await? {
+            self.free_slot(w, slot).await;
+            return self.wait_for_device_hold(w, until).await;
+        }
         if !store::jobs::mark_submit_started(&self.pool, job.id, w.token).await? {
             self.free_slot(w, slot).await;
             return Ok(());
@@ -474,12 +488,26 @@ impl Engine {
                     err
                 });
         }
-        self.free_slot(w, slot).await;
         metrics::counter!("print_gateway_submits_total",
             "backend" => w.backend.name(),
             "outcome" => match &outcome { Ok(_) => "accepted", Err(e) if e.outcome_unknown => "unknown", Err(_) => "error" })
         .increment(1);
 
+        // The outcome is recorded before the device slot is given back: the next job on
+        // the device must see an unknown outcome (and wait) rather than slip in between.
+        let recorded = self.record_submit_outcome(w, outcome).await;
+        self.free_slot(w, slot).await;
+        recorded
+    }
+
+    /// Records what a submit came back with (the device slot is still held).
+    async fn record_submit_outcome(
+        &self,
+        w: &Work<'_>,
+        outcome: Result<crate::backends::Accepted, VendorError>,
+    ) -> EngineResult<()> {
+        let job = w.job;
+        let now = Utc::now();
         match outcome {
             Ok(accepted) => {
                 // An accepted submit does not close the breaker: only a printed task does.
@@ -499,22 +527,141 @@ impl Engine {
                 .payload(accepted.raw)
                 .due(due)
                 .settle_submit()
-                .count_attempt()
-                .leased(w.token);
-                match store::jobs::apply_on(&self.pool, job.id, &update).await? {
+                .count_attempt();
+                let task = update.vendor_task_id.clone().unwrap_or_default();
+                match self
+                    .apply_retrying(job.id, &update.clone().leased(w.token))
+                    .await
+                {
                     // A cancel arrived while the submit was in flight: send it right away.
-                    Some(row) if row.cancel_requested => {
+                    Ok(Some(row)) if row.cancel_requested => {
                         store::jobs::make_due_now(&self.pool, row.id).await?
                     }
-                    Some(_) => {}
-                    None => {
-                        tracing::warn!(job_id = %job.id, "lost the lease while submitting; the reconciler will confirm the submit")
+                    Ok(Some(_)) => {}
+                    // The job moved while the submit was in flight (the lease ran out and
+                    // another worker marked it unconfirmed, or a callback got there
+                    // first): the answer is still the best evidence of its task.
+                    Ok(None) => self.record_late_answer(job.id, &task, update).await?,
+                    Err(err) => {
+                        tracing::error!(job_id = %job.id, vendor_task_id = %task, error = %err,
+                            "the vendor accepted the job but its answer could not be recorded; the job will be marked unconfirmed and needs the vendor's evidence or an operator");
+                        return Err(err);
                     }
                 }
                 Ok(())
             }
             Err(err) => self.after_submit_error(w, err).await,
         }
+    }
+
+    /// Applies an update, retrying for a while when the database is unreachable (a submit's
+    /// answer is worth waiting for: losing it turns a known task into an unknown outcome).
+    async fn apply_retrying(&self, id: Uuid, update: &JobUpdate) -> EngineResult<Option<JobRow>> {
+        let deadline = tokio::time::Instant::now() + self.settings.lease / 2;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match store::jobs::apply_on(&self.pool, id, update).await {
+                Ok(row) => return Ok(row),
+                Err(err) if tokio::time::Instant::now() >= deadline => return Err(err.into()),
+                Err(err) => {
+                    tracing::warn!(job_id = %id, error = %err, attempt, "recording a vendor answer failed; retrying");
+                    tokio::time::sleep(
+                        self.settings
+                            .retry
+                            .delay(attempt)
+                            .min(Duration::from_secs(2)),
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+
+    /// The vendor answered a submit with `task`, but the job had moved meanwhile. When it
+    /// is still waiting for evidence, the answer is that evidence.
+    async fn record_late_answer(
+        &self,
+        id: Uuid,
+        task: &str,
+        accepted: JobUpdate,
+    ) -> EngineResult<()> {
+        let Some(now) = store::jobs::get_any(&self.pool, id).await? else {
+            return Ok(());
+        };
+        let state = now.job_state()?;
+        match (state, now.vendor_task_id.as_deref()) {
+            (JobState::Pending, None) => {
+                // Not reclaimed yet: the answer applies as it would have under the lease.
+                if store::jobs::apply_on(&self.pool, id, &accepted)
+                    .await?
+                    .is_none()
+                {
+                    return Box::pin(self.record_late_answer(id, task, accepted)).await;
+                }
+            }
+            (JobState::Unconfirmed, None) => {
+                let confirm = JobUpdate::transition(
+                    transition(JobState::Unconfirmed, JobState::Processing),
+                    EventSource::Dispatcher,
+                )
+                .reason("submit_confirmed")
+                .message(format!("the vendor's answer to the submit (task {task}) arrived after the job had been marked unconfirmed"))
+                .vendor_task(task)
+                .payload(accepted.vendor_payload.clone())
+                .settle_submit()
+                .due(Utc::now());
+                if store::jobs::apply_on(&self.pool, id, &confirm)
+                    .await?
+                    .is_none()
+                {
+                    return Box::pin(self.record_late_answer(id, task, accepted)).await;
+                }
+            }
+            (_, Some(known)) if known == task => {}
+            (_, Some(known)) => {
+                tracing::error!(job_id = %id, answer_task = %task, recorded_task = %known,
+                    "the vendor's answer names another task than the one recorded for the job");
+            }
+            (_, None) => {
+                tracing::warn!(job_id = %id, vendor_task_id = %task, state = %state,
+                    "the vendor accepted a submit for a job that has already ended");
+            }
+        }
+        Ok(())
+    }
+
+    /// When the device has another submit whose outcome is unknown, the moment new submits
+    /// may go again. Only vendors whose lookup is by time need the hold.
+    async fn device_held(&self, w: &Work<'_>) -> EngineResult<Option<DateTime<Utc>>> {
+        if !matches!(w.backend.lookup_kind(), LookupKind::ByTime { .. }) {
+            return Ok(None);
+        }
+        Ok(store::jobs::device_hold_until(
+            &self.pool,
+            &w.printer.device,
+            w.job.id,
+            self.settings.device_hold,
+        )
+        .await?)
+    }
+
+    async fn wait_for_device_hold(&self, w: &Work<'_>, until: DateTime<Utc>) -> EngineResult<()> {
+        const REASON: &str = "device_held_unknown_outcome";
+        let mut update = JobUpdate::stay(JobState::Pending, EventSource::Dispatcher, "device_held")
+            .reason(REASON)
+            .message(format!(
+                "another submit to device {} has an unknown outcome; new submits wait until it is settled or until {} so that a lookup by time cannot confuse two jobs",
+                w.printer.device,
+                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ))
+            .due(until.max(after(short_pause())))
+            .leased(w.token);
+        if w.job.state_reason.as_deref() == Some(REASON) {
+            update = update.silent();
+        }
+        store::jobs::apply_on(&self.pool, w.job.id, &update).await?;
+        Ok(())
     }
 
     async fn after_submit_error(&self, w: &Work<'_>, err: VendorError) -> EngineResult<()> {
@@ -761,13 +908,50 @@ impl Engine {
         Ok(())
     }
 
-    /// An unconfirmed job: ask the vendor whether the submit arrived. Never resubmit.
+    /// An unconfirmed job: ask the vendor whether the submit arrived, when it can say so
+    /// for certain. Never resubmit, never guess, never fail it: without evidence it stays
+    /// `unconfirmed` until an operator settles it (`POST /v1/jobs/{id}/resolve`).
     async fn reconcile(&self, w: &Work<'_>) -> EngineResult<()> {
         let job = w.job;
-        let since = job.submit_started_at.unwrap_or(job.updated_at);
-        let give_up_at = since
-            + chrono::Duration::from_std(self.settings.unconfirmed_give_up)
-                .unwrap_or(chrono::Duration::MAX);
+        let started = job.submit_started_at.unwrap_or(job.updated_at);
+        let kind = w.backend.lookup_kind();
+        let Some(horizon) = kind.horizon() else {
+            return self
+                .stay_unconfirmed(
+                    w,
+                    "awaiting_operator",
+                    format!(
+                        "the submit's answer was lost and {} offers no way to look the task up; only an operator can settle this job (POST /v1/jobs/{}/resolve)",
+                        w.backend.name(),
+                        job.id
+                    ),
+                    None,
+                )
+                .await;
+        };
+        let now = Utc::now();
+        let age = (now - started).to_std().unwrap_or_default();
+        let next = self.next_lookup(age, horizon);
+        let reach = self.settings.vendor_timeout + HOLD_MARGIN + Duration::from_secs(1);
+        let by_time = matches!(kind, LookupKind::ByTime { .. });
+
+        if by_time {
+            let mut conn = self.pool.acquire().await?;
+            let others = store::jobs::ambiguous_neighbours(
+                &mut conn,
+                &w.printer.device,
+                job.id,
+                started,
+                reach,
+            )
+            .await?;
+            drop(conn);
+            if !others.is_empty() {
+                return self
+                    .stay_unconfirmed(w, "ambiguous_at_vendor", ambiguity_message(&others), next)
+                    .await;
+            }
+        }
         let Some(mut request) = self.load_submit_request(w).await? else {
             return Err(StoreError::Corrupt(format!("job {} lost its document", job.id)).into());
         };
@@ -781,38 +965,70 @@ impl Engine {
         let Some(slot) = self.take_slot(w).await? else {
             return self.release(job, w.token, after(short_pause())).await;
         };
-        let outcome = match self.call(w.backend.find_task(w.context, &request)).await {
-            // Belt and braces: a task another job holds is never this job's.
-            Ok(Lookup::Found { vendor_task_id, .. })
-                if request.taken_task_ids.contains(&vendor_task_id) =>
-            {
-                tracing::warn!(job_id = %job.id, %vendor_task_id, "the vendor lookup offered another job's task; ignored");
-                Ok(Lookup::NotFound)
-            }
-            other => other,
-        };
+        let outcome = self.call(w.backend.find_task(w.context, &request)).await;
         self.free_slot(w, slot).await;
+        // A lookup by time is conclusive only once the submit's window has closed.
+        let window_closed = age > reach;
         match outcome {
             Ok(Lookup::Found {
                 vendor_task_id,
                 report,
             }) => {
-                let update = JobUpdate::transition(
+                let how = if by_time {
+                    "the only task created on the device in the submit's time window, with no other submit of unknown outcome near it"
+                } else {
+                    "the vendor's lookup matched the job"
+                };
+                let confirm = JobUpdate::transition(
                     transition(JobState::Unconfirmed, JobState::Processing),
                     EventSource::Reconciler,
                 )
                 .reason("submit_confirmed")
-                .vendor_task(vendor_task_id)
+                .message(format!("found task {vendor_task_id}: {how}"))
+                .vendor_task(vendor_task_id.clone())
                 .payload(report.raw.clone())
                 .settle_submit()
                 .due(Utc::now())
                 .leased(w.token);
-                if let Some(row) = store::jobs::apply_on(&self.pool, job.id, &update).await? {
-                    self.apply_report(&row, report, EventSource::Reconciler, None, w.backend)
+                // Under the device's lock: nobody else holds the task, and no other
+                // unknown-outcome submit appeared near this one meanwhile.
+                let attributed = store::jobs::attribute_found_task(
+                    &self.pool,
+                    job.id,
+                    &w.printer.device,
+                    started,
+                    if by_time { reach } else { Duration::ZERO },
+                    &confirm,
+                )
+                .await?;
+                match attributed {
+                    Ok(row) => {
+                        self.apply_report(&row, report, EventSource::Reconciler, None, w.backend)
+                            .await?;
+                    }
+                    Err(AttributionRefused::JobMoved) => {}
+                    Err(AttributionRefused::TaskHeldBy(holder)) => {
+                        tracing::warn!(job_id = %job.id, %vendor_task_id, %holder, "the vendor lookup offered another job's task; ignored");
+                        self.stay_unconfirmed(
+                            w,
+                            "ambiguous_at_vendor",
+                            format!("the only task found near the submit ({vendor_task_id}) belongs to job {holder}; this job's outcome is still unknown"),
+                            next,
+                        )
                         .await?;
+                    }
+                    Err(AttributionRefused::Ambiguous(others)) => {
+                        self.stay_unconfirmed(
+                            w,
+                            "ambiguous_at_vendor",
+                            ambiguity_message(&others),
+                            next,
+                        )
+                        .await?;
+                    }
                 }
             }
-            Ok(Lookup::NotFound) if job.cancel_requested => {
+            Ok(Lookup::NotFound) if job.cancel_requested && (window_closed || !by_time) => {
                 let update = JobUpdate::transition(
                     transition(JobState::Unconfirmed, JobState::Canceled),
                     EventSource::Reconciler,
@@ -822,43 +1038,85 @@ impl Engine {
                 .leased(w.token);
                 store::jobs::apply_on(&self.pool, job.id, &update).await?;
             }
-            other => {
-                if Utc::now() >= give_up_at {
-                    let detail = match &other {
-                        Ok(_) => "the vendor has no record of it".to_owned(),
-                        Err(err) => format!("the vendor could not be asked: {}", err.message),
-                    };
-                    let error = JobError {
-                        code: ErrorCode::DispatchUnconfirmed,
-                        message: format!(
-                            "the submit's outcome could not be confirmed ({detail}); it was not sent again — resubmit if it did not print"
+            Ok(Lookup::NotFound) => {
+                let (reason, message) = if age >= self.settings.unconfirmed_give_up {
+                    (
+                        "awaiting_operator",
+                        format!(
+                            "{} lists no task for this submit, so it was most likely not printed; the gateway does not guess: an operator settles it (POST /v1/jobs/{}/resolve)",
+                            w.backend.name(),
+                            job.id
                         ),
-                        vendor_code: other.as_ref().err().and_then(|e| e.vendor_code.clone()),
-                        vendor_message: other.as_ref().err().and_then(|e| e.vendor_message.clone()),
-                    };
-                    let update = JobUpdate::transition(
-                        transition(JobState::Unconfirmed, JobState::Failed),
-                        EventSource::Reconciler,
                     )
-                    .reason(ErrorCode::DispatchUnconfirmed.as_str())
-                    .message(error.message.clone())
-                    .error(error)
-                    .leased(w.token);
-                    store::jobs::apply_on(&self.pool, job.id, &update).await?;
                 } else {
-                    let due = after(self.settings.reconcile_every).min(give_up_at);
-                    let update = JobUpdate::stay(
-                        JobState::Unconfirmed,
-                        EventSource::Reconciler,
-                        "reconcile_pending",
+                    (
+                        "not_found_at_vendor",
+                        format!(
+                            "{} lists no task for this submit yet; asking again",
+                            w.backend.name()
+                        ),
                     )
-                    .due(due)
-                    .leased(w.token)
-                    .silent();
-                    store::jobs::apply_on(&self.pool, job.id, &update).await?;
-                }
+                };
+                self.stay_unconfirmed(w, reason, message, next).await?;
+            }
+            Err(err) => {
+                let reason = if age >= self.settings.unconfirmed_give_up {
+                    "awaiting_operator"
+                } else {
+                    "lookup_failed"
+                };
+                self.stay_unconfirmed(
+                    w,
+                    reason,
+                    format!(
+                        "the vendor could not be asked about the submit: {}",
+                        err.message
+                    ),
+                    next,
+                )
+                .await?;
             }
         }
+        Ok(())
+    }
+
+    /// When to ask about an unconfirmed job next: every RECONCILE_EVERY_SECS at first, then
+    /// less and less often, and not at all once the vendor can no longer answer.
+    fn next_lookup(&self, age: Duration, horizon: Duration) -> Option<DateTime<Utc>> {
+        if age >= horizon {
+            return None;
+        }
+        let every = if age < self.settings.unconfirmed_give_up {
+            self.settings.reconcile_every
+        } else {
+            (age / 4).clamp(self.settings.reconcile_every, RECONCILE_MAX_INTERVAL)
+        };
+        Some(after(every))
+    }
+
+    /// Keeps a job `unconfirmed` with what is known in its reason (an event when the reason
+    /// changes), asking again at `next` or, when `None`, never: only an operator or a
+    /// callback can settle it then.
+    async fn stay_unconfirmed(
+        &self,
+        w: &Work<'_>,
+        reason: &'static str,
+        message: String,
+        next: Option<DateTime<Utc>>,
+    ) -> EngineResult<()> {
+        let mut update =
+            JobUpdate::stay(JobState::Unconfirmed, EventSource::Reconciler, "reconciled")
+                .reason(reason)
+                .message(message)
+                .leased(w.token);
+        update = match next {
+            Some(at) => update.due(at),
+            None => update.parked(),
+        };
+        if w.job.state_reason.as_deref() == Some(reason) {
+            update = update.silent();
+        }
+        store::jobs::apply_on(&self.pool, w.job.id, &update).await?;
         Ok(())
     }
 
@@ -1019,6 +1277,14 @@ pub async fn apply_task_report(
         }
     }
     Ok(row)
+}
+
+fn ambiguity_message(others: &[Uuid]) -> String {
+    let ids: Vec<String> = others.iter().map(Uuid::to_string).collect();
+    format!(
+        "other submits to this device with unknown outcomes overlap this one ({}); a lookup by time cannot tell their tasks apart, so the gateway waits for a callback or an operator",
+        ids.join(", ")
+    )
 }
 
 /// The reason shown while a vendor works on a cancel.

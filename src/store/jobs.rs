@@ -334,6 +334,9 @@ pub struct JobUpdate {
     pub only_if_not_submitting: bool,
     /// Counts a submit attempt toward RETRY_MAX_ATTEMPTS (waits for a device do not).
     pub count_attempt: bool,
+    /// Clears `due_at`: the engine has nothing more to ask (an `unconfirmed` job that only
+    /// an operator can settle).
+    pub park: bool,
 }
 
 impl JobUpdate {
@@ -373,6 +376,7 @@ impl JobUpdate {
             record_event,
             only_if_not_submitting: false,
             count_attempt: false,
+            park: false,
         }
     }
 
@@ -440,6 +444,11 @@ impl JobUpdate {
         self.record_event = false;
         self
     }
+    /// Takes the job off the engine's schedule (see [`JobUpdate::park`]).
+    pub fn parked(mut self) -> Self {
+        self.park = true;
+        self
+    }
 }
 
 /// Applies an update if the job is still in the expected state (and, for workers, still
@@ -459,7 +468,7 @@ pub async fn apply(
                  vendor_status = COALESCE($5, vendor_status),
                  error = COALESCE($6, error),
                  vendor_task_id = COALESCE($7, vendor_task_id),
-                 due_at = CASE WHEN $8 THEN NULL ELSE COALESCE($9, due_at) END,
+                 due_at = CASE WHEN $8 OR $21 THEN NULL ELSE COALESCE($9, due_at) END,
                  lease_owner = CASE WHEN $13::uuid IS NULL THEN lease_owner END,
                  lease_until = CASE WHEN $13::uuid IS NULL THEN lease_until END,
                  submit_started_at = CASE WHEN $10 THEN NULL ELSE submit_started_at END,
@@ -500,6 +509,7 @@ pub async fn apply(
         .bind(u.record_event)
         .bind(u.only_if_not_submitting)
         .bind(u.count_attempt)
+        .bind(u.park)
         .fetch_optional(conn)
         .await?;
     if row.is_some() && u.from != u.to {
@@ -533,6 +543,113 @@ pub async fn task_ids_of_device_neighbours(
     .bind(around)
     .fetch_all(pool)
     .await?)
+}
+
+/// When new submits to `device` may start again: the latest moment a hold set by another
+/// job's unknown-outcome submit ends (`None`: no hold). A submit whose outcome is unknown
+/// is an `unconfirmed` job without a task, or a pending job whose holder vanished
+/// mid-submit (its lease ran out). Concurrent in-flight submits under a live lease do not
+/// hold the device (only `max_in_flight > 1` allows them).
+pub async fn device_hold_until(
+    pool: &PgPool,
+    device: &str,
+    job_id: Uuid,
+    hold: Duration,
+) -> StoreResult<Option<DateTime<Utc>>> {
+    Ok(sqlx::query_scalar(
+        "SELECT max(j.submit_started_at) + make_interval(secs => $3)
+         FROM jobs j JOIN printers p ON p.id = j.printer_id
+         WHERE p.device = $1 AND j.id <> $2
+           AND j.submit_started_at IS NOT NULL AND j.vendor_task_id IS NULL
+           AND j.submit_started_at > now() - make_interval(secs => $3)
+           AND (j.state = 'unconfirmed'
+                OR (j.state = 'pending' AND (j.lease_until IS NULL OR j.lease_until <= now())))",
+    )
+    .bind(device)
+    .bind(job_id)
+    .bind(hold.as_secs_f64())
+    .fetch_one(pool)
+    .await?)
+}
+
+/// Other jobs on `device` whose submit has no known task and started within `reach` of
+/// `started` (either side): a task created by one of them could sit in this job's lookup
+/// window, so a lookup by time cannot tell them apart.
+pub async fn ambiguous_neighbours(
+    conn: &mut PgConnection,
+    device: &str,
+    job_id: Uuid,
+    started: DateTime<Utc>,
+    reach: Duration,
+) -> StoreResult<Vec<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "SELECT j.id FROM jobs j JOIN printers p ON p.id = j.printer_id
+         WHERE p.device = $1 AND j.id <> $2
+           AND j.submit_started_at IS NOT NULL AND j.vendor_task_id IS NULL
+           AND j.submit_started_at BETWEEN $3 - make_interval(secs => $4) AND $3 + make_interval(secs => $4)",
+    )
+    .bind(device)
+    .bind(job_id)
+    .bind(started)
+    .bind(reach.as_secs_f64())
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// Why a task found by a lookup was not given to the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttributionRefused {
+    /// Another job on the device already holds the task.
+    TaskHeldBy(Uuid),
+    /// Other submits with unknown outcomes overlap this one's window.
+    Ambiguous(Vec<Uuid>),
+    /// The job moved on meanwhile (evidence arrived another way).
+    JobMoved,
+}
+
+/// Gives a task found by a lookup by time to an `unconfirmed` job, only when it is
+/// certainly the job's: under a per-device lock (so two lookups on one device cannot both
+/// take a task), no other job on the device holds the task, and no other submit with an
+/// unknown outcome overlaps the job's window (`reach`, see [`ambiguous_neighbours`]).
+pub async fn attribute_found_task(
+    pool: &PgPool,
+    id: Uuid,
+    device: &str,
+    started: DateTime<Utc>,
+    reach: Duration,
+    update: &JobUpdate,
+) -> StoreResult<Result<JobRow, AttributionRefused>> {
+    let Some(task) = update.vendor_task_id.as_deref() else {
+        return Err(StoreError::Corrupt(
+            "a lookup attribution without a task id".into(),
+        ));
+    };
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('print_gateway.device:' || $1, 0))")
+        .bind(device)
+        .execute(&mut *tx)
+        .await?;
+    let holder: Option<Uuid> = sqlx::query_scalar(
+        "SELECT j.id FROM jobs j JOIN printers p ON p.id = j.printer_id
+         WHERE p.device = $1 AND j.vendor_task_id = $2 AND j.id <> $3 LIMIT 1",
+    )
+    .bind(device)
+    .bind(task)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(holder) = holder {
+        return Ok(Err(AttributionRefused::TaskHeldBy(holder)));
+    }
+    let others = ambiguous_neighbours(&mut tx, device, id, started, reach).await?;
+    if !others.is_empty() {
+        return Ok(Err(AttributionRefused::Ambiguous(others)));
+    }
+    let Some(row) = apply(&mut tx, id, update).await? else {
+        return Ok(Err(AttributionRefused::JobMoved));
+    };
+    tx.commit().await?;
+    Ok(Ok(row))
 }
 
 /// The job a vendor task belongs to (for callbacks).

@@ -29,8 +29,36 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Opens a pool on `url`, creating the database first when it does not exist.
-pub async fn connect(url: &str, max_connections: u32) -> StoreResult<PgPool> {
+/// Whether an error means "the database cannot be reached right now" (an outage, a
+/// restart, a full pool) rather than a fault in the request or the data: no connection in
+/// time, a broken or refused connection (also mid-handshake), or the server shutting down
+/// or starting up.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        // A connection cut during its handshake reads as garbage from the server.
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 57P01-57P03: admin shutdown, crash shutdown,
+            // cannot connect now (starting up or in recovery).
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
+/// Opens a pool on `url`, creating the database first when it does not exist. A request
+/// waits at most `acquire_timeout` for a connection (during an outage the API answers 503
+/// instead of hanging).
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> StoreResult<PgPool> {
     let options = PgConnectOptions::from_str(url)?.log_statements(tracing::log::LevelFilter::Trace);
     create_database_if_missing(&options).await?;
     // One direct connection first: its error says what is wrong (refused, auth, …)
@@ -38,7 +66,7 @@ pub async fn connect(url: &str, max_connections: u32) -> StoreResult<PgPool> {
     options.connect().await?.close().await?;
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(acquire_timeout)
         .connect_with(options)
         .await?;
     Ok(pool)
@@ -48,13 +76,10 @@ pub async fn connect(url: &str, max_connections: u32) -> StoreResult<PgPool> {
 /// database not yet created by another replica), as opposed to a wrong URL or password.
 pub fn is_transient(err: &StoreError) -> bool {
     match err {
-        StoreError::Db(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_)) => {
-            true
-        }
+        StoreError::Db(err) if is_unavailable(err) => true,
+        // 3D000 no such database (yet: another replica creates it), 53300 too many connections
         StoreError::Db(sqlx::Error::Database(db)) => {
-            // 57P03 cannot_connect_now (starting up / shutting down), 3D000 no such
-            // database (yet), 53300 too many connections
-            matches!(db.code().as_deref(), Some("57P03" | "3D000" | "53300"))
+            matches!(db.code().as_deref(), Some("3D000" | "53300"))
         }
         _ => false,
     }
@@ -73,6 +98,7 @@ pub struct RetryNotice<'a> {
 pub async fn connect_waiting(
     url: &str,
     max_connections: u32,
+    acquire_timeout: Duration,
     max_wait: Duration,
     mut on_retry: impl FnMut(RetryNotice<'_>),
 ) -> StoreResult<PgPool> {
@@ -80,7 +106,7 @@ pub async fn connect_waiting(
     let mut delay = Duration::from_millis(250);
     let mut attempt = 1;
     loop {
-        match connect(url, max_connections).await {
+        match connect(url, max_connections, acquire_timeout).await {
             Ok(pool) => return Ok(pool),
             Err(error) => {
                 let left = max_wait.saturating_sub(started.elapsed());

@@ -5,6 +5,7 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
+pub mod db_proxy;
 pub mod logs;
 pub mod scripted;
 
@@ -76,7 +77,7 @@ pub async fn fresh_database() -> (String, PgPool) {
     let random = uuid::Uuid::new_v4().simple().to_string();
     let name = format!("pgw_test_{}_{}", unix_now(), &random[..12]);
     let url = base.clone().database(&name).to_url_lossy().to_string();
-    let pool = store::connect(&url, 20)
+    let pool = store::connect(&url, 20, std::time::Duration::from_secs(10))
         .await
         .expect("create the test database");
     store::migrate(&pool)

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use print_gateway::backends::{
-    Accepted, Backend, CancelOutcome, CapabilitiesReport, Lookup, PollPlan, PrinterContext,
-    PrinterSetup, PrinterStatus, SubmitRequest, TaskProgress, TaskReport, VendorError,
+    Accepted, Backend, CancelOutcome, CapabilitiesReport, Lookup, LookupKind, PollPlan,
+    PrinterContext, PrinterSetup, PrinterStatus, SubmitRequest, TaskProgress, TaskReport,
+    VendorError,
 };
 use print_gateway::domain::capabilities::PaperSize;
 use print_gateway::domain::options::{ColorMode, Orientation, Sides};
@@ -313,6 +314,13 @@ impl Backend for ScriptedBackend {
             vendor_status,
             raw: Some(json!({"task": vendor_task_id})),
         })
+    }
+
+    /// The scripted vendor finds tasks by the job's id: a lookup unique to the job.
+    fn lookup_kind(&self) -> LookupKind {
+        LookupKind::Unique {
+            horizon: Duration::from_secs(24 * 3600),
+        }
     }
 
     async fn find_task(

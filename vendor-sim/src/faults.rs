@@ -36,6 +36,9 @@ pub enum FaultAction {
     /// Run the vendor logic (the request takes effect: a task is created), then never
     /// answer: the client times out not knowing its request arrived.
     HangAfter,
+    /// Run the vendor logic (the request takes effect), then answer a bare HTTP status
+    /// instead of the vendor's reply: a proxy's 502 after the vendor created the task.
+    HttpStatusAfter { status: u16 },
 }
 
 /// One scripted fault. Rules are checked in the order added; all matching latency rules

@@ -131,6 +131,16 @@ async fn observe(State(core): State<Arc<Core>>, req: Request, next: Next) -> Res
             core.sleep(core.config.hang_duration).await;
             (StatusCode::GATEWAY_TIMEOUT.into_response(), true)
         }
+        Some(FaultAction::HttpStatusAfter { status }) => {
+            let req = Request::from_parts(parts, Body::from(bytes));
+            let _ = next.run(req).await;
+            (
+                StatusCode::from_u16(status)
+                    .unwrap_or(StatusCode::BAD_GATEWAY)
+                    .into_response(),
+                true,
+            )
+        }
         Some(FaultAction::HangAfter) => {
             let req = Request::from_parts(parts, Body::from(bytes));
             let _ = next.run(req).await;

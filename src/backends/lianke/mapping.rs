@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::wire::{LiankeTaskState, PaperDimension, PrinterParams, PrinterStatusData, TaskResult};
-use crate::backends::{TaskProgress, VendorError};
+use crate::backends::{OutcomeClass, SubmitFailure, TaskProgress, VendorError};
 use crate::domain::capabilities::PaperSize;
 use crate::domain::options::{ColorMode, Orientation, Paper, Scale, Sides};
 use crate::domain::{Capabilities, Decision, ErrorCode, JobError, JobOptions};
@@ -203,6 +203,22 @@ pub fn classify(code: i64, msg: &str, call: Call, no_printer_waits: bool) -> Ven
         ),
     };
     err.with_vendor(code, msg)
+}
+
+/// SPEC §4 outcome classes of a failed `POST /api/print/job`, one row per kind of failure.
+/// Lianke answers HTTP 200 even for its own errors (the envelope's `code`), so any other
+/// status comes from a proxy or a failing server: a 5xx may follow the task's creation,
+/// a 4xx (413 too large, 429, 404) means the request was turned away before it.
+pub fn submit_outcome(failure: SubmitFailure) -> OutcomeClass {
+    match failure {
+        SubmitFailure::ConnectFailed => OutcomeClass::NotSent,
+        SubmitFailure::TimedOut => OutcomeClass::Unknown,
+        SubmitFailure::ConnectionBroken => OutcomeClass::Unknown,
+        SubmitFailure::HttpStatus(500..=599) => OutcomeClass::Unknown,
+        SubmitFailure::HttpStatus(_) => OutcomeClass::NotSent,
+        SubmitFailure::UnreadableAnswer => OutcomeClass::Unknown,
+        SubmitFailure::Envelope => OutcomeClass::Catalog,
+    }
 }
 
 /// An HTTP status other than 200 (Lianke answers 200 even for its own errors, so this is

@@ -24,7 +24,8 @@ use serde_json::{Value, json};
 
 use crate::backends::{
     Accepted, Backend, CancelOutcome, CapabilitiesReport, DiscoveredPrinter, Housekeeping, Lookup,
-    PollPlan, PrinterContext, PrinterSetup, PrinterStatus, SubmitRequest, TaskReport, VendorError,
+    LookupKind, PollPlan, PrinterContext, PrinterSetup, PrinterStatus, SubmitFailure,
+    SubmitRequest, TaskReport, VendorError,
 };
 use crate::domain::{Decision, DocumentKind, DocumentType, ErrorCode};
 use mapping::Call;
@@ -206,35 +207,50 @@ impl LiankeBackend {
         request: reqwest::RequestBuilder,
         call: Call,
     ) -> Result<(Option<Value>, Value), VendorError> {
+        // Only a submit's failures are classed (SPEC §4): whether the job may exist at
+        // Lianke decides between sending it again and `unconfirmed`.
+        let classed = |err: VendorError, failure: SubmitFailure| {
+            if call == Call::Submit {
+                err.classed(mapping::submit_outcome(failure))
+            } else {
+                err
+            }
+        };
         let response = request
             .header("ApiKey", &self.api_key.0)
             .send()
             .await
-            .map_err(|err| VendorError::from_transport(&err.without_url()))?;
+            .map_err(|err| {
+                let err = err.without_url();
+                classed(
+                    VendorError::from_transport(&err),
+                    SubmitFailure::of_transport(&err),
+                )
+            })?;
         let status = response.status();
         if status != reqwest::StatusCode::OK {
-            let mut err = mapping::classify_http(status.as_u16());
-            if matches!(status.as_u16(), 502 | 504) && call == Call::Submit {
-                // A gateway error or timeout after the form left: Lianke may have the task.
-                err = err.outcome_unknown();
-            }
-            return Err(err);
+            return Err(classed(
+                mapping::classify_http(status.as_u16()),
+                SubmitFailure::HttpStatus(status.as_u16()),
+            ));
         }
         let raw: Value = response.json().await.map_err(|err| {
-            let err = VendorError::from_transport(&err.without_url());
-            if call == Call::Submit {
-                err.outcome_unknown()
+            let err = err.without_url();
+            let failure = if err.is_decode() {
+                SubmitFailure::UnreadableAnswer
             } else {
-                err
-            }
+                SubmitFailure::of_transport(&err)
+            };
+            classed(VendorError::from_transport(&err), failure)
         })?;
         let envelope: Envelope = serde_json::from_value(raw.clone()).map_err(|err| {
-            VendorError::new(
+            let err = VendorError::new(
                 ErrorCode::VendorProtocolError,
                 Decision::Retry,
                 format!("Lianke's reply is not its {{code,msg,data}} envelope: {err}"),
             )
-            .with_raw(raw.clone())
+            .with_raw(raw.clone());
+            classed(err, SubmitFailure::UnreadableAnswer)
         })?;
         if envelope.code == 200 {
             Ok((envelope.data, raw))
@@ -483,6 +499,13 @@ impl Backend for LiankeBackend {
             mapping::vendor_option_value(name, value)?;
         }
         Ok(())
+    }
+
+    /// `query_device_task` lists a device's tasks of the last day, by creation time only.
+    fn lookup_kind(&self) -> LookupKind {
+        LookupKind::ByTime {
+            horizon: Duration::from_secs(24 * 3600),
+        }
     }
 
     fn wants_callback(&self) -> bool {

@@ -260,6 +260,7 @@ pub fn gateway_errcode(code: ErrorCode) -> i64 {
         | ErrorCode::VendorAuthFailed
         | ErrorCode::VendorProtocolError
         | ErrorCode::DispatchUnconfirmed
+        | ErrorCode::OperatorNotPrinted
         | ErrorCode::RetriesExhausted
         | ErrorCode::BackendUnavailable => 2006,
     }
@@ -595,6 +596,7 @@ mod tests {
             (ErrorCode::VendorAuthFailed, 2006),
             (ErrorCode::VendorProtocolError, 2006),
             (ErrorCode::DispatchUnconfirmed, 2006),
+            (ErrorCode::OperatorNotPrinted, 2006),
             (ErrorCode::RetriesExhausted, 2006),
             (ErrorCode::BackendUnavailable, 2006),
         ];

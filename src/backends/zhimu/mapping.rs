@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 
 use super::wire::{Color, Orientation, PrinterDetail, Side, TaskData, TaskStatus};
-use crate::backends::{TaskProgress, VendorError};
+use crate::backends::{OutcomeClass, SubmitFailure, TaskProgress, VendorError};
 use crate::domain::capabilities::PaperSize;
 use crate::domain::options::{self, ColorMode, Paper, Scale, Sides};
 use crate::domain::{
@@ -482,9 +482,24 @@ pub fn refusal_error(refusal: Refusal, http_status: u16, message: &str) -> Vendo
     error.with_vendor(vendor_code, message)
 }
 
-/// An HTTP failure without a readable envelope. `submit`: whether the call was a
-/// `newPrintTask`, whose outcome a gateway timeout leaves unknown.
-pub fn http_error(http_status: u16, submit: bool) -> VendorError {
+/// SPEC §4 outcome classes of a failed `newPrintTask`, one row per kind of failure. Any
+/// 5xx without Zhimu's envelope (a proxy's 502/503/504) may follow the task's creation, so
+/// the submit is never sent again after one: a resend could print twice.
+pub fn submit_outcome(failure: SubmitFailure) -> OutcomeClass {
+    match failure {
+        SubmitFailure::ConnectFailed => OutcomeClass::NotSent,
+        SubmitFailure::TimedOut => OutcomeClass::Unknown,
+        SubmitFailure::ConnectionBroken => OutcomeClass::Unknown,
+        SubmitFailure::HttpStatus(500..=599) => OutcomeClass::Unknown,
+        SubmitFailure::HttpStatus(_) => OutcomeClass::NotSent,
+        SubmitFailure::UnreadableAnswer => OutcomeClass::Unknown,
+        SubmitFailure::Envelope => OutcomeClass::Catalog,
+    }
+}
+
+/// An HTTP failure without a readable envelope (its outcome class is set by the caller
+/// from [`submit_outcome`] when the call was a submit).
+pub fn http_error(http_status: u16) -> VendorError {
     let error = match http_status {
         401 | 403 => return refusal_error(Refusal::TokenRejected, http_status, ""),
         504 => VendorError::new(
@@ -504,12 +519,7 @@ pub fn http_error(http_status: u16, submit: bool) -> VendorError {
             format!("Zhimu answered HTTP {http_status} without its usual envelope"),
         ),
     };
-    let error = error.with_vendor(format!("http {http_status}"), "");
-    if submit && http_status == 504 {
-        error.outcome_unknown()
-    } else {
-        error
-    }
+    error.with_vendor(format!("http {http_status}"), "")
 }
 
 /// An answer that is not the documented shape. On a submit that Zhimu answered with
@@ -821,28 +831,60 @@ mod tests {
 
     #[test]
     fn http_failures_map_to_the_catalog() {
-        let e = http_error(503, true);
+        let e = http_error(503);
         assert_eq!(
             (e.code, e.decision),
             (ErrorCode::VendorUnavailable, Decision::Retry)
         );
-        assert!(!e.outcome_unknown, "a 503 says the call failed");
-        let e = http_error(504, true);
+        let e = http_error(504);
         assert_eq!(
             (e.code, e.decision),
             (ErrorCode::VendorTimeout, Decision::Retry)
         );
-        assert!(
-            e.outcome_unknown,
-            "a gateway timeout on a submit leaves it unknown"
-        );
-        assert!(!http_error(504, false).outcome_unknown);
-        let e = http_error(401, false);
+        let e = http_error(401);
         assert_eq!(e.decision, Decision::RefreshTokenOnce);
-        let e = http_error(404, false);
+        let e = http_error(404);
         assert_eq!(e.code, ErrorCode::VendorProtocolError);
         assert!(unreadable_answer("x", true).outcome_unknown);
         assert!(!unreadable_answer("x", false).outcome_unknown);
+    }
+
+    #[test]
+    fn a_submit_is_never_sent_again_after_any_5xx_without_the_envelope() {
+        for status in [500, 502, 503, 504, 599] {
+            assert_eq!(
+                submit_outcome(SubmitFailure::HttpStatus(status)),
+                OutcomeClass::Unknown,
+                "{status}"
+            );
+        }
+        for status in [400, 404, 413, 429] {
+            assert_eq!(
+                submit_outcome(SubmitFailure::HttpStatus(status)),
+                OutcomeClass::NotSent,
+                "{status}"
+            );
+        }
+        assert_eq!(
+            submit_outcome(SubmitFailure::ConnectFailed),
+            OutcomeClass::NotSent
+        );
+        assert_eq!(
+            submit_outcome(SubmitFailure::TimedOut),
+            OutcomeClass::Unknown
+        );
+        assert_eq!(
+            submit_outcome(SubmitFailure::ConnectionBroken),
+            OutcomeClass::Unknown
+        );
+        assert_eq!(
+            submit_outcome(SubmitFailure::UnreadableAnswer),
+            OutcomeClass::Unknown
+        );
+        assert_eq!(
+            submit_outcome(SubmitFailure::Envelope),
+            OutcomeClass::Catalog
+        );
     }
 
     #[test]

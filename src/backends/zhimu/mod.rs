@@ -29,7 +29,7 @@ use super::pacing::{PollCadence, RateLimiter};
 use super::token_cache::TokenCache;
 use super::{
     Accepted, Backend, CancelOutcome, CapabilitiesReport, Lookup, PollPlan, PrinterContext,
-    PrinterSetup, PrinterStatus, SubmitRequest, TaskReport, VendorError,
+    PrinterSetup, PrinterStatus, SubmitFailure, SubmitRequest, TaskReport, VendorError,
 };
 use crate::domain::{Decision, DocumentKind, DocumentType, ErrorCode};
 use mapping::MediaSource;
@@ -223,21 +223,40 @@ impl ZhimuBackend {
         if let Some(token) = token {
             request = request.header("Api-Access-Token", token.expose());
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|err| transport_error(&err, effect))?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|err| transport_error(&err, effect))?;
+        // Only a submit's failures are classed (SPEC §4): whether Zhimu may have the task
+        // decides between sending it again and `unconfirmed`.
         let submit = effect == Effect::Submit;
+        let classed = |err: VendorError, failure: SubmitFailure| {
+            if submit {
+                err.classed(mapping::submit_outcome(failure))
+            } else {
+                err
+            }
+        };
+        let response = request.send().await.map_err(|err| {
+            classed(
+                transport_error(&err, effect),
+                SubmitFailure::of_transport(&err),
+            )
+        })?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(|err| {
+            classed(
+                transport_error(&err, effect),
+                SubmitFailure::of_transport(&err),
+            )
+        })?;
         let Ok(envelope) = serde_json::from_slice::<Envelope>(&bytes) else {
             return Err(if (200..300).contains(&status) {
-                mapping::unreadable_answer("not the {success,message,data} envelope", submit)
+                classed(
+                    mapping::unreadable_answer("not the {success,message,data} envelope", submit),
+                    SubmitFailure::UnreadableAnswer,
+                )
             } else {
-                mapping::http_error(status, submit)
+                classed(
+                    mapping::http_error(status),
+                    SubmitFailure::HttpStatus(status),
+                )
             });
         };
         let raw: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -245,7 +264,10 @@ impl ZhimuBackend {
             return Ok((envelope.data.unwrap_or(Value::Null), raw));
         }
         if envelope.success {
-            return Err(mapping::http_error(status, submit));
+            return Err(classed(
+                mapping::http_error(status),
+                SubmitFailure::HttpStatus(status),
+            ));
         }
         let message = envelope.message.unwrap_or_default();
         let refusal = mapping::classify(status, &message);
@@ -531,9 +553,9 @@ impl Backend for ZhimuBackend {
     }
 
     /// Zhimu offers no way to find a task by its name (or anything but its id), so a
-    /// submit whose answer was lost cannot be confirmed: this answers an error, the
-    /// reconciler keeps the job `unconfirmed` and ends it `dispatch_unconfirmed` after
-    /// UNCONFIRMED_GIVE_UP_SECS, never resubmitting it. "Not found" would be a guess.
+    /// submit whose answer was lost cannot be confirmed: the backend's lookup kind is
+    /// `None`, the engine never asks, and the job stays `unconfirmed` until an operator
+    /// settles it. "Not found" would be a guess; so would `failed`.
     async fn find_task(
         &self,
         _printer: &PrinterContext,
