@@ -678,9 +678,11 @@ impl Engine {
             .message(err.message.clone())
             .error(err.to_job_error())
             .payload(err.raw.clone())
-            .due(after(
-                self.settings.reconcile_every.min(Duration::from_secs(5)),
-            ))
+            .due(match w.backend.lookup_kind() {
+                // Nothing to ask: the reconciler says so at once.
+                LookupKind::None => Utc::now(),
+                _ => after(self.settings.reconcile_every.min(Duration::from_secs(5))),
+            })
             .count_attempt()
             .leased(w.token);
             store::jobs::apply_on(&self.pool, job.id, &update).await?;
