@@ -5,11 +5,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::api::key_cache::KeyCache;
 use crate::api::{self, AppState};
 use crate::backends::BackendRegistry;
 use crate::backends::lianke::{LiankeBackend, LiankeSettings};
@@ -19,8 +21,10 @@ use crate::backends::zhimu::token::AppCredentials;
 use crate::backends::zhimu::{ZhimuBackend, ZhimuSettings};
 use crate::callback_token::CallbackKeys;
 use crate::config::{Config, NoPrinterPolicy};
+use crate::engine::outbox::{Outbox, OutboxSettings};
 use crate::engine::wecom::{WecomBridge, WecomBridgeSettings};
 use crate::engine::{Engine, EngineSettings};
+use crate::observe;
 use crate::store::{self, StoreError};
 
 /// What a process runs.
@@ -52,9 +56,25 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let builder = PrometheusBuilder::new()
+                // Gauges of deleted printers (and other series nobody sets any more) go away.
+                .idle_timeout(MetricKindMask::GAUGE, Some(Duration::from_secs(600)));
+            let builder = [
+                (observe::HTTP_DURATION, observe::HTTP_BUCKETS),
+                (observe::VENDOR_DURATION, observe::VENDOR_BUCKETS),
+                (observe::JOB_DURATION, observe::JOB_BUCKETS),
+            ]
+            .into_iter()
+            .fold(builder, |builder, (name, buckets)| {
+                builder
+                    .set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)
+                    .unwrap_or_else(|err| unreachable!("the bucket lists are not empty: {err}"))
+            });
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
-            let _ = metrics::set_global_recorder(recorder);
+            if metrics::set_global_recorder(recorder).is_ok() {
+                observe::describe();
+            }
             handle
         })
         .clone()
@@ -125,6 +145,7 @@ pub struct Application {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     wecom: Option<Arc<WecomBridge>>,
+    outbox: Arc<Outbox>,
 }
 
 /// The WeCom client settings from the configuration.
@@ -190,12 +211,22 @@ impl Application {
             EngineSettings::from_config(&config),
             callback_keys,
         );
+        let breaker_threshold = config.breaker_threshold as i32;
+        let outbox = Outbox::new(
+            pool.clone(),
+            OutboxSettings::from_config(&config),
+            Arc::new(move |event| api::events::render_body(event, breaker_threshold)),
+        )
+        .map_err(StartError::Config)?;
         let state = AppState {
             pool,
             backends,
             config: Arc::new(config.clone()),
             engine: Arc::clone(&engine),
             metrics: metrics_handle(),
+            keys: Arc::new(KeyCache::new(Duration::from_secs(
+                config.api_key_cache_secs,
+            ))),
         };
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -213,6 +244,13 @@ impl Application {
                 source,
             })?;
             addr = Some(local);
+            engine.spawn_announcer(&tracker, shutdown.clone());
+            let (keys, pool, stop) = (
+                Arc::clone(&state.keys),
+                state.pool.clone(),
+                shutdown.clone(),
+            );
+            tracker.spawn(async move { keys.listen(&pool, &stop).await });
             let router = api::router(state.clone());
             let stop = shutdown.clone();
             if let Some((cert, key)) = config.tls_files() {
@@ -238,6 +276,21 @@ impl Application {
                 config.retention.clone(),
                 shutdown.clone(),
             ));
+            crate::engine::status::spawn(
+                state.pool.clone(),
+                state.backends.clone(),
+                Duration::from_secs(config.printer_status_every_secs),
+                config.vendor_timeout(),
+                config.lease(),
+                &tracker,
+                shutdown.clone(),
+            );
+            outbox.spawn(&tracker, shutdown.clone());
+            tracing::info!(
+                concurrency = config.webhooks.webhook_concurrency,
+                per_endpoint = config.webhooks.webhook_endpoint_concurrency,
+                "webhook delivery workers started"
+            );
             tracing::info!(
                 workers = config.worker_concurrency,
                 "dispatch workers started"
@@ -258,6 +311,7 @@ impl Application {
             shutdown,
             tracker,
             wecom,
+            outbox,
         })
     }
 
@@ -281,6 +335,11 @@ impl Application {
 
     pub fn engine(&self) -> &Arc<Engine> {
         &self.state.engine
+    }
+
+    /// The webhook delivery workers (`run_due_now` drives them deterministically).
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
     }
 
     /// The WeCom bridge, when WeCom is configured (its `sync_now`, `run_inbox_now` and

@@ -176,6 +176,30 @@ pub struct Config {
     #[arg(long, env = "RATE_LIMIT_BURST", value_name = "RATE_LIMIT_BURST", global = true,
           default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub rate_limit_burst: u32,
+    /// How long a verified API key is remembered (0: check every request in the database).
+    /// Revocations reach every replica at once through NOTIFY; this bounds the rest.
+    #[arg(long, env = "API_KEY_CACHE_SECS", value_name = "API_KEY_CACHE_SECS", global = true,
+          default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub api_key_cache_secs: u64,
+
+    /// Per-printer metric labels (breaker and online state of each printer) are exported
+    /// only while there are at most this many printers; beyond it, only counts by state
+    /// (bounded label cardinality). 0 turns per-printer series off.
+    #[arg(long, env = "METRICS_PRINTER_LABELS_MAX", value_name = "METRICS_PRINTER_LABELS_MAX", global = true,
+          default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub metrics_printer_labels_max: u32,
+
+    /// The gauges read from the database (jobs by state, oldest ages, printers) are
+    /// refreshed by a scrape at most this often; scrapes in between see the last values.
+    #[arg(long, env = "METRICS_REFRESH_MS", value_name = "METRICS_REFRESH_MS", global = true,
+          default_value_t = 5000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub metrics_refresh_ms: u64,
+
+    /// How often each enabled printer's status is asked of its vendor in the background
+    /// (online, last seen, authentication), one replica per printer. 0 = only on request.
+    #[arg(long, env = "PRINTER_STATUS_EVERY_SECS", value_name = "PRINTER_STATUS_EVERY_SECS", global = true,
+          default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub printer_status_every_secs: u64,
 
     /// Keys for the per-job callback tokens, comma-separated; the first signs, all verify
     /// (rotation: put the new key first, drop the old one once its jobs are done).
@@ -214,6 +238,94 @@ pub struct Config {
 
     #[command(flatten)]
     pub wecom: WecomConfig,
+
+    #[command(flatten)]
+    pub webhooks: WebhookConfig,
+}
+
+/// Outbound webhooks (Standard Webhooks) to tenants' endpoints.
+#[derive(Debug, Clone, Args)]
+pub struct WebhookConfig {
+    /// Delay before each delivery attempt, comma-separated (`ms`, `s`, `m`, `h`); the
+    /// count is the number of attempts. Jittered by ±20 %.
+    #[arg(
+        long,
+        env = "WEBHOOK_RETRY_SCHEDULE",
+        value_name = "WEBHOOK_RETRY_SCHEDULE",
+        global = true,
+        default_value = "0s,5s,5m,30m,2h,5h,10h,10h"
+    )]
+    pub webhook_retry_schedule: String,
+
+    /// Timeout of one delivery (connect to last byte).
+    #[arg(long, env = "WEBHOOK_TIMEOUT_MS", value_name = "WEBHOOK_TIMEOUT_MS", global = true,
+          default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(10..=300_000))]
+    pub webhook_timeout_ms: u64,
+
+    /// Deliveries in flight per process.
+    #[arg(long, env = "WEBHOOK_CONCURRENCY", value_name = "WEBHOOK_CONCURRENCY", global = true,
+          default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub webhook_concurrency: u32,
+
+    /// Deliveries in flight per endpoint per process: a slow endpoint holds no more.
+    #[arg(long, env = "WEBHOOK_ENDPOINT_CONCURRENCY", value_name = "WEBHOOK_ENDPOINT_CONCURRENCY", global = true,
+          default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub webhook_endpoint_concurrency: u32,
+
+    /// An endpoint whose deliveries keep exhausting the schedule for this long is disabled
+    /// (it is marked failing at the first exhausted delivery).
+    #[arg(long, env = "WEBHOOK_DISABLE_AFTER_SECS", value_name = "WEBHOOK_DISABLE_AFTER_SECS", global = true,
+          default_value_t = 432_000, value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
+    pub webhook_disable_after_secs: u64,
+
+    /// After a secret rotation, how long the old secret keeps signing too.
+    #[arg(long, env = "WEBHOOK_SECRET_OVERLAP_SECS", value_name = "WEBHOOK_SECRET_OVERLAP_SECS", global = true,
+          default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(0..=2_592_000))]
+    pub webhook_secret_overlap_secs: u64,
+
+    /// Accept plain http:// endpoint URLs (default: https only).
+    #[arg(long, env = "WEBHOOK_ALLOW_HTTP", value_name = "WEBHOOK_ALLOW_HTTP", global = true,
+          default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_http: bool,
+
+    /// Accept endpoints on private, loopback and link-local addresses (default: refused,
+    /// against SSRF).
+    #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE_URLS", value_name = "WEBHOOK_ALLOW_PRIVATE_URLS", global = true,
+          default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private_urls: bool,
+}
+
+impl WebhookConfig {
+    /// WEBHOOK_RETRY_SCHEDULE as durations.
+    pub fn schedule(&self) -> Result<Vec<Duration>, String> {
+        let bad = |part: &str| {
+            format!(
+                "WEBHOOK_RETRY_SCHEDULE must be comma-separated durations like 0s,5s,5m,2h (ms, s, m, h); `{part}` is not one"
+            )
+        };
+        let mut out = Vec::new();
+        for part in self.webhook_retry_schedule.split(',').map(str::trim) {
+            let split = part
+                .find(|c: char| !c.is_ascii_digit())
+                .ok_or_else(|| bad(part))?;
+            let (number, unit) = part.split_at(split);
+            let n: u64 = number.parse().map_err(|_| bad(part))?;
+            let ms = match unit {
+                "ms" => Some(n),
+                "s" => n.checked_mul(1000),
+                "m" => n.checked_mul(60_000),
+                "h" => n.checked_mul(3_600_000),
+                _ => None,
+            }
+            .filter(|ms| *ms <= 7 * 86_400_000)
+            .ok_or_else(|| bad(part))?;
+            out.push(Duration::from_millis(ms));
+        }
+        if out.len() > 50 {
+            return Err("WEBHOOK_RETRY_SCHEDULE allows at most 50 attempts".into());
+        }
+        Ok(out)
+    }
 }
 
 /// The Lianke (链科云打印 v3) backend. It is enabled when LIANKE_API_KEY is set.
@@ -671,6 +783,7 @@ impl Config {
                     .into(),
             );
         }
+        self.webhooks.schedule()?;
         self.validate_wecom()
     }
 
@@ -825,6 +938,7 @@ impl ZhimuConfig {
 #[cfg(test)]
 mod tests {
     use super::Config;
+    use std::time::Duration;
 
     #[test]
     fn defaults_are_valid() {
@@ -894,6 +1008,30 @@ mod tests {
         config.public_base_url = Some("https://gw.example.com".into());
         config.lianke.lianke_allow_http_callback = false;
         assert!(config.startup_warnings(&["lianke"]).is_empty());
+    }
+
+    #[test]
+    fn the_webhook_retry_schedule_is_parsed_and_checked() {
+        let mut config = Config::defaults();
+        assert_eq!(
+            config.webhooks.schedule().unwrap(),
+            [0, 5, 300, 1800, 7200, 18_000, 36_000, 36_000].map(Duration::from_secs)
+        );
+        config.webhooks.webhook_retry_schedule = "0ms, 250ms,2s".into();
+        assert_eq!(
+            config.webhooks.schedule().unwrap(),
+            [0, 250, 2000].map(Duration::from_millis)
+        );
+        for bad in ["", "5", "5x", "s", "-1s", "9999h"] {
+            config.webhooks.webhook_retry_schedule = bad.into();
+            assert!(
+                config
+                    .validate()
+                    .unwrap_err()
+                    .contains("WEBHOOK_RETRY_SCHEDULE"),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -201,6 +201,9 @@ fn configure_for_simulator(config: &mut Config, sim_url: &str) {
     config.wecom.wecom_model_ticket = Some(Secret::new("demo-model-ticket"));
     config.wecom.wecom_sync_interval_secs = 2;
     config.wecom.wecom_tenant = DEMO_TENANT.to_owned();
+    // Webhooks to a receiver on this machine (`print-gateway webhooks listen`).
+    config.webhooks.webhook_allow_http = true;
+    config.webhooks.webhook_allow_private_urls = true;
 }
 
 /// The tenant of the demo's API key (WeCom jobs are imported for it too).
@@ -280,7 +283,7 @@ pub async fn run(
         }
         registered.push(printer.id);
     }
-    let scopes: Vec<String> = ["jobs:write", "jobs:read", "printers:admin"]
+    let scopes: Vec<String> = crate::api::auth::SCOPES
         .into_iter()
         .map(str::to_owned)
         .collect();
@@ -370,6 +373,14 @@ pub async fn run(
     println!("Then follow it (use the id from the answer):");
     println!("  curl -s -H 'Authorization: Bearer {key}' {base}/v1/jobs/<id>");
     println!("  curl -s -H 'Authorization: Bearer {key}' {base}/v1/jobs/<id>/events");
+    println!(
+        "Get events pushed (signed webhooks): register a receiver, then run it with the secret from the answer:"
+    );
+    println!(
+        "  curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' {base}/v1/webhook-endpoints -d '{{\"url\":\"http://127.0.0.1:9000/\"}}'"
+    );
+    println!("  print-gateway webhooks listen --port 9000 --secret <whsec_… from the answer>");
+    println!("  or poll them: curl -s -H 'Authorization: Bearer {key}' {base}/v1/events");
     println!("Ctrl-C stops it.");
     application.run_until_signal().await;
     if let Some(child) = sim.as_mut() {

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use print_gateway::app::{self, Application, Role};
 use print_gateway::config::{Config, DatabaseArgs, LogFormat, RetentionConfig};
-use print_gateway::{api, demo, store, telemetry};
+use print_gateway::{api, demo, store, telemetry, webhook_listen};
 
 /// One vendor-neutral print API over Lianke, Zhimu and WeCom cloud printers.
 ///
@@ -64,6 +64,9 @@ enum Command {
         )]
         url: String,
     },
+    /// Tools for the gateway's outbound webhooks.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
     /// Start the vendor simulator and the gateway with demo printers, print
     /// PRINT_GATEWAY_URL and PRINT_GATEWAY_API_KEY, follow a demo job per printer, keep serving.
     Demo {
@@ -90,6 +93,27 @@ impl Command {
             _ => None,
         }
     }
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// Run a local receiver that verifies each delivery's signature and prints the event
+    /// (register http://127.0.0.1:PORT/ as an endpoint; needs WEBHOOK_ALLOW_HTTP and
+    /// WEBHOOK_ALLOW_PRIVATE_URLS on the gateway, as the demo sets them).
+    Listen {
+        /// Port to listen on.
+        #[arg(long, default_value_t = 9000)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// The endpoint's signing secret (`whsec_…`).
+        #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+        secret: String,
+        /// One line per event (`webhook-id type`) instead of the whole body.
+        #[arg(long)]
+        quiet: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -128,7 +152,7 @@ async fn main() -> ExitCode {
         }
         None => LogFormat::Text,
     };
-    telemetry::init(log_format, std::io::stderr);
+    telemetry::init(log_format);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         // `print-gateway openapi | head`: the reader left; that is not an error.
@@ -212,6 +236,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "{verb}: {} finished jobs (with their events and documents), {} events, {} document contents, {} idempotency keys",
                 counts.jobs, counts.events, counts.document_contents, counts.idempotency_keys
             ))?;
+        }
+        Command::Webhooks(WebhooksCommand::Listen {
+            port,
+            host,
+            secret,
+            quiet,
+        }) => {
+            webhook_listen::listen((host, port).into(), &secret, quiet)
+                .await
+                .map_err(anyhow::Error::msg)?;
         }
         Command::Openapi => {
             out(api::openapi().to_pretty_json()?)?;

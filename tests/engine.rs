@@ -537,7 +537,7 @@ async fn the_breaker_opens_after_k_failures_and_stops_calls_to_that_printer_only
     assert_eq!(printer["health"]["circuit"], "open");
     assert_eq!(printer["health"]["consecutive_failures"], 3);
     assert!(
-        printer["health"]["last_error"]
+        printer["health"]["last_error"]["message"]
             .as_str()
             .unwrap()
             .contains("503")
@@ -772,6 +772,46 @@ async fn a_replica_without_the_backend_leaves_its_jobs_alone() {
     );
     with.drive_until(&id_of(&job), "completed", Duration::from_secs(5))
         .await;
+}
+
+#[tokio::test]
+async fn a_job_accepted_by_an_api_replica_wakes_a_worker_replica_without_the_sweep() {
+    // No NOTIFY per accepted job any more: the API replica announces accepted jobs with a
+    // coalesced NOTIFY. The worker's sweep is a minute, far beyond the deadline below.
+    let backend = ScriptedBackend::new();
+    let registry = BackendRegistry::new().with(backend.clone());
+    let slow_sweep = |c: &mut print_gateway::config::Config| c.sweep_interval_ms = 60_000;
+    let api = spawn_app_with(registry.clone(), Role::Api, slow_sweep).await;
+    api.create_printer("office", "scripted").await;
+    let worker = start_on(
+        api.database_url.clone(),
+        api.pool.clone(),
+        registry,
+        Role::Worker,
+        slow_sweep,
+    )
+    .await;
+    // the worker's first sweep runs at its start; let it pass before accepting
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(uuid_of(
+            &api.submit_text("office", &format!("wake {i}")).await,
+        ));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while backend.submits_of(ids[i]) == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {i} was not dispatched by the worker replica"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    for id in &ids {
+        assert_eq!(backend.submits_of(*id), 1);
+    }
+    worker.shutdown().await;
+    api.shutdown().await;
 }
 
 // ----- an operator settles what the gateway cannot -----------------------------------------

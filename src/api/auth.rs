@@ -6,6 +6,7 @@ use axum::http::request::Parts;
 
 use super::AppState;
 use super::error::ApiError;
+use super::key_cache::CachedKey;
 use crate::store;
 
 /// Submit and cancel jobs.
@@ -22,6 +23,10 @@ pub const ADMIN: &str = "admin";
 /// Every scope a key may have.
 pub const SCOPES: [&str; 5] = [JOBS_WRITE, JOBS_READ, PRINTERS_ADMIN, WEBHOOKS_ADMIN, ADMIN];
 
+/// Operators: read every tenant's printers, jobs and events (the console uses it). It
+/// grants reading only; changing things still needs the scope that change needs.
+pub const ADMIN_SCOPE: &str = ADMIN;
+
 /// A key's last use is written at most this often (not on every request).
 const LAST_USED_RESOLUTION_SECS: i64 = 60;
 
@@ -37,8 +42,25 @@ pub struct Caller {
 }
 
 impl Caller {
+    fn has(&self, scope: &str) -> bool {
+        self.scopes
+            .iter()
+            .any(|s| s == scope || (s == ADMIN_SCOPE && scope == "jobs:read"))
+    }
+
+    /// Whether this key reads across tenants.
+    pub fn is_admin(&self) -> bool {
+        self.scopes.iter().any(|s| s == ADMIN_SCOPE)
+    }
+
+    /// Whose data this key may read: its own tenant's, or everyone's (`None`) for an
+    /// `admin` key. Writes always stay within the key's own tenant.
+    pub fn readable_tenant(&self) -> Option<&str> {
+        (!self.is_admin()).then_some(self.tenant.as_str())
+    }
+
     pub fn require(&self, scope: &str) -> Result<(), ApiError> {
-        if self.scopes.iter().any(|s| s == scope) {
+        if self.has(scope) {
             Ok(())
         } else {
             Err(ApiError::forbidden(scope))
@@ -46,10 +68,7 @@ impl Caller {
     }
 
     pub fn require_any(&self, scopes: &[&str]) -> Result<(), ApiError> {
-        if scopes
-            .iter()
-            .any(|wanted| self.scopes.iter().any(|s| s == wanted))
-        {
+        if scopes.iter().any(|wanted| self.has(wanted)) {
             Ok(())
         } else {
             Err(ApiError::forbidden(
@@ -81,16 +100,27 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 ApiError::unauthorized("The Authorization header must be `Bearer <key>`.")
             })?;
+        let hash = store::api_keys::hash_key(key);
+        if let Some(cached) = state.keys.get(&hash) {
+            if let Some(at) = cached.expires_at.filter(|at| *at <= chrono::Utc::now()) {
+                return Err(expired(&cached.prefix, at));
+            }
+            return Ok(Caller {
+                tenant: cached.tenant,
+                scopes: cached.scopes,
+                key_id: cached.id,
+                key_name: cached.name,
+                key_prefix: cached.prefix,
+                key_expires_at: cached.expires_at,
+            });
+        }
+        let generation = state.keys.generation();
         let row = store::api_keys::find_live(&state.pool, key)
             .await?
             .ok_or_else(|| ApiError::unauthorized("This API key is unknown or revoked."))?;
         let now = chrono::Utc::now();
         if let Some(at) = row.expires_at.filter(|_| row.expired(now)) {
-            return Err(ApiError::unauthorized(format!(
-                "This API key (`{}…`) expired at {}; ask an operator for a new one (POST /v1/api-keys).",
-                row.prefix,
-                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            )));
+            return Err(expired(&row.prefix, at));
         }
         if row
             .last_used_at
@@ -105,6 +135,18 @@ impl FromRequestParts<AppState> for Caller {
                 }
             });
         }
+        state.keys.put(
+            hash,
+            CachedKey {
+                id: row.id,
+                tenant: row.tenant.clone(),
+                scopes: row.scopes.clone(),
+                name: row.name.clone(),
+                prefix: row.prefix.clone(),
+                expires_at: row.expires_at,
+            },
+            generation,
+        );
         Ok(Caller {
             tenant: row.tenant,
             scopes: row.scopes,
@@ -114,4 +156,13 @@ impl FromRequestParts<AppState> for Caller {
             key_expires_at: row.expires_at,
         })
     }
+}
+
+/// The refusal of a key past its expiry.
+fn expired(prefix: &str, at: chrono::DateTime<chrono::Utc>) -> ApiError {
+    ApiError::unauthorized(format!(
+        "This API key (`{}…`) expired at {}; ask an operator for a new one (POST /v1/api-keys).",
+        prefix,
+        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    ))
 }

@@ -61,6 +61,15 @@ impl ApiError {
         }
     }
 
+    /// The stable code this error is answered with (`internal` for server faults).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Client { code, .. } => code,
+            ApiError::Internal(_) => "internal",
+            ApiError::Unavailable(_) => "unavailable",
+        }
+    }
+
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, detail)
     }
@@ -286,22 +295,6 @@ pub fn refuse_nul(value: &serde_json::Value) -> Result<(), ApiError> {
     }
 }
 
-/// Refuses URLs with an encoded NUL (`%00`) in the path or query, before any handler.
-pub async fn refuse_nul_urls(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let uri = request.uri().to_string();
-    if uri.contains("%00") {
-        return problem_response(
-            StatusCode::BAD_REQUEST,
-            "invalid_path",
-            "The URL contains a NUL character (%00).".into(),
-        );
-    }
-    next.run(request).await
-}
-
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
@@ -320,7 +313,18 @@ pub struct Query<T>(pub T);
 
 /// Turns plain-text error responses from lower layers (body limit, timeout, unknown
 /// route, wrong method) into problems, so every error a caller sees has the same shape.
+///
+/// Also refuses URLs with an encoded NUL (`%00`) in the path or query, before any handler
+/// (one middleware for both: each `from_fn` layer costs every request a boxed future).
 pub async fn problemify(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let uri = request.uri();
+    if uri.path().contains("%00") || uri.query().is_some_and(|q| q.contains("%00")) {
+        return problem_response(
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            "The URL contains a NUL character (%00).".into(),
+        );
+    }
     let response = next.run(request).await;
     let status = response.status();
     let is_problem = response

@@ -123,6 +123,8 @@ pub struct DocumentInfo {
 }))]
 pub struct JobView {
     pub id: Uuid,
+    /// The tenant that owns the job (what an `admin` key sees across tenants).
+    pub tenant: String,
     pub printer_id: String,
     /// `api` or `wecom`.
     pub source: String,
@@ -170,6 +172,7 @@ impl JobView {
             .map_err(|err| ApiError::Internal(format!("job {} document_info: {err}", row.id)))?;
         Ok(JobView {
             id: row.id,
+            tenant: row.tenant,
             printer_id: row.printer_id,
             source: row.source,
             state,
@@ -258,6 +261,9 @@ pub struct ListJobsQuery {
     pub limit: Option<u32>,
     /// `next_cursor` from the previous page.
     pub cursor: Option<String>,
+    /// Free search, exact match: a job id, an idempotency key or a vendor task id.
+    #[param(max_length = 255)]
+    pub q: Option<String>,
 }
 
 const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -753,7 +759,7 @@ pub async fn get_job(
     Path(id): Path<Uuid>,
 ) -> Result<Json<JobView>, ApiError> {
     caller.require("jobs:read")?;
-    let row = store::jobs::get(&state.pool, &caller.tenant, id)
+    let row = store::jobs::get_visible(&state.pool, caller.readable_tenant(), id)
         .await?
         .ok_or_else(|| ApiError::not_found(&format!("Job {id}")))?;
     Ok(Json(JobView::from_row(row)?))
@@ -796,6 +802,12 @@ pub async fn list_jobs(
             format!("`source` must be `api` or `wecom`, got {source:?}."),
         ));
     }
+    if query.q.as_ref().is_some_and(|q| q.len() > 255) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "`q` is an id, idempotency key or vendor task id of at most 255 characters.",
+        ));
+    }
     let cursor = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let filter = ListFilter {
         state: job_state,
@@ -803,9 +815,19 @@ pub async fn list_jobs(
         source: query.source,
         created_after: query.created_after,
         created_before: query.created_before,
+        search: query
+            .q
+            .filter(|q| !q.trim().is_empty())
+            .map(|q| q.trim().to_owned()),
     };
-    let (rows, more) =
-        store::jobs::list(&state.pool, &caller.tenant, &filter, cursor, limit).await?;
+    let (rows, more) = store::jobs::list(
+        &state.pool,
+        caller.readable_tenant(),
+        &filter,
+        cursor,
+        limit,
+    )
+    .await?;
     let next_cursor = if more {
         rows.last().map(|r| {
             encode_cursor(ListCursor {
@@ -866,7 +888,7 @@ pub async fn job_events(
     Path(id): Path<Uuid>,
 ) -> Result<Json<JobEvents>, ApiError> {
     caller.require("jobs:read")?;
-    store::jobs::get(&state.pool, &caller.tenant, id)
+    store::jobs::get_visible(&state.pool, caller.readable_tenant(), id)
         .await?
         .ok_or_else(|| ApiError::not_found(&format!("Job {id}")))?;
     let rows = store::events::for_job(&state.pool, id).await?;

@@ -3,11 +3,14 @@
 
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod jobs;
+pub mod key_cache;
 pub mod keys;
 pub mod printers;
 pub mod rate_limit;
+pub mod webhook_endpoints;
 pub mod webhooks;
 pub mod wecom_webhook;
 pub mod zhimu;
@@ -16,13 +19,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::{HeaderName, Request, StatusCode};
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -36,6 +41,7 @@ use crate::backends::{Backend, BackendRegistry};
 use crate::config::Config;
 use crate::domain::{JobOptions, OptionsMode};
 use crate::engine::Engine;
+use crate::observe;
 use crate::store;
 use crate::store::documents::NewDocument;
 use crate::store::jobs::{JobRow, NewJob};
@@ -49,6 +55,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub engine: Arc<Engine>,
     pub metrics: PrometheusHandle,
+    /// Verified API keys (see [`key_cache`]).
+    pub keys: Arc<key_cache::KeyCache>,
 }
 
 #[derive(OpenApi)]
@@ -64,6 +72,8 @@ pub struct AppState {
         (name = "printers", description = "Printers: register, configure, capabilities, live status (printers:admin to change)"),
         (name = "keys", description = "API keys: who am I (any key); list, create and revoke keys (`admin`)"),
         (name = "zhimu", description = "Zhimu: bind shared printers to the gateway's app, list and unbind them (printers:admin)"),
+        (name = "webhook-endpoints", description = "Outbound webhooks (Standard Webhooks): your endpoints, their secrets, the delivery log (webhooks:admin)"),
+        (name = "events", description = "Job and printer events as a feed (the same events webhooks deliver)"),
         (name = "operations", description = "Health, readiness and metrics (no key needed)"),
         (name = "webhooks", description = "Vendor callbacks (authenticated by a per-job token in the URL or the vendor's own signature, not an API key)"),
     )
@@ -108,6 +118,20 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::whoami))
         .routes(routes!(keys::list_keys, keys::create_key))
         .routes(routes!(keys::revoke_key))
+        .routes(routes!(
+            webhook_endpoints::create_endpoint,
+            webhook_endpoints::list_endpoints
+        ))
+        .routes(routes!(
+            webhook_endpoints::get_endpoint,
+            webhook_endpoints::update_endpoint,
+            webhook_endpoints::delete_endpoint
+        ))
+        .routes(routes!(webhook_endpoints::rotate_secret))
+        .routes(routes!(webhook_endpoints::list_deliveries))
+        .routes(routes!(webhook_endpoints::retry_delivery))
+        .routes(routes!(webhook_endpoints::test_endpoint))
+        .routes(routes!(events::list_events))
         .routes(routes!(webhooks::lianke_callback))
         .routes(routes!(zhimu::bind_share))
         .routes(routes!(zhimu::list_printers))
@@ -135,12 +159,12 @@ pub fn router(state: AppState) -> Router {
     let (rate_rps, rate_burst) = (state.config.rate_limit_rps, state.config.rate_limit_burst);
     routes
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
+        .merge(crate::console::router())
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(RequestBodyLimitLayer::new(max_body))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(CatchPanicLayer::new())
-        .layer(axum::middleware::from_fn(error::refuse_nul_urls))
         .layer(axum::middleware::from_fn_with_state(
             rate_limit::limiter(rate_rps, rate_burst),
             rate_limit::limit,
@@ -156,7 +180,40 @@ pub fn router(state: AppState) -> Router {
                 .unwrap_or("-");
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
         }))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(request_id, FastRequestId))
+        .layer(axum::middleware::from_fn(count_request))
+}
+
+/// Request ids: random UUIDs from the thread-local generator (`MakeRequestUuid` asks the
+/// operating system for entropy on every request).
+#[derive(Clone, Copy)]
+struct FastRequestId;
+
+impl MakeRequestId for FastRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        let mut buf = Uuid::encode_buffer();
+        axum::http::HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// Counts and times every request by its route template (never the raw path: ids would
+/// make the label unbounded), method and status.
+async fn count_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = observe::method_label(request.method().as_str());
+    let response = next.run(request).await;
+    observe::http_request(route, method, response.status().as_u16(), started.elapsed());
+    response
 }
 
 impl AppState {
@@ -285,29 +342,22 @@ impl AppState {
             request_hash: Some(request_hash),
             expires_at: input.expires_at,
             vendor_ids,
+            backend: printer.backend,
         })
     }
 
-    /// Stores document, job and first event in one transaction. `None` when the
-    /// idempotency key was already used (nothing is stored then).
+    /// Stores document, job and first event in one statement, then wakes the workers.
+    /// `None` when the idempotency key was already used (nothing is stored then).
     pub async fn accept_job(
         &self,
         job: &NewJob,
         document: &NewDocument,
     ) -> Result<Option<JobRow>, ApiError> {
-        let mut tx = self.pool.begin().await?;
-        let document_id = store::documents::insert(&mut tx, document).await?;
-        let job = NewJob {
-            document_id,
-            ..job.clone()
-        };
-        let row = store::jobs::insert(&mut tx, &job, crate::domain::EventSource::Api).await?;
+        let row =
+            store::jobs::accept(&self.pool, job, document, crate::domain::EventSource::Api).await?;
         if row.is_some() {
-            tx.commit().await?;
-            metrics::counter!("print_gateway_jobs_accepted_total", "source" => job.source.clone())
-                .increment(1);
-        } else {
-            tx.rollback().await?;
+            self.engine.job_due();
+            observe::job_accepted(&job.backend, &job.source);
         }
         Ok(row)
     }

@@ -91,7 +91,7 @@ pub struct UpdatePrinter {
     pub shared_with: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CircuitState {
     Closed,
@@ -99,18 +99,63 @@ pub enum CircuitState {
     HalfOpen,
 }
 
+/// The printer's last failure.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LastError {
+    /// The neutral error code (`printer_auth_failed`, `device_offline`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The vendor's own code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor_code: Option<String>,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// Jobs of this printer not finished yet.
+#[derive(Debug, Default, Clone, Copy, Serialize, ToSchema)]
+pub struct QueueDepth {
+    pub pending: i64,
+    pub processing: i64,
+    pub unconfirmed: i64,
+}
+
+/// At a glance: `ok`, `degraded` (recent failures, a half-open breaker or unconfirmed
+/// jobs) or `failing` (breaker open or offline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    Ok,
+    Degraded,
+    Failing,
+}
+
+/// What the gateway knows of a printer's health, from job outcomes, authentication
+/// failures and status checks alike.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PrinterHealth {
+    pub status: HealthStatus,
+    /// From the last status check or printed job; absent when never known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub online: Option<bool>,
+    /// When the printer was last seen working (online in a status check, or a job printed).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    /// When its status was last asked of the vendor.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error_at: Option<DateTime<Utc>>,
+    pub status_checked_at: Option<DateTime<Utc>>,
     pub circuit: CircuitState,
-    pub consecutive_failures: i32,
+    /// While open: when the breaker lets one trial call through.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub circuit_open_until: Option<DateTime<Utc>>,
+    /// Printer failures since the last success, authentication failures included.
+    pub consecutive_failures: i32,
+    /// The failures counted toward the breaker (BREAKER_THRESHOLD opens it).
+    pub breaker_failures: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<LastError>,
+    pub queue: QueueDepth,
 }
 
 /// A printer as the API shows it: secrets appear only by name.
@@ -121,7 +166,9 @@ pub struct PrinterHealth {
     "secrets_set": ["device_key"], "default_options": {"paper": "A4"}, "enabled": true,
     "device": "lianke:lk112312312312", "max_in_flight": 1,
     "owner_tenant": "demo", "shared_with": ["billing"],
-    "health": {"online": true, "circuit": "closed", "consecutive_failures": 0},
+    "health": {"status": "ok", "online": true, "last_seen_at": "2026-11-23T08:05:00Z", "circuit": "closed",
+               "consecutive_failures": 0, "breaker_failures": 0,
+               "queue": {"pending": 0, "processing": 1, "unconfirmed": 0}},
     "created_at": "2026-11-23T08:00:00Z", "updated_at": "2026-11-23T08:00:00Z"
 }))]
 pub struct PrinterView {
@@ -151,19 +198,34 @@ pub struct PrinterView {
 impl PrinterView {
     /// The printer as `viewer` (a tenant) sees it: only the owner sees whom it is shared with.
     pub fn from_row(row: PrinterRow, breaker_threshold: i32, viewer: &str) -> PrinterView {
+        let mut view = PrinterView::from_row_at(row, breaker_threshold, Utc::now());
+        if view.owner_tenant != viewer {
+            view.shared_with.clear();
+        }
+        view
+    }
+
+    /// The printer as it was at `now`, as its owner sees it (a webhook event renders the
+    /// circuit as it was when the event happened; events go to the owner's endpoints).
+    pub fn from_row_at(row: PrinterRow, breaker_threshold: i32, now: DateTime<Utc>) -> PrinterView {
         let mut secrets_set: Vec<String> = row
             .secrets
             .as_object()
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default();
         secrets_set.sort();
-        let now = Utc::now();
         let circuit = match row.breaker_open_until {
             _ if row.breaker_failures < breaker_threshold => CircuitState::Closed,
             Some(until) if until > now => CircuitState::Open,
             _ => CircuitState::HalfOpen,
         };
-        PrinterView {
+        let last_error = row.last_error.map(|message| LastError {
+            code: row.last_error_code,
+            vendor_code: row.last_error_vendor_code,
+            message,
+            at: row.last_error_at,
+        });
+        let mut view = PrinterView {
             id: row.id,
             display_name: row.display_name,
             backend: row.backend,
@@ -173,25 +235,77 @@ impl PrinterView {
             enabled: row.enabled,
             device: row.device,
             max_in_flight: row.max_in_flight,
-            shared_with: if row.owner_tenant == viewer {
-                row.shared_with
-            } else {
-                Vec::new()
-            },
+            shared_with: row.shared_with,
             owner_tenant: row.owner_tenant,
             capabilities_fetched_at: row.capabilities_at,
             health: PrinterHealth {
+                status: HealthStatus::Ok,
                 online: row.online,
-                last_error: row.last_error,
-                last_error_at: row.last_error_at,
+                last_seen_at: row.last_seen_at,
+                status_checked_at: row.status_checked_at,
                 circuit,
-                consecutive_failures: row.breaker_failures,
                 circuit_open_until: row.breaker_open_until.filter(|u| *u > now),
+                consecutive_failures: row.consecutive_failures,
+                breaker_failures: row.breaker_failures,
+                last_error,
+                queue: QueueDepth::default(),
             },
             created_at: row.created_at,
             updated_at: row.updated_at,
-        }
+        };
+        view.set_queue(QueueDepth::default());
+        view
     }
+
+    /// Sets the queue depth and the at-a-glance status that depends on it.
+    pub fn set_queue(&mut self, queue: QueueDepth) {
+        let h = &mut self.health;
+        h.queue = queue;
+        h.status = if h.circuit == CircuitState::Open || h.online == Some(false) {
+            HealthStatus::Failing
+        } else if h.consecutive_failures > 0
+            || h.circuit == CircuitState::HalfOpen
+            || queue.unconfirmed > 0
+        {
+            HealthStatus::Degraded
+        } else {
+            HealthStatus::Ok
+        };
+    }
+}
+
+/// Fills each view's queue depth from the live jobs (one query).
+pub async fn with_queues(
+    state: &AppState,
+    mut views: Vec<PrinterView>,
+) -> Result<Vec<PrinterView>, ApiError> {
+    let ids: Vec<String> = views.iter().map(|v| v.id.clone()).collect();
+    let depths = store::printers::queue_depths(&state.pool, Some(&ids)).await?;
+    for view in &mut views {
+        let queue = depths
+            .iter()
+            .find(|(id, ..)| *id == view.id)
+            .map(|&(_, pending, processing, unconfirmed)| QueueDepth {
+                pending,
+                processing,
+                unconfirmed,
+            })
+            .unwrap_or_default();
+        view.set_queue(queue);
+    }
+    Ok(views)
+}
+
+async fn view_with_queue(
+    state: &AppState,
+    row: PrinterRow,
+    viewer: &str,
+) -> Result<PrinterView, ApiError> {
+    let view = PrinterView::from_row(row, state.engine.settings().breaker_threshold, viewer);
+    Ok(with_queues(state, vec![view])
+        .await?
+        .pop()
+        .unwrap_or_else(|| unreachable!("one view in, one out")))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -506,19 +620,25 @@ pub async fn list_printers(
 ) -> Result<Json<PrinterList>, ApiError> {
     caller.require_any(&["jobs:read", ADMIN])?;
     let threshold = state.engine.settings().breaker_threshold;
-    let items = store::printers::list_usable_by(&state.pool, &caller.tenant)
-        .await?
+    let rows = if caller.is_admin() {
+        store::printers::list(&state.pool).await?
+    } else {
+        store::printers::list_usable_by(&state.pool, &caller.tenant).await?
+    };
+    let items = rows
         .into_iter()
         .map(|r| PrinterView::from_row(r, threshold, &caller.tenant))
         .collect();
+    let items = with_queues(&state, items).await?;
     Ok(Json(PrinterList { items }))
 }
 
-/// A printer the caller's tenant owns or that is shared with it; any other is 404.
+/// A printer the caller's tenant owns or that is shared with it (any printer for an
+/// `admin` key, which reads across tenants); any other is 404.
 async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<PrinterRow, ApiError> {
     store::printers::get(&state.pool, id)
         .await?
-        .filter(|row| row.usable_by(&caller.tenant))
+        .filter(|row| caller.is_admin() || row.usable_by(&caller.tenant))
         .ok_or_else(|| ApiError::not_found(&format!("Printer `{id}`")))
 }
 
@@ -526,6 +646,10 @@ async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<PrinterRow,
 /// shared with it.
 async fn load_owned(state: &AppState, caller: &Caller, id: &str) -> Result<PrinterRow, ApiError> {
     let row = load(state, caller, id).await?;
+    if !row.usable_by(&caller.tenant) {
+        // an admin key reads every printer but changes only its own tenant's
+        return Err(ApiError::not_found(&format!("Printer `{id}`")));
+    }
     if row.owner_tenant != caller.tenant {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -556,11 +680,7 @@ pub async fn get_printer(
 ) -> Result<Json<PrinterView>, ApiError> {
     caller.require_any(&["jobs:read", ADMIN])?;
     let row = load(&state, &caller, &id).await?;
-    Ok(Json(PrinterView::from_row(
-        row,
-        state.engine.settings().breaker_threshold,
-        &caller.tenant,
-    )))
+    Ok(Json(view_with_queue(&state, row, &caller.tenant).await?))
 }
 
 /// Change a printer.
@@ -620,11 +740,9 @@ pub async fn update_printer(
     let updated = store::printers::update(&state.pool, &fields)
         .await?
         .ok_or_else(|| ApiError::not_found(&format!("Printer `{id}`")))?;
-    Ok(Json(PrinterView::from_row(
-        updated,
-        state.engine.settings().breaker_threshold,
-        &caller.tenant,
-    )))
+    Ok(Json(
+        view_with_queue(&state, updated, &caller.tenant).await?,
+    ))
 }
 
 /// Delete a printer that has no jobs (disable it otherwise).
@@ -946,13 +1064,15 @@ pub async fn printer_status(
 ) -> Result<Json<StatusView>, ApiError> {
     caller.require_any(&["jobs:read", ADMIN])?;
     let row = load(&state, &caller, &id).await?;
-    let backend = state.backend(&row.backend)?;
-    let context = printer_context(&row).map_err(ApiError::Internal)?;
-    let status = backend
-        .printer_status(&context)
-        .await
-        .map_err(vendor_problem)?;
-    store::printers::save_online(&state.pool, &row.id, status.online).await?;
+    state.backend(&row.backend)?;
+    let status = crate::engine::status::check(
+        &state.pool,
+        &state.backends,
+        &row,
+        state.config.vendor_timeout(),
+    )
+    .await?
+    .map_err(vendor_problem)?;
     Ok(Json(StatusView {
         printer_id: row.id,
         status,

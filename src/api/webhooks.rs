@@ -17,6 +17,7 @@ use crate::backends::lianke::webhook::LiankeCallback;
 use crate::backends::lianke::{self, Locator};
 use crate::domain::{EventSource, JobState, Transition};
 use crate::engine::printer_context;
+use crate::observe;
 use crate::store::{self, jobs::JobUpdate};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -89,6 +90,21 @@ pub async fn lianke_callback(
     State(state): State<AppState>,
     Path(job_id): Path<String>,
     Query(query): Query<CallbackQuery>,
+    body: Bytes,
+) -> Result<Json<CallbackAck>, ApiError> {
+    let answer = handle_lianke_callback(state, job_id, query, body).await;
+    let result = match &answer {
+        Ok(ack) => Ok(ack.0.status),
+        Err(err) => Err(err.code()),
+    };
+    observe::callback(lianke::NAME, observe::callback_result(result));
+    answer
+}
+
+async fn handle_lianke_callback(
+    state: AppState,
+    job_id: String,
+    query: CallbackQuery,
     body: Bytes,
 ) -> Result<Json<CallbackAck>, ApiError> {
     // Authenticate first: nothing about jobs is read for a forged callback.

@@ -120,6 +120,20 @@ pub async fn wecom_push(
     Query(query): Query<PushQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let answer = handle_push(state, query, body).await;
+    let result = match &answer {
+        Ok(fresh) => Ok(if *fresh { "applied" } else { "duplicate" }),
+        Err(err) => Err(err.code()),
+    };
+    crate::observe::callback(
+        crate::backends::wecom::NAME,
+        crate::observe::callback_result(result),
+    );
+    answer.map(|_| success())
+}
+
+/// Verifies, decrypts and queues one push; true when it was new.
+async fn handle_push(state: AppState, query: PushQuery, body: Bytes) -> Result<bool, ApiError> {
     let keys = keys(&state)?;
     let body: PushBody = serde_json::from_slice(&body).map_err(|_| {
         ApiError::bad_request(
@@ -150,9 +164,7 @@ pub async fn wecom_push(
         duplicate = !fresh,
         "WeCom push received"
     );
-    metrics::counter!("print_gateway_wecom_pushes_total", "duplicate" => (!fresh).to_string())
-        .increment(1);
-    Ok(success())
+    Ok(fresh)
 }
 
 /// WeCom callback URL verification.

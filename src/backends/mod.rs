@@ -511,10 +511,12 @@ pub trait Backend: Any + Send + Sync + 'static {
     async fn invalidate_credentials(&self, _printer: &PrinterContext) {}
 }
 
-/// Backends by name.
+/// Backends by name. Each is registered behind [`Measured`], so every vendor call made
+/// through the trait, by the engine, the API or a webhook, is counted and timed in one place.
 #[derive(Clone, Default)]
 pub struct BackendRegistry {
     backends: BTreeMap<&'static str, Arc<dyn Backend>>,
+    concrete: BTreeMap<&'static str, Arc<dyn Any + Send + Sync>>,
 }
 
 impl BackendRegistry {
@@ -522,8 +524,12 @@ impl BackendRegistry {
         BackendRegistry::default()
     }
 
-    pub fn with(mut self, backend: Arc<dyn Backend>) -> BackendRegistry {
-        self.backends.insert(backend.name(), backend);
+    pub fn with<B: Backend>(mut self, backend: Arc<B>) -> BackendRegistry {
+        let name = backend.name();
+        self.concrete
+            .insert(name, Arc::clone(&backend) as Arc<dyn Any + Send + Sync>);
+        self.backends
+            .insert(name, Arc::new(Measured { inner: backend }));
         self
     }
 
@@ -534,11 +540,182 @@ impl BackendRegistry {
     /// The backend registered as `name`, as its concrete type (for vendor-specific
     /// operations the [`Backend`] trait does not cover).
     pub fn get_as<T: Backend>(&self, name: &str) -> Option<Arc<T>> {
-        let backend: Arc<dyn Any + Send + Sync> = self.backends.get(name)?.clone();
-        backend.downcast::<T>().ok()
+        self.concrete.get(name)?.clone().downcast::<T>().ok()
     }
 
     pub fn names(&self) -> Vec<&'static str> {
         self.backends.keys().copied().collect()
+    }
+}
+
+/// A backend whose calls are counted and timed by vendor, endpoint and outcome class.
+struct Measured<B> {
+    inner: Arc<B>,
+}
+
+/// Times one vendor call; a call dropped before it finished (the engine's timeout, a
+/// client gone) counts as `abandoned`.
+struct CallTimer {
+    vendor: &'static str,
+    endpoint: &'static str,
+    started: std::time::Instant,
+    outcome: Option<&'static str>,
+}
+
+impl CallTimer {
+    fn start(vendor: &'static str, endpoint: &'static str) -> CallTimer {
+        CallTimer {
+            vendor,
+            endpoint,
+            started: std::time::Instant::now(),
+            outcome: None,
+        }
+    }
+
+    fn finish<T>(mut self, result: &Result<T, VendorError>) {
+        self.outcome = Some(outcome_class(result));
+    }
+}
+
+impl Drop for CallTimer {
+    fn drop(&mut self) {
+        crate::observe::vendor_call(
+            self.vendor,
+            self.endpoint,
+            self.outcome.unwrap_or("abandoned"),
+            self.started.elapsed(),
+        );
+    }
+}
+
+/// The outcome class of a vendor call: answered, refused in the vendor's own envelope,
+/// outcome unknown (sent, no answer), or failed in transport before or while reading.
+pub fn outcome_class<T>(result: &Result<T, VendorError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(err) if err.outcome_unknown => "outcome_unknown",
+        Err(err) if err.vendor_code.is_some() => "vendor_error",
+        Err(_) => "transport_error",
+    }
+}
+
+macro_rules! measured {
+    ($self:ident, $endpoint:literal, $call:expr) => {{
+        let timer = CallTimer::start($self.inner.name(), $endpoint);
+        let result = $call.await;
+        timer.finish(&result);
+        result
+    }};
+}
+
+#[async_trait]
+impl<B: Backend> Backend for Measured<B> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn setup_printer(&self, locator: &Value, secrets: &Value) -> Result<PrinterSetup, String> {
+        self.inner.setup_printer(locator, secrets)
+    }
+    fn secret_fields(&self) -> &'static [&'static str] {
+        self.inner.secret_fields()
+    }
+    fn check_document(
+        &self,
+        kind: DocumentKind,
+        doc_type: Option<DocumentType>,
+    ) -> Result<(), String> {
+        self.inner.check_document(kind, doc_type)
+    }
+    fn check_vendor_options(&self, options: &serde_json::Map<String, Value>) -> Result<(), String> {
+        self.inner.check_vendor_options(options)
+    }
+    fn accepts_jobs(&self) -> bool {
+        self.inner.accepts_jobs()
+    }
+    fn prints_on(&self, locator: &Value) -> Option<String> {
+        self.inner.prints_on(locator)
+    }
+    fn wants_callback(&self) -> bool {
+        self.inner.wants_callback()
+    }
+    fn poll_plan(&self) -> PollPlan {
+        self.inner.poll_plan()
+    }
+    fn poll_interval(&self, since_dispatch: Duration) -> Duration {
+        self.inner.poll_interval(since_dispatch)
+    }
+    fn supports_cancel(&self) -> bool {
+        self.inner.supports_cancel()
+    }
+    async fn submit(
+        &self,
+        printer: &PrinterContext,
+        job: &SubmitRequest,
+    ) -> Result<Accepted, VendorError> {
+        measured!(self, "submit", self.inner.submit(printer, job))
+    }
+    async fn task_status(
+        &self,
+        printer: &PrinterContext,
+        vendor_task_id: &str,
+    ) -> Result<TaskReport, VendorError> {
+        measured!(
+            self,
+            "task_status",
+            self.inner.task_status(printer, vendor_task_id)
+        )
+    }
+    async fn find_task(
+        &self,
+        printer: &PrinterContext,
+        job: &SubmitRequest,
+    ) -> Result<Lookup, VendorError> {
+        measured!(self, "find_task", self.inner.find_task(printer, job))
+    }
+    async fn cancel(
+        &self,
+        printer: &PrinterContext,
+        vendor_task_id: &str,
+    ) -> Result<CancelOutcome, VendorError> {
+        measured!(self, "cancel", self.inner.cancel(printer, vendor_task_id))
+    }
+    async fn capabilities(
+        &self,
+        printer: &PrinterContext,
+    ) -> Result<CapabilitiesReport, VendorError> {
+        measured!(self, "capabilities", self.inner.capabilities(printer))
+    }
+    async fn printer_status(&self, printer: &PrinterContext) -> Result<PrinterStatus, VendorError> {
+        measured!(self, "printer_status", self.inner.printer_status(printer))
+    }
+    async fn discover(
+        &self,
+        locator: &Value,
+        secrets: &Value,
+    ) -> Option<Result<Vec<DiscoveredPrinter>, VendorError>> {
+        let timer = CallTimer::start(self.inner.name(), "discover");
+        let result = self.inner.discover(locator, secrets).await;
+        match &result {
+            Some(result) => timer.finish(result),
+            // Nothing was called: nothing to count.
+            None => std::mem::forget(timer),
+        }
+        result
+    }
+    async fn housekeeping(
+        &self,
+        printer: &PrinterContext,
+        action: Housekeeping,
+    ) -> Option<Result<Value, VendorError>> {
+        let timer = CallTimer::start(self.inner.name(), "housekeeping");
+        let result = self.inner.housekeeping(printer, action).await;
+        match &result {
+            Some(result) => timer.finish(result),
+            None => std::mem::forget(timer),
+        }
+        result
+    }
+    async fn invalidate_credentials(&self, printer: &PrinterContext) {
+        self.inner.invalidate_credentials(printer).await;
     }
 }

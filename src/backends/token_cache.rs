@@ -37,6 +37,8 @@ pub struct TokenCache<T> {
     /// Held by the one caller fetching a new value.
     refreshing: Mutex<()>,
     refresh_ahead: Duration,
+    /// The vendor, for the token-refresh metric.
+    vendor: &'static str,
 }
 
 impl<T: Clone + PartialEq> TokenCache<T> {
@@ -47,7 +49,14 @@ impl<T: Clone + PartialEq> TokenCache<T> {
             entry: RwLock::new(None),
             refreshing: Mutex::new(()),
             refresh_ahead,
+            vendor: "unnamed",
         }
+    }
+
+    /// Names the vendor whose tokens this cache holds (for the refresh metric).
+    pub fn for_vendor(mut self, vendor: &'static str) -> TokenCache<T> {
+        self.vendor = vendor;
+        self
     }
 
     fn read(&self) -> Option<Entry<T>> {
@@ -98,7 +107,9 @@ impl<T: Clone + PartialEq> TokenCache<T> {
         Fut: Future<Output = Result<(T, Duration), E>>,
     {
         let started = Instant::now();
-        let (value, lifetime) = fetch().await?;
+        let fetched = fetch().await;
+        crate::observe::token_refresh(self.vendor, fetched.is_ok());
+        let (value, lifetime) = fetched?;
         // The lifetime counts from when the vendor issued the value: measure from the
         // request, not the answer.
         self.write(Some(self.entry_for(value.clone(), started, lifetime)));

@@ -77,6 +77,21 @@ impl ErrorCode {
     }
 }
 
+impl ErrorCode {
+    /// Whether this error says something about the printer's health (shown in its health
+    /// even when it does not count toward the breaker), as opposed to the job's own fault.
+    pub fn is_printer_health(self) -> bool {
+        !matches!(
+            self,
+            ErrorCode::VendorRejected
+                | ErrorCode::Expired
+                | ErrorCode::DocumentUnavailable
+                | ErrorCode::BackendUnavailable
+                | ErrorCode::CircuitOpen
+        )
+    }
+}
+
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -3,7 +3,9 @@
 //! status and reconcile unconfirmed submits; every decision about an error comes from the
 //! error's [`Decision`].
 
+pub mod outbox;
 pub mod retry;
+pub mod status;
 pub mod wecom;
 
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::backends::{
@@ -28,12 +31,15 @@ use crate::domain::{
     Transition,
 };
 use crate::store::jobs::{AttributionRefused, JobRow, JobUpdate};
-use crate::store::printers::PrinterRow;
+use crate::store::printers::{BreakerEffect, Failure, PrinterRow};
 use crate::store::{self, StoreError};
 use retry::{RetryPolicy, short_pause};
 
 /// The channel the `jobs_due_notify` trigger signals on.
 pub const DUE_CHANNEL: &str = "print_gateway_jobs_due";
+
+/// At most one NOTIFY for accepted jobs per this interval, however many are accepted.
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(10);
 
 /// Engine settings, taken from [`Config`].
 #[derive(Debug, Clone)]
@@ -105,6 +111,8 @@ pub struct Engine {
     settings: EngineSettings,
     callback_keys: CallbackKeys,
     wake: Notify,
+    /// Set when jobs became due here; the announcer tells the other replicas (coalesced).
+    announce: Notify,
 }
 
 fn after(d: Duration) -> DateTime<Utc> {
@@ -134,6 +142,7 @@ impl Engine {
             settings,
             callback_keys,
             wake: Notify::new(),
+            announce: Notify::new(),
         })
     }
 
@@ -159,6 +168,39 @@ impl Engine {
         tracker.spawn(async move { engine.listen_loop(stop).await });
         let engine = Arc::clone(self);
         tracker.spawn(async move { engine.sweep_loop(shutdown).await });
+    }
+
+    /// A job became due now (the API accepted it): wakes an idle worker of this process at
+    /// once and, coalesced, the workers of every replica through one NOTIFY. Accepts carry
+    /// no `pg_notify` of their own (it would serialise their commits); the sweep is the
+    /// backstop if a notification is lost.
+    pub fn job_due(&self) {
+        self.wake.notify_one();
+        self.announce.notify_one();
+    }
+
+    /// Starts the announcer of [`Engine::job_due`] (processes that accept jobs run it).
+    pub fn spawn_announcer(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
+        let engine = Arc::clone(self);
+        tracker.spawn(async move { engine.announce_loop(shutdown).await });
+    }
+
+    /// The first due job is announced at once; later ones within `ANNOUNCE_EVERY` share
+    /// the next notification.
+    async fn announce_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = self.announce.notified() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            if let Err(err) = store::jobs::notify_due(&self.pool, DUE_CHANNEL).await {
+                tracing::warn!(error = %err, "could not notify other replicas of due jobs; their sweep will find them");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(ANNOUNCE_EVERY) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
     }
 
     async fn worker_loop(self: Arc<Self>, shutdown: CancellationToken) {
@@ -213,7 +255,8 @@ impl Engine {
             return Ok(false);
         };
         let id = job.id;
-        if let Err(err) = self.handle(job, token).await {
+        let span = tracing::info_span!("job", job_id = %id);
+        if let Err(err) = self.handle(job, token).instrument(span).await {
             tracing::error!(job_id = %id, error = %err, "handling a job failed; it will be retried when its lease expires");
         }
         Ok(true)
@@ -488,10 +531,14 @@ impl Engine {
                     err
                 });
         }
-        metrics::counter!("print_gateway_submits_total",
-            "backend" => w.backend.name(),
-            "outcome" => match &outcome { Ok(_) => "accepted", Err(e) if e.outcome_unknown => "unknown", Err(_) => "error" })
-        .increment(1);
+        crate::observe::submit(
+            w.backend.name(),
+            match &outcome {
+                Ok(_) => "accepted",
+                Err(e) if e.outcome_unknown => "unknown",
+                Err(_) => "error",
+            },
+        );
 
         // The outcome is recorded before the device slot is given back: the next job on
         // the device must see an unknown outcome (and wait) rather than slip in between.
@@ -666,9 +713,7 @@ impl Engine {
 
     async fn after_submit_error(&self, w: &Work<'_>, err: VendorError) -> EngineResult<()> {
         let job = w.job;
-        if err.counts_for_breaker {
-            self.count_printer_failure(w.printer, &err).await?;
-        }
+        self.count_printer_failure(w.printer, &err).await?;
         if err.outcome_unknown {
             let update = JobUpdate::transition(
                 transition(JobState::Pending, JobState::Unconfirmed),
@@ -766,36 +811,36 @@ impl Engine {
         Ok(())
     }
 
+    /// Records a failed call in the printer's health; it counts toward the breaker only
+    /// when it says something a pause could fix (an authentication failure does not).
     async fn count_printer_failure(
         &self,
         printer: &PrinterRow,
         err: &VendorError,
     ) -> EngineResult<()> {
-        if err.opens_breaker {
-            store::printers::open_breaker(
-                &self.pool,
-                &printer.id,
-                &err.message,
-                self.settings.breaker_threshold,
-                self.settings.breaker_cooldown,
-            )
-            .await?;
-            tracing::warn!(printer_id = %printer.id, "circuit breaker opened: the vendor suspended the device");
-            metrics::counter!("print_gateway_breaker_opened_total", "printer" => printer.id.clone()).increment(1);
-            return Ok(());
-        }
-        let failures = store::printers::record_failure(
-            &self.pool,
-            &printer.id,
-            &err.message,
+        let (threshold, cooldown) = (
             self.settings.breaker_threshold,
             self.settings.breaker_cooldown,
-        )
-        .await?;
-        if failures == self.settings.breaker_threshold {
-            tracing::warn!(printer_id = %printer.id, failures, "circuit breaker opened");
-            metrics::counter!("print_gateway_breaker_opened_total", "printer" => printer.id.clone()).increment(1);
-        }
+        );
+        let effect = if err.opens_breaker {
+            BreakerEffect::Open {
+                threshold,
+                cooldown,
+            }
+        } else if err.counts_for_breaker {
+            BreakerEffect::Count {
+                threshold,
+                cooldown,
+            }
+        } else if err.code.is_printer_health() {
+            BreakerEffect::None
+        } else {
+            // The job's own fault (document, options): the printer is fine.
+            return Ok(());
+        };
+        let error = err.to_job_error();
+        store::printers::record_failure(&self.pool, &printer.id, Failure::of(&error), effect)
+            .await?;
         Ok(())
     }
 
@@ -1265,13 +1310,15 @@ pub async fn apply_task_report(
             TaskProgress::Completed => {
                 store::printers::record_success(pool, &job.printer_id).await?
             }
-            TaskProgress::Failed { .. } => {
+            TaskProgress::Failed { error } => {
                 store::printers::record_failure(
                     pool,
                     &job.printer_id,
-                    "a print task failed",
-                    breaker_threshold,
-                    breaker_cooldown,
+                    Failure::of(error),
+                    BreakerEffect::Count {
+                        threshold: breaker_threshold,
+                        cooldown: breaker_cooldown,
+                    },
                 )
                 .await?;
             }

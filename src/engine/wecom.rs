@@ -605,6 +605,7 @@ impl WecomBridge {
                 "device_sn": source.device.device_sn,
                 "open_userid": job.open_userid,
             })),
+            backend: target.backend.clone(),
         };
 
         let mut tx = self.pool.begin().await?;
@@ -653,7 +654,7 @@ impl WecomBridge {
             store::jobs::apply(&mut tx, row.id, &update).await?;
         }
         tx.commit().await?;
-        metrics::counter!("print_gateway_jobs_accepted_total", "source" => "wecom").increment(1);
+        crate::observe::job_accepted(&new_job.backend, "wecom");
         Ok(ImportOutcome::Imported(row.id))
     }
 

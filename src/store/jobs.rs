@@ -6,13 +6,16 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
-use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder};
+use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+use super::documents::NewDocument;
 use super::{StoreError, StoreResult};
 use crate::domain::{EventSource, JobError, JobOptions, JobState, Transition};
 
-#[derive(Debug, Clone, FromRow)]
+/// A job row. `Deserialize` reads the snapshot the outbox keeps of it (without
+/// `request_hash`).
+#[derive(Debug, Clone, FromRow, serde::Deserialize)]
 pub struct JobRow {
     pub id: Uuid,
     pub tenant: String,
@@ -32,6 +35,7 @@ pub struct JobRow {
     pub vendor_ids: Option<Value>,
     pub attempts: i32,
     pub idempotency_key: Option<String>,
+    #[serde(default, skip_deserializing)]
     pub request_hash: Option<Vec<u8>>,
     pub due_at: Option<DateTime<Utc>>,
     pub lease_owner: Option<Uuid>,
@@ -74,6 +78,8 @@ pub struct NewJob {
     pub request_hash: Option<Vec<u8>>,
     pub expires_at: Option<DateTime<Utc>>,
     pub vendor_ids: Option<Value>,
+    /// The printer's backend: not stored with the job, counted when it is accepted.
+    pub backend: String,
 }
 
 /// Inserts a pending job due now and its first event. `None` when the tenant already used
@@ -114,8 +120,78 @@ pub async fn insert(
         .bind(source.as_str())
         .execute(&mut *conn)
         .await?;
+        // Imports (WeCom) are rare: they wake the workers from their own transaction.
+        sqlx::query("SELECT pg_notify('print_gateway_jobs_due', '')")
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(row)
+}
+
+/// Accepts a job from the API: its document, the job (pending, due now) and its first
+/// event in one statement, so one round trip and Postgres' implicit transaction. `None` when
+/// the tenant already used the idempotency key (then nothing is stored). Nobody is notified
+/// here: the caller wakes the workers after the commit (see `Engine::job_due`).
+pub async fn accept(
+    pool: &PgPool,
+    job: &NewJob,
+    doc: &NewDocument,
+    source: EventSource,
+) -> StoreResult<Option<JobRow>> {
+    let document_id = Uuid::now_v7();
+    // The document and the event are inserted only when the job row was, and the foreign
+    // keys are checked at the end of the statement, when all three rows exist.
+    let row = sqlx::query_as::<_, JobRow>(&format!(
+        "WITH job AS (
+             INSERT INTO jobs (id, tenant, printer_id, document_id, source, options, options_mode, dropped_options,
+                 metadata, idempotency_key, request_hash, expires_at, vendor_ids, document_info, state, due_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending', clock_timestamp())
+             ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+             RETURNING {COLUMNS}
+         ), doc AS (
+             INSERT INTO documents (id, kind, doc_type, content_type, filename, url, size_bytes, sha256, content)
+             SELECT $4, $15, $16, $17, $18, $19, $20, $21, $22 FROM job
+         ), event AS (
+             INSERT INTO job_events (job_id, source, kind, from_state, to_state, reason)
+             SELECT id, $23, 'accepted', NULL, 'pending', 'accepted' FROM job
+         )
+         SELECT {COLUMNS} FROM job"
+    ))
+    .bind(job.id)
+    .bind(&job.tenant)
+    .bind(&job.printer_id)
+    .bind(document_id)
+    .bind(&job.source)
+    .bind(Json(&job.options))
+    .bind(&job.options_mode)
+    .bind(&job.dropped_options)
+    .bind(&job.metadata)
+    .bind(&job.idempotency_key)
+    .bind(&job.request_hash)
+    .bind(job.expires_at)
+    .bind(&job.vendor_ids)
+    .bind(&job.document_info)
+    .bind(doc.kind.as_str())
+    .bind(doc.doc_type.map(|t| t.extension()))
+    .bind(&doc.content_type)
+    .bind(&doc.filename)
+    .bind(&doc.url)
+    .bind(doc.size() as i64)
+    .bind(doc.sha256())
+    .bind(doc.content.as_deref())
+    .bind(source.as_str())
+    .fetch_optional(pool)
+    .await?;
+    Ok(row)
+}
+
+/// Tells every replica's workers (LISTEN) that jobs became due. The engine coalesces calls.
+pub async fn notify_due(pool: &PgPool, channel: &str) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(channel)
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 pub async fn get(pool: &PgPool, tenant: &str, id: Uuid) -> StoreResult<Option<JobRow>> {
@@ -126,6 +202,18 @@ pub async fn get(pool: &PgPool, tenant: &str, id: Uuid) -> StoreResult<Option<Jo
     .bind(tenant)
     .fetch_optional(pool)
     .await?)
+}
+
+/// A job as a reader sees it: within `tenant`, or any tenant's when `None` (admin).
+pub async fn get_visible(
+    pool: &PgPool,
+    tenant: Option<&str>,
+    id: Uuid,
+) -> StoreResult<Option<JobRow>> {
+    match tenant {
+        Some(tenant) => get(pool, tenant, id).await,
+        None => get_any(pool, id).await,
+    }
 }
 
 pub async fn get_any(pool: &PgPool, id: Uuid) -> StoreResult<Option<JobRow>> {
@@ -159,6 +247,8 @@ pub struct ListFilter {
     pub source: Option<String>,
     pub created_after: Option<DateTime<Utc>>,
     pub created_before: Option<DateTime<Utc>>,
+    /// A job id, idempotency key or vendor task id, matched exactly.
+    pub search: Option<String>,
 }
 
 /// The position after the last row of a page: (created_at, id), newest first.
@@ -169,16 +259,29 @@ pub struct ListCursor {
 }
 
 /// One page, newest first, and whether more rows follow.
+/// `tenant` `None` lists every tenant's jobs (admin).
 pub async fn list(
     pool: &PgPool,
-    tenant: &str,
+    tenant: Option<&str>,
     filter: &ListFilter,
     after: Option<ListCursor>,
     limit: u32,
 ) -> StoreResult<(Vec<JobRow>, bool)> {
     let mut q: QueryBuilder<Postgres> =
-        QueryBuilder::new(format!("SELECT {COLUMNS} FROM jobs WHERE tenant = "));
-    q.push_bind(tenant);
+        QueryBuilder::new(format!("SELECT {COLUMNS} FROM jobs WHERE true"));
+    if let Some(tenant) = tenant {
+        q.push(" AND tenant = ").push_bind(tenant);
+    }
+    if let Some(search) = &filter.search {
+        q.push(" AND (idempotency_key = ")
+            .push_bind(search)
+            .push(" OR vendor_task_id = ")
+            .push_bind(search);
+        if let Ok(id) = Uuid::parse_str(search) {
+            q.push(" OR id = ").push_bind(id);
+        }
+        q.push(")");
+    }
     if let Some(state) = filter.state {
         q.push(" AND state = ").push_bind(state.as_str());
     }
@@ -451,9 +554,28 @@ impl JobUpdate {
     }
 }
 
+/// The outbox half of [`apply`] (issue 12): a state change (`$2` → `$3`) writes the event
+/// `job.<new state>`, and an operator's change (source `$14` = `operator`, i.e. a resolve)
+/// also `job.resolved`. Each carries the job's next sequence number and the job as it now
+/// is; the `outbox_fan_out` trigger turns it into one delivery per subscribed endpoint.
+const OUTBOX_CTE: &str = "outbox AS (
+             INSERT INTO outbox_events (tenant, type, job_id, sequence, snapshot)
+             SELECT u.tenant, t.type, u.id,
+                    COALESCE((SELECT max(sequence) FROM outbox_events WHERE job_id = u.id), 0) + t.n,
+                    to_jsonb(u) - 'request_hash'
+             FROM updated u,
+                  unnest(CASE WHEN $14 = 'operator' THEN ARRAY['job.' || $3, 'job.resolved']
+                              ELSE ARRAY['job.' || $3] END) WITH ORDINALITY AS t(type, n)
+             WHERE $2 <> $3
+         )";
+
 /// Applies an update if the job is still in the expected state (and, for workers, still
 /// under their lease). Writes the event row in the same statement. Returns the updated
 /// job, or `None` when the guard did not hold (someone else moved the job first).
+///
+/// A state change also writes its webhook event(s) to the outbox in the same statement
+/// (see [`OUTBOX_CTE`]), so no change is ever without its event, nor an event without its
+/// change.
 pub async fn apply(
     conn: &mut PgConnection,
     id: Uuid,
@@ -485,10 +607,12 @@ pub async fn apply(
          event AS (
              INSERT INTO job_events (job_id, source, kind, from_state, to_state, reason, message, vendor_payload)
              SELECT id, $14, $15, $2, $3, $4, $16, $17 FROM updated WHERE $18
-         )
-         SELECT {COLUMNS} FROM updated"
+         ),
+         {OUTBOX_CTE}
+         SELECT {COLUMNS}, (SELECT p.backend FROM printers p WHERE p.id = updated.printer_id) AS printer_backend
+         FROM updated"
     );
-    let row = sqlx::query_as::<_, JobRow>(&sql)
+    let row = sqlx::query(&sql)
         .bind(id)
         .bind(u.from.as_str())
         .bind(u.to.as_str())
@@ -512,11 +636,28 @@ pub async fn apply(
         .bind(u.park)
         .fetch_optional(conn)
         .await?;
-    if row.is_some() && u.from != u.to {
-        metrics::counter!("print_gateway_job_transitions_total", "to" => u.to.as_str())
-            .increment(1);
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let job = JobRow::from_row(&row)?;
+    if u.from != u.to {
+        let backend: Option<String> = row.try_get("printer_backend")?;
+        crate::observe::job_changed(&crate::observe::JobChange {
+            job_id: job.id,
+            printer_id: &job.printer_id,
+            backend: backend.as_deref().unwrap_or("unknown"),
+            from: u.from,
+            to: u.to,
+            // An error left from an earlier retry says nothing about a job that printed.
+            error: u.error.as_ref().or_else(|| {
+                (u.to == JobState::Failed)
+                    .then(|| job.error.as_ref().map(|e| &e.0))
+                    .flatten()
+            }),
+            created_at: job.created_at,
+        });
     }
-    Ok(row)
+    Ok(Some(job))
 }
 
 /// Convenience: [`apply`] on a pooled connection.
@@ -667,24 +808,29 @@ pub async fn find_by_vendor_task(
     .await?)
 }
 
-/// Number of live jobs per state, for metrics (terminal jobs are counted by counters; a
-/// full count would scan the whole history on every scrape). Every live state is listed,
-/// with 0 where there is none.
-pub async fn count_live_by_state(pool: &PgPool) -> StoreResult<Vec<(String, i64)>> {
+/// Live jobs per state with the age in seconds of the oldest (pending: since accept;
+/// processing: since dispatch; unconfirmed: since its submit), for the metrics gauges.
+/// Terminal jobs are counted by counters: a full count would scan the whole history.
+/// Every live state is listed, with 0 where there is none.
+pub async fn live_stats(pool: &PgPool) -> StoreResult<Vec<(&'static str, i64, Option<f64>)>> {
     // The predicate matches the partial indexes on live jobs exactly.
-    let counted: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT state, count(*) FROM jobs WHERE state IN ('pending', 'processing', 'unconfirmed') GROUP BY state",
+    let counted: Vec<(String, i64, Option<f64>)> = sqlx::query_as(
+        "SELECT state, count(*),
+                extract(epoch FROM now() - min(CASE state
+                    WHEN 'pending' THEN created_at
+                    WHEN 'processing' THEN COALESCE(dispatched_at, created_at)
+                    ELSE COALESCE(submit_started_at, updated_at) END))::float8
+         FROM jobs WHERE state IN ('pending', 'processing', 'unconfirmed') GROUP BY state",
     )
     .fetch_all(pool)
     .await?;
     Ok(["pending", "processing", "unconfirmed"]
         .into_iter()
         .map(|state| {
-            let n = counted
+            counted
                 .iter()
-                .find(|(s, _)| s == state)
-                .map_or(0, |(_, n)| *n);
-            (state.to_owned(), n)
+                .find(|(s, ..)| s == state)
+                .map_or((state, 0, None), |(_, n, age)| (state, *n, *age))
         })
         .collect())
 }

@@ -8,9 +8,12 @@ use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgPool};
 
 use super::StoreResult;
-use crate::domain::{Capabilities, JobOptions};
+use crate::domain::{Capabilities, JobError, JobOptions};
+use crate::observe::BreakerChange;
 
-#[derive(Debug, Clone, FromRow)]
+/// A printer row (also read back from an outbox event's snapshot, which carries secret names
+/// only, without capabilities).
+#[derive(Debug, Clone, FromRow, serde::Deserialize)]
 pub struct PrinterRow {
     pub id: String,
     pub display_name: String,
@@ -21,6 +24,7 @@ pub struct PrinterRow {
     pub enabled: bool,
     pub device: String,
     pub max_in_flight: i32,
+    #[serde(default)]
     pub capabilities: Option<Json<Capabilities>>,
     pub capabilities_at: Option<DateTime<Utc>>,
     pub online: Option<bool>,
@@ -30,9 +34,16 @@ pub struct PrinterRow {
     pub breaker_open_until: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub consecutive_failures: i32,
+    pub last_error_code: Option<String>,
+    pub last_error_vendor_code: Option<String>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub status_checked_at: Option<DateTime<Utc>>,
     /// The tenant whose `printers:admin` keys manage the printer.
+    #[serde(default)]
     pub owner_tenant: String,
     /// Other tenants that may see the printer and print on it.
+    #[serde(default)]
     pub shared_with: Vec<String>,
 }
 
@@ -45,7 +56,8 @@ impl PrinterRow {
 
 const COLUMNS: &str = "id, display_name, backend, locator, secrets, default_options, enabled, device, max_in_flight,
     capabilities, capabilities_at, online, last_error, last_error_at, breaker_failures, breaker_open_until,
-    created_at, updated_at, owner_tenant, shared_with";
+    created_at, updated_at, consecutive_failures, last_error_code, last_error_vendor_code, last_seen_at,
+    status_checked_at, owner_tenant, shared_with";
 
 /// Everything an operator sets on a printer.
 #[derive(Debug, Clone)]
@@ -201,50 +213,285 @@ pub async fn save_capabilities(
     Ok(())
 }
 
+/// Records what a status check said: online or not, and when. An online printer is seen
+/// now. A change of the online state is reported (offline from anything, online again
+/// after offline).
 pub async fn save_online(pool: &PgPool, id: &str, online: Option<bool>) -> StoreResult<()> {
-    sqlx::query("UPDATE printers SET online = $2 WHERE id = $1")
-        .bind(id)
-        .bind(online)
-        .execute(pool)
-        .await?;
+    let changed: Option<(Option<bool>, String)> = sqlx::query_as(
+        "WITH old AS (SELECT id, online FROM printers WHERE id = $1 FOR UPDATE)
+         UPDATE printers p SET online = COALESCE($2, p.online), status_checked_at = now(),
+             last_seen_at = CASE WHEN $2 THEN now() ELSE p.last_seen_at END
+         FROM old WHERE p.id = old.id
+         RETURNING old.online, p.backend",
+    )
+    .bind(id)
+    .bind(online)
+    .fetch_optional(pool)
+    .await?;
+    if let (Some((was, backend)), Some(now)) = (changed, online)
+        && let Some(event) = report_online_change(id, &backend, was, now)
+    {
+        printer_event(pool, id, event).await?;
+    }
     Ok(())
 }
 
-/// A printer call worked: the breaker closes.
-pub async fn record_success(pool: &PgPool, id: &str) -> StoreResult<()> {
+/// Reports an online change (metrics, the WARN line) and returns the outbox event type.
+fn report_online_change(
+    id: &str,
+    backend: &str,
+    was: Option<bool>,
+    now: bool,
+) -> Option<&'static str> {
+    match (was, now) {
+        (Some(true) | None, false) => {
+            crate::observe::online_changed(id, backend, false);
+            Some("printer.offline")
+        }
+        (Some(false), true) => {
+            crate::observe::online_changed(id, backend, true);
+            Some("printer.online")
+        }
+        _ => None,
+    }
+}
+
+/// Writes a printer event (`printer.offline`, `printer.circuit_opened`, …) to the outbox,
+/// with the printer as it is now and the names of its secrets, never their values.
+/// Printer events go to every tenant the outbox fans out to (see the webhooks migration).
+async fn printer_event(pool: &PgPool, id: &str, event_type: &str) -> StoreResult<()> {
     sqlx::query(
-        "UPDATE printers SET breaker_failures = 0, breaker_open_until = NULL
-         WHERE id = $1 AND (breaker_failures <> 0 OR breaker_open_until IS NOT NULL)",
+        "INSERT INTO outbox_events (tenant, type, printer_id, snapshot)
+         SELECT NULL, $2, p.id,
+                (to_jsonb(p) - 'secrets' - 'capabilities_raw' - 'capabilities')
+                || jsonb_build_object('secrets', COALESCE(
+                    (SELECT jsonb_object_agg(k, 'null'::jsonb) FROM jsonb_object_keys(p.secrets) AS k),
+                    '{}'::jsonb))
+         FROM printers p WHERE p.id = $1",
     )
     .bind(id)
+    .bind(event_type)
     .execute(pool)
     .await?;
     Ok(())
 }
 
-/// A printer call failed: count it, and open the breaker at `threshold` failures.
-/// Returns the failure count.
+/// Claims the status check of printers not checked for `every`: at most `limit`, each
+/// claimed by one replica (the claim is the `status_checked_at` stamp).
+pub async fn claim_status_checks(
+    pool: &PgPool,
+    every: Duration,
+    limit: i64,
+) -> StoreResult<Vec<PrinterRow>> {
+    Ok(sqlx::query_as::<_, PrinterRow>(&format!(
+        "WITH due AS (
+             SELECT id FROM printers
+             WHERE enabled AND (status_checked_at IS NULL OR status_checked_at <= now() - make_interval(secs => $1))
+             ORDER BY status_checked_at NULLS FIRST LIMIT $2
+             FOR UPDATE SKIP LOCKED
+         )
+         UPDATE printers SET status_checked_at = now() FROM due WHERE printers.id = due.id
+         RETURNING {}",
+        COLUMNS
+            .split(',')
+            .map(|c| format!("printers.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+    .bind(every.as_secs_f64())
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// A printer call worked (a task printed, a status check answered): the failure counts
+/// reset, the breaker closes, the printer is online and seen now. Cheap when nothing
+/// changes (the `last_seen_at` stamp is refreshed at most every 10 s).
+pub async fn record_success(pool: &PgPool, id: &str) -> StoreResult<()> {
+    let changed: Option<(Option<bool>, bool, String)> = sqlx::query_as(
+        "WITH old AS (
+             SELECT id, online, breaker_open_until FROM printers
+             WHERE id = $1 AND (breaker_failures <> 0 OR breaker_open_until IS NOT NULL
+                 OR consecutive_failures <> 0 OR online IS DISTINCT FROM true
+                 OR last_seen_at IS NULL OR last_seen_at < now() - interval '10 seconds')
+             FOR UPDATE
+         )
+         UPDATE printers p SET breaker_failures = 0, breaker_open_until = NULL,
+             consecutive_failures = 0, online = true, last_seen_at = now()
+         FROM old WHERE p.id = old.id
+         RETURNING old.online, old.breaker_open_until IS NOT NULL, p.backend",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    if let Some((was_online, was_open, backend)) = changed {
+        if was_open {
+            crate::observe::breaker_changed(id, &backend, BreakerChange::Closed, None);
+            printer_event(pool, id, "printer.circuit_closed").await?;
+        }
+        if let Some(event) = report_online_change(id, &backend, was_online, true) {
+            printer_event(pool, id, event).await?;
+        }
+    }
+    Ok(())
+}
+
+/// What a printer failure was: the neutral code, the vendor's code and the message.
+#[derive(Debug, Clone, Copy)]
+pub struct Failure<'a> {
+    pub code: &'a str,
+    pub vendor_code: Option<&'a str>,
+    pub message: &'a str,
+}
+
+impl<'a> Failure<'a> {
+    pub fn of(error: &'a JobError) -> Failure<'a> {
+        Failure {
+            code: error.code.as_str(),
+            vendor_code: error.vendor_code.as_deref(),
+            message: &error.message,
+        }
+    }
+}
+
+/// How a failure counts toward the breaker.
+#[derive(Debug, Clone, Copy)]
+pub enum BreakerEffect {
+    /// Health only (an authentication failure: the breaker would not help).
+    None,
+    /// One more consecutive failure; the breaker opens at `threshold`.
+    Count { threshold: i32, cooldown: Duration },
+    /// The vendor suspended the device: the breaker opens now.
+    Open { threshold: i32, cooldown: Duration },
+}
+
+/// A printer call failed: recorded in its health, counted toward its breaker as `effect`
+/// says. Returns the breaker's failure count. The breaker opening is reported once.
 pub async fn record_failure(
     pool: &PgPool,
     id: &str,
-    message: &str,
-    threshold: i32,
-    cooldown: Duration,
+    failure: Failure<'_>,
+    effect: BreakerEffect,
 ) -> StoreResult<i32> {
-    Ok(sqlx::query_scalar(
-        "UPDATE printers SET breaker_failures = breaker_failures + 1,
-             breaker_open_until = CASE WHEN breaker_failures + 1 >= $3
-                 THEN now() + make_interval(secs => $4) ELSE breaker_open_until END,
-             last_error = $2, last_error_at = now()
-         WHERE id = $1 RETURNING breaker_failures",
+    let (mode, threshold, cooldown) = match effect {
+        BreakerEffect::None => (0, i32::MAX, Duration::ZERO),
+        BreakerEffect::Count {
+            threshold,
+            cooldown,
+        } => (1, threshold, cooldown),
+        BreakerEffect::Open {
+            threshold,
+            cooldown,
+        } => (2, threshold, cooldown),
+    };
+    let row: Option<(i32, Option<DateTime<Utc>>, bool, String)> = sqlx::query_as(
+        "WITH old AS (SELECT id, breaker_open_until FROM printers WHERE id = $1 FOR UPDATE),
+         next AS (
+             SELECT p.id, CASE $5::int WHEN 0 THEN p.breaker_failures
+                                       WHEN 1 THEN p.breaker_failures + 1
+                                       ELSE GREATEST(p.breaker_failures + 1, $3) END AS failures
+             FROM printers p JOIN old ON old.id = p.id
+         )
+         UPDATE printers p SET breaker_failures = next.failures,
+             breaker_open_until = CASE
+                 WHEN $5::int = 2 THEN now() + make_interval(secs => $4)
+                 WHEN $5::int = 1 AND next.failures >= $3 THEN now() + make_interval(secs => $4)
+                 ELSE p.breaker_open_until END,
+             consecutive_failures = p.consecutive_failures + 1,
+             last_error = $2, last_error_at = now(), last_error_code = $6, last_error_vendor_code = $7
+         FROM old, next WHERE p.id = old.id AND next.id = old.id
+         RETURNING p.breaker_failures, p.breaker_open_until, old.breaker_open_until IS NOT NULL, p.backend",
     )
     .bind(id)
-    .bind(message)
+    .bind(failure.message)
     .bind(threshold)
     .bind(cooldown.as_secs_f64())
+    .bind(mode)
+    .bind(failure.code)
+    .bind(failure.vendor_code)
     .fetch_optional(pool)
-    .await?
-    .unwrap_or(0))
+    .await?;
+    let Some((failures, open_until, was_open, backend)) = row else {
+        return Ok(0);
+    };
+    let opened_now = match effect {
+        BreakerEffect::None => false,
+        // A suspension re-arms an open breaker; it is a change only if it was closed.
+        BreakerEffect::Count { .. } | BreakerEffect::Open { .. } => {
+            !was_open && open_until.is_some()
+        }
+    };
+    if opened_now {
+        crate::observe::breaker_changed(
+            id,
+            &backend,
+            BreakerChange::Opened {
+                until: open_until,
+                failures,
+            },
+            Some((failure.code, failure.vendor_code)),
+        );
+        printer_event(pool, id, "printer.circuit_opened").await?;
+    }
+    Ok(failures)
+}
+
+/// Jobs waiting on each printer: (printer id, pending, processing, unconfirmed). Only
+/// printers with live jobs appear; `only` narrows to some printers.
+pub async fn queue_depths(
+    pool: &PgPool,
+    only: Option<&[String]>,
+) -> StoreResult<Vec<(String, i64, i64, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT printer_id,
+                count(*) FILTER (WHERE state = 'pending'),
+                count(*) FILTER (WHERE state = 'processing'),
+                count(*) FILTER (WHERE state = 'unconfirmed')
+         FROM jobs
+         WHERE state IN ('pending', 'processing', 'unconfirmed')
+           AND ($1::text[] IS NULL OR printer_id = ANY($1))
+         GROUP BY printer_id",
+    )
+    .bind(only)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Every printer's circuit and online state, for the per-printer gauges: (id, backend,
+/// circuit 0 closed / 1 half-open / 2 open, online).
+pub async fn breaker_states(
+    pool: &PgPool,
+    threshold: i32,
+) -> StoreResult<Vec<(String, String, i32, Option<bool>)>> {
+    Ok(sqlx::query_as(
+        "SELECT id, backend,
+                CASE WHEN breaker_failures < $1 THEN 0
+                     WHEN breaker_open_until > now() THEN 2 ELSE 1 END,
+                online
+         FROM printers ORDER BY id",
+    )
+    .bind(threshold)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Counts of printers by circuit (closed, half_open, open) and online (true, false,
+/// unknown) state, and the total.
+pub async fn state_counts(pool: &PgPool, threshold: i32) -> StoreResult<[i64; 7]> {
+    let row: (i64, i64, i64, i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE breaker_failures < $1),
+                count(*) FILTER (WHERE breaker_failures >= $1 AND (breaker_open_until IS NULL OR breaker_open_until <= now())),
+                count(*) FILTER (WHERE breaker_failures >= $1 AND breaker_open_until > now()),
+                count(*) FILTER (WHERE online),
+                count(*) FILTER (WHERE NOT online),
+                count(*) FILTER (WHERE online IS NULL),
+                count(*)
+         FROM printers",
+    )
+    .bind(threshold)
+    .fetch_one(pool)
+    .await?;
+    Ok([row.0, row.1, row.2, row.3, row.4, row.5, row.6])
 }
 
 /// For a half-open breaker: takes the single trial call. False when another worker has it.
@@ -264,27 +511,4 @@ pub async fn take_breaker_trial(
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
-}
-
-/// The vendor suspended the device: the breaker opens now, whatever the count was.
-pub async fn open_breaker(
-    pool: &PgPool,
-    id: &str,
-    message: &str,
-    threshold: i32,
-    cooldown: Duration,
-) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE printers SET breaker_failures = GREATEST(breaker_failures + 1, $3),
-             breaker_open_until = now() + make_interval(secs => $4),
-             last_error = $2, last_error_at = now()
-         WHERE id = $1",
-    )
-    .bind(id)
-    .bind(message)
-    .bind(threshold)
-    .bind(cooldown.as_secs_f64())
-    .execute(pool)
-    .await?;
-    Ok(())
 }

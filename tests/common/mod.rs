@@ -100,6 +100,13 @@ pub fn test_config(database_url: &str) -> Config {
     config.breaker_cooldown_secs = 3600;
     config.reconcile_every_secs = 1;
     config.callback_secrets = Some("test-callback-secret-0123456789".into());
+    // Longer than any test's deadline: a revoked key stops working only if the change
+    // notification reaches the cache.
+    config.api_key_cache_secs = 300;
+    // Background status checks would add vendor calls tests do not expect; the tests of
+    // printer health turn them on.
+    config.printer_status_every_secs = 0;
+    config.metrics_refresh_ms = 0;
     config
 }
 

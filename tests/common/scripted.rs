@@ -74,6 +74,8 @@ struct State {
     reports: HashMap<String, VecDeque<TaskProgress>>,
     in_flight: HashMap<String, u32>,
     max_in_flight_seen: HashMap<String, u32>,
+    /// What printer_status says about `online`, per printer; default: online.
+    online: HashMap<String, Option<bool>>,
 }
 
 pub struct ScriptedBackend {
@@ -104,6 +106,11 @@ impl ScriptedBackend {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// What the vendor's status call says about `printer` from now on.
+    pub fn set_online(&self, printer: &str, online: Option<bool>) {
+        self.lock().online.insert(printer.to_owned(), online);
     }
 
     /// Queues steps for the next submits to `printer`.
@@ -386,12 +393,15 @@ impl Backend for ScriptedBackend {
         })
     }
 
-    async fn printer_status(
-        &self,
-        _printer: &PrinterContext,
-    ) -> Result<PrinterStatus, VendorError> {
+    async fn printer_status(&self, printer: &PrinterContext) -> Result<PrinterStatus, VendorError> {
+        let online = self
+            .lock()
+            .online
+            .get(printer.id.as_str())
+            .copied()
+            .unwrap_or(Some(true));
         Ok(PrinterStatus {
-            online: Some(true),
+            online,
             ready: Some(true),
             conditions: vec![],
             vendor_status: Some("idle".into()),

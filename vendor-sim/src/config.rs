@@ -70,6 +70,9 @@ pub struct SimConfig {
     /// Maximum duration of a hanging request (it also ends at shutdown).
     #[serde(with = "millis")]
     pub hang_duration: Duration,
+    /// Seed of the generator behind fault `probability` and latency jitter (`None`: from
+    /// the OS). The same seed and the same order of requests give the same faults.
+    pub fault_seed: Option<u64>,
     /// Registered at start and again after every reset.
     pub fixtures: Fixtures,
 }
@@ -104,6 +107,7 @@ impl Default for SimConfig {
             wecom_retention: Duration::from_secs(7 * 86_400),
             wecom_push: None,
             hang_duration: Duration::from_secs(3_600),
+            fault_seed: None,
             fixtures: Fixtures::default(),
         }
     }

@@ -74,6 +74,7 @@ pub(crate) fn router() -> Router<Arc<Core>> {
             "/_sim/zhimu/printers/{sn}/{name}/outcomes",
             post(zhimu_outcomes),
         )
+        .route("/_sim/zhimu/tasks", get(zhimu_tasks))
         .route("/_sim/zhimu/tasks/{id}", get(zhimu_task))
         .route("/_sim/zhimu/tasks/{id}/cancel", post(zhimu_cancel))
         .route("/_sim/zhimu/tokens/expire", post(zhimu_expire))
@@ -275,6 +276,10 @@ async fn zhimu_outcomes(
     Json(b): Json<Outcomes<ZhimuOutcome>>,
 ) -> Response {
     found(ctl(&core).script_zhimu_outcomes(&sn, &name, b.outcomes))
+}
+
+async fn zhimu_tasks(State(core): S) -> Response {
+    Json(ctl(&core).zhimu_tasks()).into_response()
 }
 
 async fn zhimu_task(State(core): S, Path(id): Path<String>) -> Response {

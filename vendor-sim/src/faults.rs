@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::{Vendor, lock};
@@ -169,14 +170,37 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Faults {
     rules: Mutex<Vec<(u64, FaultRule)>>,
     callbacks: Mutex<Vec<CallbackFault>>,
     next_id: Mutex<u64>,
+    /// Draws `probability` and latency jitter; seeded for replayable runs.
+    rng: Mutex<StdRng>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults::new(None)
+    }
 }
 
 impl Faults {
+    /// Fault rules drawing from a generator seeded with `seed` (from the OS when `None`).
+    /// With a seed, the same sequence of matching requests meets the same faults.
+    pub(crate) fn new(seed: Option<u64>) -> Self {
+        let rng = match seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        Faults {
+            rules: Mutex::default(),
+            callbacks: Mutex::default(),
+            next_id: Mutex::default(),
+            rng: Mutex::new(rng),
+        }
+    }
+
     pub(crate) fn add(&self, rule: FaultRule) -> u64 {
         let id = {
             let mut n = lock(&self.next_id);
@@ -210,8 +234,8 @@ impl Faults {
     /// Decides what happens to a request, consuming `times` budgets of the rules used.
     pub(crate) fn evaluate(&self, target: &FaultTarget<'_>) -> FaultVerdict {
         let mut verdict = FaultVerdict::default();
-        let mut rng = rand::rng();
         let mut rules = lock(&self.rules);
+        let mut rng = lock(&self.rng);
         for (_, rule) in rules.iter_mut() {
             if !rule.matches(target) || rule.times == Some(0) {
                 continue;

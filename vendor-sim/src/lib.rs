@@ -81,7 +81,7 @@ impl Sim {
         let core = Arc::new(Core {
             base_url: format!("http://{addr}"),
             ledger: Ledger::default(),
-            faults: faults::Faults::default(),
+            faults: faults::Faults::new(config.fault_seed),
             outbox: Mutex::new(Vec::new()),
             http,
             cancel: CancellationToken::new(),
@@ -301,6 +301,11 @@ impl SimControl {
 
     pub fn zhimu_task(&self, task_id: &str) -> Option<ZhimuTaskView> {
         lock(&self.core.zhimu).task(task_id)
+    }
+
+    /// Every Zhimu task, oldest first.
+    pub fn zhimu_tasks(&self) -> Vec<ZhimuTaskView> {
+        lock(&self.core.zhimu).tasks()
     }
 
     /// Expires every Zhimu token now.

@@ -58,6 +58,10 @@ struct Args {
     /// receiveid appended to encrypted WeCom pushes.
     #[arg(long, env = "SIM_WECOM_RECEIVE_ID", default_value = "")]
     wecom_receive_id: String,
+    /// Seed for fault probabilities and latency jitter, so a run can be replayed (default:
+    /// random).
+    #[arg(long, env = "SIM_FAULT_SEED")]
+    fault_seed: Option<u64>,
     /// Register the demo fixtures (see README): Lianke box demo-lk-1/demo-lk-key,
     /// Zhimu app demo-app/demo-appkey with share 830487711/2598, WeCom model demo-model.
     #[arg(long, env = "SIM_DEMO_FIXTURES")]
@@ -114,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
             args.callback_time_scale,
         ),
         allow_http_callbacks: args.allow_http_callbacks,
+        fault_seed: args.fault_seed,
         accept_invalid_certs: args.accept_invalid_certs,
         zhimu_token_ttl: Duration::from_secs(args.zhimu_token_ttl_secs),
         wecom_token_ttl: Duration::from_secs(args.wecom_token_ttl_secs),

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use crate::core::Core;
 use crate::form::{json_object, json_text};
-use crate::ledger::lock;
+use crate::ledger::{lock, sha256_hex};
 
 /// The Zhimu signature: lower-case hex SHA-1 of appid, timestamp, oncestr and appkey
 /// concatenated in that order, without separators (doc §3.1.2).
@@ -141,6 +141,9 @@ pub struct ZhimuTaskView {
     pub name: String,
     pub media_source: String,
     pub media_format: String,
+    /// Lower-case hex SHA-256 of `content` as sent (URL, Base64 text or the string
+    /// itself): ties a task to the document it prints.
+    pub content_sha256: String,
     pub status: ZhimuTaskStatus,
     pub status_detail: String,
     pub config: Value,
@@ -236,6 +239,12 @@ impl ZhimuWorld {
 
     pub(crate) fn task(&self, task_id: &str) -> Option<ZhimuTaskView> {
         self.tasks.get(task_id).map(|t| t.view.clone())
+    }
+
+    pub(crate) fn tasks(&self) -> Vec<ZhimuTaskView> {
+        let mut v: Vec<_> = self.tasks.values().map(|t| t.view.clone()).collect();
+        v.sort_by_key(|t| t.created_at);
+        v
     }
 }
 
@@ -560,6 +569,7 @@ async fn command(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes)
                     name,
                     media_source: source,
                     media_format: format,
+                    content_sha256: sha256_hex(content.as_bytes()),
                     status: ZhimuTaskStatus::Submitted,
                     status_detail: "SUBMITTED".to_owned(),
                     config: full_config(&config),

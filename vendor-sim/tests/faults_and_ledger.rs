@@ -306,3 +306,69 @@ async fn the_http_control_api_registers_scripts_and_reports() {
         "device registrations reset too"
     );
 }
+
+#[tokio::test]
+async fn a_status_after_the_effect_creates_the_task_but_answers_the_status() {
+    let sim = sim().await;
+    sim.add_fault(
+        FaultRule::new(FaultAction::HttpStatusAfter { status: 502 })
+            .endpoint("POST", "/api/print/job")
+            .times(1),
+    );
+    let resp = client()
+        .post(format!("{}/api/print/job", sim.base_url()))
+        .header("ApiKey", vendor_sim::DEFAULT_LIANKE_API_KEY)
+        .multipart(job_form(b"proxy error after the task", &[]))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 502);
+    assert!(resp.bytes().await.expect("body").is_empty());
+    assert_eq!(sim.lianke_tasks().len(), 1, "the task exists all the same");
+    let entry = &sim.ledger_filtered(&submits())[0];
+    assert!(entry.faulted);
+    assert_eq!(entry.http_status, Some(502));
+    // The next call is answered normally.
+    assert_eq!(
+        lianke_submit(&sim, job_form(b"next", &[])).await["code"],
+        200
+    );
+    assert_eq!(sim.lianke_tasks().len(), 2);
+}
+
+/// Which of `n` calls a 30% error rate hits, with a simulator seeded with `seed`.
+async fn faulted_calls(seed: u64, n: usize) -> Vec<bool> {
+    let sim = start(SimConfig {
+        fault_seed: Some(seed),
+        ..SimConfig::default()
+    })
+    .await;
+    let path = "/api/print/printer_enum";
+    sim.add_fault(
+        FaultRule::new(FaultAction::HttpStatus { status: 502 })
+            .endpoint("GET", path)
+            .probability(0.3),
+    );
+    for _ in 0..n {
+        let _ = client()
+            .get(format!("{}{path}", sim.base_url()))
+            .header("ApiKey", vendor_sim::DEFAULT_LIANKE_API_KEY)
+            .send()
+            .await
+            .expect("sent");
+    }
+    sim.ledger().iter().map(|e| e.faulted).collect()
+}
+
+#[tokio::test]
+async fn a_fault_seed_replays_the_same_faults() {
+    let first = faulted_calls(7, 40).await;
+    assert_eq!(first, faulted_calls(7, 40).await, "same seed, same faults");
+    let hits = first.iter().filter(|f| **f).count();
+    assert!((2..=30).contains(&hits), "about 30% faulted: {hits}");
+    let mut differs = false;
+    for seed in 8..12 {
+        differs |= faulted_calls(seed, 40).await != first;
+    }
+    assert!(differs, "other seeds give other faults");
+}

@@ -325,3 +325,34 @@ async fn tasks_go_submitted_to_finished_error_or_canceled() {
     .await;
     assert_eq!(unknown["success"], false);
 }
+
+#[tokio::test]
+async fn tasks_record_the_digest_of_their_content_and_are_listed() {
+    let sim = sim_with(SimConfig::default()).await;
+    let t = bound(&sim).await;
+    let mut ids = Vec::new();
+    for text in ["first document", "second document"] {
+        let (_, v) = post(&sim, "/openapi", Some(&t), task("STRING", "TEXT", text)).await;
+        assert_eq!(v["success"], true, "{v}");
+        ids.push(v["data"]["taskId"].as_str().expect("taskId").to_owned());
+    }
+    let listed = sim.zhimu_tasks();
+    assert_eq!(
+        listed.iter().map(|t| t.task_id.clone()).collect::<Vec<_>>(),
+        ids
+    );
+    let digest = |s: &str| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(s.as_bytes()));
+    assert_eq!(listed[0].content_sha256, digest("first document"));
+    assert_eq!(listed[1].content_sha256, digest("second document"));
+    let over_http: Value = reqwest::get(format!("{}/_sim/zhimu/tasks", sim.base_url()))
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(over_http.as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        over_http[1]["content_sha256"],
+        json!(digest("second document"))
+    );
+}

@@ -27,7 +27,7 @@ pub struct WecomTokens {
 impl WecomTokens {
     pub fn new(ticket: Option<String>) -> WecomTokens {
         WecomTokens {
-            model: TokenCache::new(REFRESH_AHEAD),
+            model: TokenCache::new(REFRESH_AHEAD).for_vendor(super::NAME),
             devices: Mutex::new(HashMap::new()),
             ticket: RwLock::new(ticket),
         }
@@ -37,9 +37,9 @@ impl WecomTokens {
     pub fn device(&self, device_sn: &str) -> Arc<TokenCache<String>> {
         let mut devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(
-            devices
-                .entry(device_sn.to_owned())
-                .or_insert_with(|| Arc::new(TokenCache::new(REFRESH_AHEAD))),
+            devices.entry(device_sn.to_owned()).or_insert_with(|| {
+                Arc::new(TokenCache::new(REFRESH_AHEAD).for_vendor(super::NAME))
+            }),
         )
     }
 

@@ -202,7 +202,7 @@ impl ZhimuBackend {
             http,
             base_url: settings.base_url.trim_end_matches('/').to_owned(),
             credentials: settings.credentials.clone(),
-            token: TokenCache::new(settings.token_refresh_ahead),
+            token: TokenCache::new(settings.token_refresh_ahead).for_vendor(NAME),
             polls: RateLimiter::per_second(settings.max_polls_per_second),
             settings,
         })

@@ -1,0 +1,49 @@
+//! The benchmark suite of print-gateway (SPEC §8): measures the machine's limits and the
+//! gateway in the same run and prints ratios, p50/p99 and pass/fail per target.
+//!
+//! `bench/run` builds everything in release mode and calls `bench run`; `bench baseline`
+//! is the bare axum service the gateway is compared with.
+
+mod baseline;
+mod load;
+mod report;
+mod run;
+mod wrk;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "bench", about = "print-gateway benchmarks (SPEC §8)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every phase and print the table (see bench/README.md).
+    Run(run::Options),
+    /// The bare baselines: `GET /` (a trivial route) and `GET /row/{id}` (one sqlx
+    /// primary-key select on `jobs`), no middleware.
+    Baseline {
+        #[arg(long, default_value = "127.0.0.1:18081")]
+        bind: String,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[arg(long, default_value_t = 20)]
+        max_connections: u32,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        Command::Run(options) => runtime.block_on(run::run(options)),
+        Command::Baseline {
+            bind,
+            database_url,
+            max_connections,
+        } => runtime.block_on(baseline::serve(&bind, &database_url, max_connections)),
+    }
+}
