@@ -27,6 +27,9 @@ FROM runtime-base AS vendor-sim
 COPY --from=build /out/vendor-sim /usr/local/bin/vendor-sim
 ENV SIM_BIND=0.0.0.0:9000
 EXPOSE 9000
+# A TCP connect to its port (the slim image has bash, not curl).
+HEALTHCHECK --interval=5s --timeout=3s --start-period=5s --retries=5 \
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9000"]
 CMD ["vendor-sim", "--demo-fixtures", "--allow-http-callbacks"]
 
 FROM runtime-base AS gateway
@@ -34,4 +37,8 @@ COPY --from=build /out/print-gateway /usr/local/bin/print-gateway
 ENV BIND_ADDR=0.0.0.0:8080 \
     LOG_FORMAT=json
 EXPOSE 8080
+# GET /healthz on the API port (HEALTHCHECK_URL to change it; a worker-only container has
+# no HTTP: disable it there with `--no-healthcheck` or a compose `healthcheck: disable`).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["print-gateway", "healthcheck"]
 CMD ["print-gateway", "serve"]

@@ -80,21 +80,49 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Connects to Postgres (creating the database if needed) and applies migrations.
+/// Connects to Postgres (creating the database if needed; waiting up to DB_WAIT_MAX_SECS
+/// for it to answer, each try logged) and applies migrations.
 pub async fn prepare_database(config: &Config) -> Result<PgPool, StartError> {
+    let url = redact_password(&config.database_url);
     let failed = |source| StartError::Database {
-        url: redact_password(&config.database_url),
+        url: url.clone(),
         source,
     };
-    let pool = store::connect(
+    let max_wait = Duration::from_secs(config.db_wait_max_secs);
+    let pool = store::connect_waiting(
         &config.database_url,
         config.database_max_connections,
-        std::time::Duration::from_millis(config.database_acquire_timeout_ms),
+        Duration::from_millis(config.database_acquire_timeout_ms),
+        max_wait,
+        |notice| {
+            tracing::warn!(
+                database = %url,
+                attempt = notice.attempt,
+                retry_in_ms = notice.next_try_in.as_millis() as u64,
+                error = %notice.error,
+                "Postgres is not reachable yet; retrying (DB_WAIT_MAX_SECS = {})",
+                max_wait.as_secs()
+            );
+        },
     )
     .await
     .map_err(failed)?;
     store::migrate(&pool).await.map_err(failed)?;
     Ok(pool)
+}
+
+/// `addr` with an unspecified IP (all interfaces) replaced by loopback.
+pub fn reachable(addr: SocketAddr) -> SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
+        }
+        _ => addr,
+    }
 }
 
 /// The URL with any password replaced, for messages.
@@ -173,6 +201,9 @@ impl Application {
                 WecomBridgeSettings::from_config(&config),
             )
         });
+        for warning in config.startup_warnings(&backends.names()) {
+            tracing::warn!("{warning}");
+        }
         let callback_keys = CallbackKeys::from_config(config.callback_secrets.as_deref());
         let engine = Engine::new(
             pool.clone(),
@@ -240,6 +271,11 @@ impl Application {
         }
         if matches!(role, Role::Worker | Role::All) {
             engine.spawn(&tracker, shutdown.clone());
+            tracker.spawn(crate::retention::run_worker(
+                state.pool.clone(),
+                config.retention.clone(),
+                shutdown.clone(),
+            ));
             crate::engine::status::spawn(
                 state.pool.clone(),
                 state.backends.clone(),
@@ -284,10 +320,12 @@ impl Application {
         self.addr
     }
 
+    /// A URL this machine can reach the API on: an all-interfaces address (`0.0.0.0`,
+    /// `[::]`) is shown as loopback.
     pub fn base_url(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         self.addr
-            .map(|a| format!("{scheme}://{a}"))
+            .map(|a| format!("{scheme}://{}", reachable(a)))
             .unwrap_or_default()
     }
 

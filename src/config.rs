@@ -36,15 +36,23 @@ pub struct Config {
           global = true, default_value_t = 1500, value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub database_acquire_timeout_ms: u64,
 
-    /// Address the HTTP API listens on.
+    /// Address the HTTP API listens on: `IP:PORT` or `HOST:PORT` (`localhost:8080`; a host
+    /// name is resolved once at start).
     #[arg(
         long,
         env = "BIND_ADDR",
         value_name = "BIND_ADDR",
         global = true,
-        default_value = "127.0.0.1:8080"
+        default_value = "127.0.0.1:8080",
+        value_parser = parse_bind_addr
     )]
     pub bind_addr: SocketAddr,
+
+    /// How long `serve` and `migrate` keep trying to reach Postgres at start (exponential
+    /// backoff, each try logged) before giving up; 0 = one try.
+    #[arg(long, env = "DB_WAIT_MAX_SECS", value_name = "DB_WAIT_MAX_SECS", global = true,
+          default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub db_wait_max_secs: u64,
 
     /// The URL vendors use to reach this gateway (callbacks). Unset: no callbacks are
     /// requested and status comes from polling.
@@ -159,6 +167,15 @@ pub struct Config {
           default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout_secs: u64,
 
+    /// Requests per second each API key may send (0 = no limit); over it: 429.
+    #[arg(long, env = "RATE_LIMIT_RPS", value_name = "RATE_LIMIT_RPS", global = true,
+          default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub rate_limit_rps: u32,
+
+    /// Requests an API key may send at once above its per-second rate (the bucket size).
+    #[arg(long, env = "RATE_LIMIT_BURST", value_name = "RATE_LIMIT_BURST", global = true,
+          default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_limit_burst: u32,
     /// How long a verified API key is remembered (0: check every request in the database).
     /// Revocations reach every replica at once through NOTIFY; this bounds the rest.
     #[arg(long, env = "API_KEY_CACHE_SECS", value_name = "API_KEY_CACHE_SECS", global = true,
@@ -209,6 +226,9 @@ pub struct Config {
     /// PEM private key matching TLS_CERT_PATH.
     #[arg(long, env = "TLS_KEY_PATH", value_name = "TLS_KEY_PATH", global = true)]
     pub tls_key_path: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub retention: RetentionConfig,
 
     #[command(flatten)]
     pub lianke: LiankeConfig,
@@ -534,6 +554,121 @@ pub struct WecomConfig {
     pub wecom_report_retry_max_secs: u64,
 }
 
+/// How long finished jobs and their parts are kept; the purge worker (and
+/// `print-gateway purge`) deletes what is older. `pending`, `processing` and `unconfirmed`
+/// jobs are never purged.
+#[derive(Debug, Clone, Args)]
+pub struct RetentionConfig {
+    /// Days a finished job (completed, failed, canceled) is kept, with its events and
+    /// document. At least 8: WeCom jobs stay listed at WeCom for 7 days, and the job row is
+    /// what keeps them from being imported twice.
+    #[arg(long, env = "RETENTION_JOBS_DAYS", value_name = "RETENTION_JOBS_DAYS", global = true,
+          default_value_t = 90, value_parser = clap::value_parser!(u32).range(8..=36_500))]
+    pub retention_jobs_days: u32,
+
+    /// Days a finished job's event history is kept (at most RETENTION_JOBS_DAYS; default:
+    /// as long as the job).
+    #[arg(long, env = "RETENTION_EVENTS_DAYS", value_name = "RETENTION_EVENTS_DAYS", global = true,
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub retention_events_days: Option<u32>,
+
+    /// Days a finished job's document bytes are kept (the job keeps the document's name,
+    /// type, size and hash).
+    #[arg(long, env = "RETENTION_DOCUMENTS_DAYS", value_name = "RETENTION_DOCUMENTS_DAYS", global = true,
+          default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub retention_documents_days: u32,
+
+    /// Hours an Idempotency-Key is remembered; after that the same key makes a new job.
+    #[arg(long, env = "IDEMPOTENCY_KEY_TTL_HOURS", value_name = "IDEMPOTENCY_KEY_TTL_HOURS", global = true,
+          default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=87_600))]
+    pub idempotency_key_ttl_hours: u32,
+
+    /// How often the purge worker runs (worker processes); 0 = never (run
+    /// `print-gateway purge` from a scheduler instead).
+    #[arg(long, env = "PURGE_INTERVAL_SECS", value_name = "PURGE_INTERVAL_SECS", global = true,
+          default_value_t = 600, value_parser = clap::value_parser!(u64).range(0..=604_800))]
+    pub purge_interval_secs: u64,
+
+    /// Rows one purge statement deletes at most (small batches keep locks short).
+    #[arg(long, env = "PURGE_BATCH_SIZE", value_name = "PURGE_BATCH_SIZE", global = true,
+          default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub purge_batch_size: u32,
+}
+
+impl RetentionConfig {
+    pub fn events_days(&self) -> u32 {
+        self.retention_events_days
+            .unwrap_or(self.retention_jobs_days)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.events_days() > self.retention_jobs_days {
+            return Err("RETENTION_EVENTS_DAYS must not exceed RETENTION_JOBS_DAYS".into());
+        }
+        if self.retention_documents_days > self.retention_jobs_days {
+            return Err("RETENTION_DOCUMENTS_DAYS must not exceed RETENTION_JOBS_DAYS".into());
+        }
+        Ok(())
+    }
+}
+
+/// `IP:PORT`, or `HOST:PORT` resolved now (the first address wins, IPv4 before IPv6).
+pub fn parse_bind_addr(value: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = value.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    use std::net::ToSocketAddrs;
+    let (host, port) = value.rsplit_once(':').ok_or_else(|| {
+        format!("`{value}` is not HOST:PORT (e.g. 127.0.0.1:8080 or localhost:8080)")
+    })?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!(
+            "`{value}` is not HOST:PORT (e.g. 127.0.0.1:8080 or localhost:8080)"
+        ));
+    }
+    let mut addrs: Vec<SocketAddr> = value
+        .to_socket_addrs()
+        .map_err(|err| format!("cannot resolve the host of `{value}`: {err}"))?
+        .collect();
+    addrs.sort_by_key(|a| !a.is_ipv4());
+    addrs
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("the host of `{value}` has no address"))
+}
+
+/// Postgres settings of the commands that only need the database (`migrate`, `api-keys`,
+/// `purge`).
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Postgres URL; the database is created if missing and migrated.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        value_name = "DATABASE_URL",
+        global = true,
+        default_value = "postgres://postgres@127.0.0.1:5432/print_gateway"
+    )]
+    pub database_url: String,
+
+    /// How long to keep trying to reach Postgres (exponential backoff) before giving up.
+    #[arg(long, env = "DB_WAIT_MAX_SECS", value_name = "DB_WAIT_MAX_SECS", global = true,
+          default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub db_wait_max_secs: u64,
+}
+
+impl DatabaseArgs {
+    /// The full configuration with these database settings and every other default.
+    pub fn config(&self) -> Config {
+        let mut config = Config::defaults();
+        // Commands, not request handlers: wait for a connection as long as it takes.
+        config.database_acquire_timeout_ms = 30_000;
+        config.database_url = self.database_url.clone();
+        config.db_wait_max_secs = self.db_wait_max_secs;
+        config
+    }
+}
+
 /// A secret setting: `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -636,6 +771,7 @@ impl Config {
             return Err("LIANKE_API_KEY is set but empty".into());
         }
         self.zhimu.validate()?;
+        self.retention.validate()?;
         if self.public_base_url.is_some() && self.callback_secrets.is_none() {
             return Err("CALLBACK_SECRETS must be set when PUBLIC_BASE_URL is: every replica (API and workers) must sign and check callback URLs with the same key".into());
         }
@@ -702,6 +838,23 @@ impl Config {
             return Err("WECOM_TENANT must be 1-200 characters".into());
         }
         Ok(())
+    }
+
+    /// Warnings worth a line at start: settings that leave the gateway doing less than an
+    /// operator probably expects. `backends` are the names of the configured backends.
+    pub fn startup_warnings(&self, backends: &[&str]) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if backends.is_empty() {
+            warnings.push("no vendor backend is configured, so no printer can be registered or print: set LIANKE_API_KEY (Lianke), ZHIMU_APP_ID and ZHIMU_APP_KEY (Zhimu) or WECOM_MODEL_ID (WeCom)".to_owned());
+        }
+        if backends.contains(&"lianke")
+            && let Some(url) = self.public_base()
+            && url.starts_with("http://")
+            && !self.lianke.lianke_allow_http_callback
+        {
+            warnings.push(format!("Lianke result callbacks are off because PUBLIC_BASE_URL ({url}) is http and Lianke only calls https URLs; job status comes from polling every LIANKE_POLL_INTERVAL_MS. Set PUBLIC_BASE_URL to an https URL (or LIANKE_ALLOW_HTTP_CALLBACK=true for a simulator)"));
+        }
+        warnings
     }
 
     /// Whether WeCom printers are enabled (a model is configured).
@@ -810,6 +963,51 @@ mod tests {
         assert!(config.validate().unwrap_err().contains("CALLBACK_SECRETS"));
         config.callback_secrets = Some("a-long-enough-shared-key".into());
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn bind_addr_takes_host_names() {
+        use super::parse_bind_addr;
+        assert_eq!(
+            parse_bind_addr("localhost:8080").unwrap().to_string(),
+            "127.0.0.1:8080"
+        );
+        assert_eq!(
+            parse_bind_addr("0.0.0.0:80").unwrap().to_string(),
+            "0.0.0.0:80"
+        );
+        assert_eq!(parse_bind_addr("[::1]:9").unwrap().to_string(), "[::1]:9");
+        assert!(
+            parse_bind_addr("localhost")
+                .unwrap_err()
+                .contains("HOST:PORT")
+        );
+        assert!(parse_bind_addr("localhost:http").is_err());
+        assert!(
+            parse_bind_addr("no-such-host.invalid:80")
+                .unwrap_err()
+                .contains("resolve")
+        );
+    }
+
+    #[test]
+    fn startup_warnings_name_the_variable() {
+        let mut config = Config::defaults();
+        let none = config.startup_warnings(&[]);
+        assert_eq!(none.len(), 1);
+        assert!(none[0].contains("LIANKE_API_KEY") && none[0].contains("ZHIMU_APP_ID"));
+        assert!(config.startup_warnings(&["lianke"]).is_empty());
+        config.public_base_url = Some("http://gw.example.com".into());
+        let http = config.startup_warnings(&["lianke"]);
+        assert_eq!(http.len(), 1);
+        assert!(http[0].contains("PUBLIC_BASE_URL") && http[0].contains("https"));
+        // Zhimu alone has no callbacks: nothing to warn about.
+        assert!(config.startup_warnings(&["zhimu"]).is_empty());
+        config.lianke.lianke_allow_http_callback = true;
+        assert!(config.startup_warnings(&["lianke"]).is_empty());
+        config.public_base_url = Some("https://gw.example.com".into());
+        config.lianke.lianke_allow_http_callback = false;
+        assert!(config.startup_warnings(&["lianke"]).is_empty());
     }
 
     #[test]

@@ -179,7 +179,7 @@ async fn imported_wecom_job(
 /// simulator is told to accept them; real Lianke requires https).
 fn configure_for_simulator(config: &mut Config, sim_url: &str) {
     if config.public_base_url.is_none() {
-        config.public_base_url = Some(format!("http://{}", config.bind_addr));
+        config.public_base_url = Some(format!("http://{}", app::reachable(config.bind_addr)));
     }
     if config.callback_secrets.is_none() {
         // One process: a fresh key per demo run is enough.
@@ -233,7 +233,11 @@ pub enum Simulator {
     Running(String),
 }
 
-pub async fn run(mut config: Config, simulator: Simulator) -> Result<(), DemoError> {
+pub async fn run(
+    mut config: Config,
+    simulator: Simulator,
+    env_file: Option<PathBuf>,
+) -> Result<(), DemoError> {
     let (mut sim, sim_url) = match simulator {
         Simulator::Spawn(binary) => {
             let (child, url) = start_simulator(simulator_binary(binary)?).await?;
@@ -271,6 +275,8 @@ pub async fn run(mut config: Config, simulator: Simulator) -> Result<(), DemoErr
             enabled: true,
             device: setup.device,
             max_in_flight: setup.max_in_flight as i32,
+            owner_tenant: DEMO_TENANT.to_owned(),
+            shared_with: Vec::new(),
         };
         if store::printers::insert(&pool, &fields).await?.is_none() {
             store::printers::update(&pool, &fields).await?;
@@ -281,9 +287,32 @@ pub async fn run(mut config: Config, simulator: Simulator) -> Result<(), DemoErr
         .into_iter()
         .map(str::to_owned)
         .collect();
-    let (_, key) = store::api_keys::create(&pool, DEMO_TENANT, &scopes).await?;
+    let new = store::api_keys::NewKey {
+        tenant: DEMO_TENANT,
+        name: "demo",
+        scopes: &scopes,
+        expires_at: None,
+    };
+    let (_, key) = store::api_keys::create_key(&pool, &new).await?;
+    let database_url = app::redact_password(&config.database_url);
+    println!("DATABASE_URL={database_url}");
     println!("PRINT_GATEWAY_URL={base}");
     println!("PRINT_GATEWAY_API_KEY={key}");
+    if let Some(path) = &env_file {
+        // For `. target/demo.env` in another shell (the README's walk-through). A password
+        // in DATABASE_URL is not written; set it yourself then.
+        let text = format!(
+            "export DATABASE_URL='{database_url}'\nexport PRINT_GATEWAY_URL='{base}'\nexport PRINT_GATEWAY_API_KEY='{key}'\n"
+        );
+        std::fs::write(path, text).map_err(|err| {
+            DemoError::Simulator(format!("cannot write {}: {err}", path.display()))
+        })?;
+        println!(
+            "(also written to {}: `. {}` in another shell)",
+            path.display(),
+            path.display()
+        );
+    }
     println!("Swagger UI: {base}/docs (Authorize with the key above)");
     println!(
         "Printers: {}",

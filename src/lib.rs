@@ -13,6 +13,7 @@ pub mod demo;
 pub mod domain;
 pub mod engine;
 pub mod observe;
+pub mod retention;
 pub mod store;
 pub mod telemetry;
 pub mod webhook_listen;

@@ -4,21 +4,19 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use print_gateway::api::auth::SCOPES;
 use print_gateway::app::{self, Application, Role};
-use print_gateway::config::Config;
+use print_gateway::config::{Config, DatabaseArgs, LogFormat, RetentionConfig};
 use print_gateway::{api, demo, store, telemetry, webhook_listen};
 
 /// One vendor-neutral print API over Lianke, Zhimu and WeCom cloud printers.
 ///
-/// Every setting below is also read from the environment variable of the same name.
+/// Every setting of a command is also read from the environment variable of the same name
+/// (`print-gateway serve --help` lists the server's).
 #[derive(Parser)]
 #[command(name = "print-gateway", version, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    #[command(flatten)]
-    config: Config,
 }
 
 #[derive(Subcommand)]
@@ -28,14 +26,44 @@ enum Command {
         /// What this process runs.
         #[arg(long, value_enum, default_value = "all")]
         role: Role,
+        #[command(flatten)]
+        config: Box<Config>,
     },
     /// Create the database if missing and apply migrations, then exit.
-    Migrate,
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
     /// Manage API keys.
-    #[command(subcommand)]
-    ApiKeys(ApiKeysCommand),
+    ApiKeys {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(subcommand)]
+        command: ApiKeysCommand,
+    },
+    /// Delete what the retention settings say has expired (finished jobs, events, document
+    /// bytes, idempotency keys), in small batches; `--dry-run` only counts.
+    Purge {
+        /// Count what would go, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        retention: RetentionConfig,
+    },
     /// Print the OpenAPI document.
     Openapi,
+    /// Exit 0 when the API answers its liveness URL with 200 (Docker's HEALTHCHECK).
+    Healthcheck {
+        /// The URL to ask.
+        #[arg(
+            long,
+            env = "HEALTHCHECK_URL",
+            default_value = "http://127.0.0.1:8080/healthz"
+        )]
+        url: String,
+    },
     /// Tools for the gateway's outbound webhooks.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
@@ -48,7 +76,23 @@ enum Command {
         /// Use a vendor simulator already running at this URL instead of starting one.
         #[arg(long, env = "VENDOR_SIM_URL")]
         simulator_url: Option<String>,
+        /// Also write DATABASE_URL, PRINT_GATEWAY_URL and PRINT_GATEWAY_API_KEY as `export`
+        /// lines to this file (for `. FILE` in another shell).
+        #[arg(long, env = "DEMO_ENV_FILE")]
+        env_file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        config: Box<Config>,
     },
+}
+
+impl Command {
+    /// The configuration this command checks and logs with.
+    fn config(&self) -> Option<&Config> {
+        match self {
+            Command::Serve { config, .. } | Command::Demo { config, .. } => Some(config),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -76,14 +120,20 @@ enum WebhooksCommand {
 enum ApiKeysCommand {
     /// Create a key; prints the key alone on stdout (it is shown only once).
     Create {
-        /// The tenant the key acts for; jobs are visible only to their tenant.
+        /// The tenant the key acts for; jobs and printers are visible only to their tenant.
         #[arg(long)]
         tenant: String,
-        /// Comma-separated: jobs:write, jobs:read, printers:admin, webhooks:admin.
+        /// Comma-separated: jobs:write, jobs:read, printers:admin, webhooks:admin, admin.
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
+        /// A name to recognise the key by.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// When the key stops working (RFC 3339, e.g. 2030-01-01T00:00:00Z); default never.
+        #[arg(long)]
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
     },
-    /// List keys (id, tenant, prefix, scopes, state).
+    /// List keys (id, tenant, name, prefix, scopes, state, expiry, last use).
     List,
     /// Revoke a key by id.
     Revoke { id: uuid::Uuid },
@@ -92,13 +142,21 @@ enum ApiKeysCommand {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(message) = cli.config.validate() {
-        eprintln!("error: {message}");
-        return ExitCode::from(2);
-    }
-    telemetry::init(cli.config.log_format);
+    let log_format = match cli.command.config() {
+        Some(config) => {
+            if let Err(message) = config.validate() {
+                eprintln!("error: {message}");
+                return ExitCode::from(2);
+            }
+            config.log_format
+        }
+        None => LogFormat::Text,
+    };
+    telemetry::init(log_format);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
+        // `print-gateway openapi | head`: the reader left; that is not an error.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             // Each layer's message already quotes its cause: print the chain without repeats.
             let mut message = String::new();
@@ -116,67 +174,68 @@ async fn main() -> ExitCode {
     }
 }
 
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Writes a line to stdout, returning the error (a closed pipe) instead of panicking.
+fn out(line: impl std::fmt::Display) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")?;
+    stdout.flush()
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { role } => {
-            let pool = app::prepare_database(&cli.config).await?;
+        Command::Serve { role, config } => {
+            let config = *config;
+            let pool = app::prepare_database(&config).await?;
             let application = {
-                let backends = app::default_backends(&cli.config);
-                Application::start(cli.config, pool, backends, role).await?
+                let backends = app::default_backends(&config);
+                Application::start(config, pool, backends, role).await?
             };
             application.run_until_signal().await;
         }
-        Command::Migrate => {
-            app::prepare_database(&cli.config).await?;
+        Command::Migrate { database } => {
+            app::prepare_database(&database.config()).await?;
             eprintln!("database is migrated");
         }
-        Command::ApiKeys(ApiKeysCommand::Create { tenant, scopes }) => {
-            if tenant.trim().is_empty() {
-                anyhow::bail!("--tenant must not be empty");
-            }
-            if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
-                anyhow::bail!("unknown scope `{bad}`; scopes are {}", SCOPES.join(", "));
-            }
-            let pool = app::prepare_database(&cli.config).await?;
-            let (_, key) = store::api_keys::create(&pool, &tenant, &scopes)
-                .await
-                .context("creating the key")?;
-            println!("{key}");
-        }
-        Command::ApiKeys(ApiKeysCommand::List) => {
-            let pool = app::prepare_database(&cli.config).await?;
-            for key in store::api_keys::list(&pool).await? {
-                let status = if key.revoked_at.is_some() {
-                    "revoked"
-                } else {
-                    "active"
-                };
-                println!(
-                    "{}\t{}\t{}…\t{}\t{}",
-                    key.id,
-                    key.tenant,
-                    key.prefix,
-                    key.scopes.join(","),
-                    status
-                );
-            }
-        }
-        Command::ApiKeys(ApiKeysCommand::Revoke { id }) => {
-            let pool = app::prepare_database(&cli.config).await?;
-            if !store::api_keys::revoke(&pool, id).await? {
-                anyhow::bail!("no active key with id {id}");
-            }
-            eprintln!("revoked {id}");
-        }
+        Command::ApiKeys { database, command } => api_keys(database.config(), command).await?,
         Command::Demo {
             simulator,
             simulator_url,
+            env_file,
+            config,
         } => {
             let simulator = match simulator_url {
                 Some(url) => demo::Simulator::Running(url),
                 None => demo::Simulator::Spawn(simulator),
             };
-            demo::run(cli.config, simulator).await?;
+            demo::run(*config, simulator, env_file).await?;
+        }
+        Command::Purge {
+            dry_run,
+            database,
+            retention,
+        } => {
+            retention.validate().map_err(|m| anyhow::anyhow!(m))?;
+            let pool = app::prepare_database(&database.config()).await?;
+            let cutoffs = print_gateway::retention::Cutoffs::at(chrono::Utc::now(), &retention);
+            let counts = if dry_run {
+                print_gateway::retention::preview(&pool, cutoffs).await?
+            } else {
+                print_gateway::retention::purge(&pool, cutoffs, retention.purge_batch_size).await?
+            };
+            let verb = if dry_run { "would remove" } else { "removed" };
+            out(format_args!(
+                "{verb}: {} finished jobs (with their events and documents), {} events, {} document contents, {} idempotency keys",
+                counts.jobs, counts.events, counts.document_contents, counts.idempotency_keys
+            ))?;
         }
         Command::Webhooks(WebhooksCommand::Listen {
             port,
@@ -189,7 +248,83 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::msg)?;
         }
         Command::Openapi => {
-            println!("{}", api::openapi().to_pretty_json()?);
+            out(api::openapi().to_pretty_json()?)?;
+        }
+        Command::Healthcheck { url } => {
+            let client = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(3))
+                .build()?;
+            let status = client
+                .get(&url)
+                .send()
+                .await
+                .with_context(|| format!("asking {url}"))?
+                .status();
+            if !status.is_success() {
+                anyhow::bail!("{url} answered {status}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn api_keys(config: Config, command: ApiKeysCommand) -> anyhow::Result<()> {
+    match command {
+        ApiKeysCommand::Create {
+            tenant,
+            scopes,
+            name,
+            expires_at,
+        } => {
+            api::keys::check_new_key(&tenant, &name, &scopes, expires_at)
+                .map_err(|message| anyhow::anyhow!("{}", message.trim_end_matches('.')))?;
+            let pool = app::prepare_database(&config).await?;
+            let new = store::api_keys::NewKey {
+                tenant: &tenant,
+                name: &name,
+                scopes: &scopes,
+                expires_at,
+            };
+            let (_, key) = store::api_keys::create_key(&pool, &new)
+                .await
+                .context("creating the key")?;
+            out(key)?;
+        }
+        ApiKeysCommand::List => {
+            let pool = app::prepare_database(&config).await?;
+            let now = chrono::Utc::now();
+            let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_else(|| "-".into())
+            };
+            out("id\ttenant\tname\tprefix\tscopes\tstate\texpires_at\tlast_used_at")?;
+            for key in store::api_keys::list(&pool).await? {
+                let status = if key.revoked_at.is_some() {
+                    "revoked"
+                } else if key.expired(now) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                out(format_args!(
+                    "{}\t{}\t{}\t{}…\t{}\t{}\t{}\t{}",
+                    key.id,
+                    key.tenant,
+                    key.name,
+                    key.prefix,
+                    key.scopes.join(","),
+                    status,
+                    time(key.expires_at),
+                    time(key.last_used_at),
+                ))?;
+            }
+        }
+        ApiKeysCommand::Revoke { id } => {
+            let pool = app::prepare_database(&config).await?;
+            if !store::api_keys::revoke(&pool, id).await? {
+                anyhow::bail!("no active key with id {id}");
+            }
+            eprintln!("revoked {id}");
         }
     }
     Ok(())

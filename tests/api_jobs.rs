@@ -327,7 +327,12 @@ async fn an_idempotent_replay_returns_the_original_and_a_changed_body_is_refused
     )
     .await;
 
-    // Keys are per tenant: another tenant may use the same key for its own job.
+    // Keys are per tenant: another tenant may use the same key for its own job (on a
+    // printer shared with it).
+    let shared = app
+        .patch("/v1/printers/office", &json!({"shared_with": ["globex"]}))
+        .await;
+    assert_eq!(shared.status(), StatusCode::OK);
     let other = app.key_for("globex", &["jobs:write", "jobs:read"]).await;
     let theirs = app
         .client

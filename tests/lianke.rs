@@ -871,7 +871,12 @@ async fn discovery_lists_the_boxs_printers_ready_to_register() {
         "locator": {"device_id": DEVICE}, "secrets": {"device_key": "wrong"}}),
         )
         .await;
-    assert_problem(wrong, StatusCode::CONFLICT, "printer_auth_failed").await;
+    assert_problem(
+        wrong,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "vendor_auth_failed",
+    )
+    .await;
     let reader = lk.app.key_for("acme", &["jobs:read"]).await;
     let forbidden = lk
         .app
@@ -1293,5 +1298,72 @@ async fn a_thousand_jobs_on_ten_boxes_with_transient_errors_each_print_exactly_o
         .unwrap();
     assert_eq!(distinct, 1000);
     assert_eq!(lk.sim.lianke_tasks().len(), 1000);
+    lk.stop().await;
+}
+
+#[tokio::test]
+async fn printer_credentials_are_checked_with_lianke_on_create_and_change() {
+    let lk = start(Results::Polling, |_| {}).await;
+    let body = |key: &str| {
+        json!({"id": "checked", "backend": "lianke",
+            "locator": {"device_id": DEVICE, "device_port": 1},
+            "secrets": {"device_key": key}})
+    };
+    // A wrong device key: 422 naming the vendor's refusal, nothing stored.
+    let wrong = lk.app.post("/v1/printers", &body("wrong-key")).await;
+    let problem = assert_problem(
+        wrong,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "vendor_auth_failed",
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("verify=false"),
+        "{problem:#}"
+    );
+    assert!(!problem.to_string().contains("wrong-key"));
+    let missing = lk.app.get("/v1/printers/checked").await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    // ?verify=false saves it without asking (offline set-up)…
+    let asked_before = lk.sim.ledger_count(&LedgerFilter::vendor(Vendor::Lianke));
+    let saved = lk
+        .app
+        .post("/v1/printers?verify=false", &body("wrong-key"))
+        .await;
+    assert_eq!(saved.status(), StatusCode::CREATED);
+    assert_eq!(
+        lk.sim.ledger_count(&LedgerFilter::vendor(Vendor::Lianke)),
+        asked_before,
+        "nothing was asked of Lianke"
+    );
+    // …and a credential change is checked again: still wrong → 422, right → 200.
+    let still_wrong = lk
+        .app
+        .patch(
+            "/v1/printers/checked",
+            &json!({"secrets": {"device_key": "also-wrong"}}),
+        )
+        .await;
+    assert_problem(
+        still_wrong,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "vendor_auth_failed",
+    )
+    .await;
+    let fixed = lk
+        .app
+        .patch(
+            "/v1/printers/checked",
+            &json!({"secrets": {"device_key": DEVICE_KEY}}),
+        )
+        .await;
+    assert_eq!(fixed.status(), StatusCode::OK);
+    // A change that touches no credential is not checked (the box may be offline).
+    lk.sim.set_lianke_online(DEVICE, Some(false));
+    let renamed = lk
+        .app
+        .patch("/v1/printers/checked", &json!({"display_name": "Checked"}))
+        .await;
+    assert_eq!(renamed.status(), StatusCode::OK);
     lk.stop().await;
 }

@@ -410,7 +410,12 @@ async fn wait_for_online(app: &common::TestApp, want: bool) -> Value {
 async fn an_admin_key_reads_every_tenant_and_a_tenant_key_only_its_own() {
     let backend = ScriptedBackend::new();
     let app = spawn_app(BackendRegistry::new().with(backend.clone())).await;
-    app.create_printer("office", "scripted").await;
+    // acme's printer, shared with globex (printers belong to a tenant)
+    app.create_printer_with(json!({
+        "id": "office", "backend": "scripted", "locator": {"device": "office"},
+        "shared_with": ["globex"]
+    }))
+    .await;
     let acme_job = app.submit_text("office", "acme's").await;
     let globex = app.key_for("globex", &["jobs:write", "jobs:read"]).await;
     let response = app

@@ -151,9 +151,13 @@ async fn a_wrong_app_key_fails_jobs_with_the_vendors_words() {
         c.retry_max_attempts = 3;
     })
     .await;
-    app.create_printer_with(json!({"id": "office", "backend": "zhimu",
-        "locator": {"share_sn": SN, "printer_name": PRINTER}}))
-        .await;
+    // Registering asks Zhimu, which refuses the app: 502 naming it; offline set-up skips it.
+    let body = json!({"id": "office", "backend": "zhimu",
+        "locator": {"share_sn": SN, "printer_name": PRINTER}});
+    let refused = app.post("/v1/printers", &body).await;
+    assert_problem(refused, StatusCode::BAD_GATEWAY, "vendor_app_auth_failed").await;
+    let saved = app.post("/v1/printers?verify=false", &body).await;
+    assert_eq!(saved.status(), StatusCode::CREATED);
     let job = id(&app.submit_text("office", "hello").await);
     let failed = finish(&app, &job, "failed").await;
     assert_eq!(failed["error"]["code"], "retries_exhausted");
@@ -165,7 +169,8 @@ async fn a_wrong_app_key_fails_jobs_with_the_vendors_words() {
             .contains("ZHIMU_APP_KEY")
     );
     assert_eq!(sim.ledger_count(&zhimu("POST", SUBMIT)), 0, "nothing sent");
-    assert_eq!(sim.ledger_count(&zhimu("POST", GET_TOKEN)), 3);
+    // One token request for the refused registration, then one per submit attempt.
+    assert_eq!(sim.ledger_count(&zhimu("POST", GET_TOKEN)), 1 + 3);
 }
 
 #[tokio::test]

@@ -9,23 +9,36 @@ use super::error::ApiError;
 use super::key_cache::CachedKey;
 use crate::store;
 
-pub const SCOPES: [&str; 5] = [
-    "jobs:write",
-    "jobs:read",
-    "printers:admin",
-    "webhooks:admin",
-    ADMIN_SCOPE,
-];
+/// Submit and cancel jobs.
+pub const JOBS_WRITE: &str = "jobs:write";
+/// Read jobs, printers, capabilities, status.
+pub const JOBS_READ: &str = "jobs:read";
+/// Register and change the tenant's own printers.
+pub const PRINTERS_ADMIN: &str = "printers:admin";
+/// Manage webhook subscriptions.
+pub const WEBHOOKS_ADMIN: &str = "webhooks:admin";
+/// The operator: manages API keys and reads across tenants.
+pub const ADMIN: &str = "admin";
+
+/// Every scope a key may have.
+pub const SCOPES: [&str; 5] = [JOBS_WRITE, JOBS_READ, PRINTERS_ADMIN, WEBHOOKS_ADMIN, ADMIN];
 
 /// Operators: read every tenant's printers, jobs and events (the console uses it). It
 /// grants reading only; changing things still needs the scope that change needs.
-pub const ADMIN_SCOPE: &str = "admin";
+pub const ADMIN_SCOPE: &str = ADMIN;
+
+/// A key's last use is written at most this often (not on every request).
+const LAST_USED_RESOLUTION_SECS: i64 = 60;
 
 /// The caller behind a valid API key.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub tenant: String,
     pub scopes: Vec<String>,
+    pub key_id: uuid::Uuid,
+    pub key_name: String,
+    pub key_prefix: String,
+    pub key_expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Caller {
@@ -89,27 +102,67 @@ impl FromRequestParts<AppState> for Caller {
             })?;
         let hash = store::api_keys::hash_key(key);
         if let Some(cached) = state.keys.get(&hash) {
+            if let Some(at) = cached.expires_at.filter(|at| *at <= chrono::Utc::now()) {
+                return Err(expired(&cached.prefix, at));
+            }
             return Ok(Caller {
                 tenant: cached.tenant,
                 scopes: cached.scopes,
+                key_id: cached.id,
+                key_name: cached.name,
+                key_prefix: cached.prefix,
+                key_expires_at: cached.expires_at,
             });
         }
         let generation = state.keys.generation();
         let row = store::api_keys::find_live(&state.pool, key)
             .await?
             .ok_or_else(|| ApiError::unauthorized("This API key is unknown or revoked."))?;
+        let now = chrono::Utc::now();
+        if let Some(at) = row.expires_at.filter(|_| row.expired(now)) {
+            return Err(expired(&row.prefix, at));
+        }
+        if row
+            .last_used_at
+            .is_none_or(|at| (now - at).num_seconds() >= LAST_USED_RESOLUTION_SECS)
+        {
+            // Off the request's path: a failed write only loses a timestamp.
+            let pool = state.pool.clone();
+            let id = row.id;
+            tokio::spawn(async move {
+                if let Err(err) = store::api_keys::touch(&pool, id).await {
+                    tracing::debug!(error = %err, "could not record a key's last use");
+                }
+            });
+        }
         state.keys.put(
             hash,
             CachedKey {
                 id: row.id,
                 tenant: row.tenant.clone(),
                 scopes: row.scopes.clone(),
+                name: row.name.clone(),
+                prefix: row.prefix.clone(),
+                expires_at: row.expires_at,
             },
             generation,
         );
         Ok(Caller {
             tenant: row.tenant,
             scopes: row.scopes,
+            key_id: row.id,
+            key_name: row.name,
+            key_prefix: row.prefix,
+            key_expires_at: row.expires_at,
         })
     }
+}
+
+/// The refusal of a key past its expiry.
+fn expired(prefix: &str, at: chrono::DateTime<chrono::Utc>) -> ApiError {
+    ApiError::unauthorized(format!(
+        "This API key (`{}…`) expired at {}; ask an operator for a new one (POST /v1/api-keys).",
+        prefix,
+        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    ))
 }

@@ -47,11 +47,15 @@ pub struct DocumentInput {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
-    "printer_id": "office-2f",
+    "printer_id": "demo-lianke",
     "document": {"url": "https://files.example.com/invoice-1043.pdf"},
-    "options": {"copies": 2, "paper": "A4", "sides": "two_sided_long_edge"},
+    "options": {"copies": 2, "paper": "A4"},
     "metadata": {"order": "1043"}
 }))]
+/// Document kinds per backend: Lianke takes every kind (`url`, `base64`, `text`, `html`;
+/// PDF, Office, images, text, HTML); Zhimu takes images and Office files by URL or base64
+/// and `text`/`html` inline, not PDF or GIF; a WeCom printer takes no jobs from the API
+/// (submit to its target printer).
 pub struct CreateJob {
     pub printer_id: String,
     pub document: DocumentInput,
@@ -263,6 +267,8 @@ pub struct ListJobsQuery {
 }
 
 const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+/// Set on the answer to a replayed request (the original job, not a new one).
+const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
 /// Accept a print job.
 ///
@@ -278,7 +284,8 @@ const IDEMPOTENCY_HEADER: &str = "idempotency-key";
     )),
     responses(
         (status = 202, description = "Accepted", body = JobView),
-        (status = 200, description = "Replay of an earlier request with the same Idempotency-Key", body = JobView),
+        (status = 200, description = "Replay of an earlier request with the same Idempotency-Key (header `Idempotent-Replayed: true`)", body = JobView,
+            headers(("Idempotent-Replayed" = String, description = "`true`: this is the original job, nothing new was accepted"))),
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks `jobs:write`", body = Problem, content_type = "application/problem+json"),
@@ -367,7 +374,12 @@ pub async fn create_job(
                 .await?
                 .ok_or_else(|| ApiError::Internal("idempotency conflict without a job".into()))?;
             if existing.request_hash.as_deref() == Some(request_hash.as_slice()) {
-                Ok((StatusCode::OK, Json(JobView::from_row(existing)?)).into_response())
+                Ok((
+                    StatusCode::OK,
+                    [(IDEMPOTENT_REPLAYED, "true")],
+                    Json(JobView::from_row(existing)?),
+                )
+                    .into_response())
             } else {
                 Err(ApiError::unprocessable(
                     "idempotency_key_reused",

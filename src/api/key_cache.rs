@@ -29,6 +29,9 @@ pub struct CachedKey {
     pub id: Uuid,
     pub tenant: String,
     pub scopes: Vec<String>,
+    pub name: String,
+    pub prefix: String,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 pub struct KeyCache {
@@ -155,6 +158,9 @@ mod tests {
             id,
             tenant: "t".into(),
             scopes: vec!["jobs:read".into()],
+            name: "k".into(),
+            prefix: "pg_test".into(),
+            expires_at: None,
         }
     }
 

@@ -7,7 +7,9 @@ pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod key_cache;
+pub mod keys;
 pub mod printers;
+pub mod rate_limit;
 pub mod webhook_endpoints;
 pub mod webhooks;
 pub mod wecom_webhook;
@@ -68,12 +70,12 @@ pub struct AppState {
     tags(
         (name = "jobs", description = "Print jobs: accept, read, list, history, cancel"),
         (name = "printers", description = "Printers: register, configure, capabilities, live status (printers:admin to change)"),
-        (name = "webhooks", description = "Vendor callbacks (authenticated by a per-job token in the URL, no API key)"),
+        (name = "keys", description = "API keys: who am I (any key); list, create and revoke keys (`admin`)"),
         (name = "zhimu", description = "Zhimu: bind shared printers to the gateway's app, list and unbind them (printers:admin)"),
         (name = "webhook-endpoints", description = "Outbound webhooks (Standard Webhooks): your endpoints, their secrets, the delivery log (webhooks:admin)"),
         (name = "events", description = "Job and printer events as a feed (the same events webhooks deliver)"),
         (name = "operations", description = "Health, readiness and metrics (no key needed)"),
-        (name = "webhooks", description = "Vendor callbacks (authenticated by the vendor's own scheme, not an API key)"),
+        (name = "webhooks", description = "Vendor callbacks (authenticated by a per-job token in the URL or the vendor's own signature, not an API key)"),
     )
 )]
 struct ApiDoc;
@@ -113,6 +115,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(printers::discover_printers))
         .routes(routes!(printers::reset_error_limit))
         .routes(routes!(printers::flush_queue))
+        .routes(routes!(keys::whoami))
+        .routes(routes!(keys::list_keys, keys::create_key))
+        .routes(routes!(keys::revoke_key))
         .routes(routes!(
             webhook_endpoints::create_endpoint,
             webhook_endpoints::list_endpoints
@@ -151,6 +156,7 @@ pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let max_body = state.config.max_body_bytes as usize;
     let timeout = Duration::from_secs(state.config.request_timeout_secs);
+    let (rate_rps, rate_burst) = (state.config.rate_limit_rps, state.config.rate_limit_burst);
     routes
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .merge(crate::console::router())
@@ -159,6 +165,10 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(max_body))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn_with_state(
+            rate_limit::limiter(rate_rps, rate_burst),
+            rate_limit::limit,
+        ))
         // outside the layers above, so their plain-text errors become problems too
         .layer(axum::middleware::from_fn(error::problemify))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
@@ -245,6 +255,8 @@ impl AppState {
     ) -> Result<NewJob, ApiError> {
         let printer = store::printers::get(&self.pool, &input.printer_id)
             .await?
+            // another tenant's printer, unless shared, is as unknown as a missing one
+            .filter(|printer| printer.usable_by(tenant))
             .ok_or_else(|| {
                 ApiError::unprocessable(
                     "unknown_printer",

@@ -26,9 +26,10 @@ use crate::store::{self};
     "id": "office-2f",
     "display_name": "2nd floor office",
     "backend": "lianke",
-    "locator": {"device_id": "lk112312312312", "device_port": 1, "printer_model": "Kyocera MA2000w GX"},
-    "secrets": {"device_key": "••••••"},
-    "default_options": {"paper": "A4"}
+    "locator": {"device_id": "demo-lk-1", "device_port": 1, "printer_model": "HP LaserJet P1007"},
+    "secrets": {"device_key": "demo-lk-key"},
+    "default_options": {"paper": "A4"},
+    "shared_with": ["billing"]
 }))]
 pub struct CreatePrinter {
     /// Slug: 1-64 of a-z, 0-9, `-`, `_`.
@@ -50,6 +51,18 @@ pub struct CreatePrinter {
     pub enabled: bool,
     /// Vendor calls in flight on this printer's device at once (defaults per backend).
     pub max_in_flight: Option<u32>,
+    /// Other tenants that may see this printer and print on it (the key's tenant owns it).
+    #[serde(default)]
+    pub shared_with: Vec<String>,
+}
+
+/// `?verify=false` skips the credential check with the vendor (offline set-up).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VerifyQuery {
+    /// Check the locator and secrets with the vendor before saving (default true).
+    #[serde(default = "yes")]
+    pub verify: bool,
 }
 
 fn empty_object() -> Value {
@@ -64,7 +77,7 @@ fn yes() -> bool {
 /// `null` removes that secret.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"enabled": false}))]
+#[schema(example = json!({"display_name": "2nd floor office", "default_options": {"paper": "A4"}}))]
 pub struct UpdatePrinter {
     pub display_name: Option<String>,
     #[schema(value_type = Option<Object>)]
@@ -74,6 +87,8 @@ pub struct UpdatePrinter {
     pub default_options: Option<JobOptions>,
     pub enabled: Option<bool>,
     pub max_in_flight: Option<u32>,
+    /// Replaces the list of tenants the printer is shared with.
+    pub shared_with: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -150,6 +165,7 @@ pub struct PrinterHealth {
     "locator": {"device_id": "lk112312312312", "device_port": 1},
     "secrets_set": ["device_key"], "default_options": {"paper": "A4"}, "enabled": true,
     "device": "lianke:lk112312312312", "max_in_flight": 1,
+    "owner_tenant": "demo", "shared_with": ["billing"],
     "health": {"status": "ok", "online": true, "last_seen_at": "2026-11-23T08:05:00Z", "circuit": "closed",
                "consecutive_failures": 0, "breaker_failures": 0,
                "queue": {"pending": 0, "processing": 1, "unconfirmed": 0}},
@@ -167,6 +183,11 @@ pub struct PrinterView {
     pub enabled: bool,
     pub device: String,
     pub max_in_flight: i32,
+    /// The tenant whose `printers:admin` keys manage this printer.
+    pub owner_tenant: String,
+    /// Tenants that may print on it besides the owner (shown to the owner only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shared_with: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capabilities_fetched_at: Option<DateTime<Utc>>,
     pub health: PrinterHealth,
@@ -175,12 +196,17 @@ pub struct PrinterView {
 }
 
 impl PrinterView {
-    pub fn from_row(row: PrinterRow, breaker_threshold: i32) -> PrinterView {
-        PrinterView::from_row_at(row, breaker_threshold, Utc::now())
+    /// The printer as `viewer` (a tenant) sees it: only the owner sees whom it is shared with.
+    pub fn from_row(row: PrinterRow, breaker_threshold: i32, viewer: &str) -> PrinterView {
+        let mut view = PrinterView::from_row_at(row, breaker_threshold, Utc::now());
+        if view.owner_tenant != viewer {
+            view.shared_with.clear();
+        }
+        view
     }
 
-    /// The printer as it was at `now` (a webhook event renders the circuit as it was when
-    /// the event happened).
+    /// The printer as it was at `now`, as its owner sees it (a webhook event renders the
+    /// circuit as it was when the event happened; events go to the owner's endpoints).
     pub fn from_row_at(row: PrinterRow, breaker_threshold: i32, now: DateTime<Utc>) -> PrinterView {
         let mut secrets_set: Vec<String> = row
             .secrets
@@ -209,6 +235,8 @@ impl PrinterView {
             enabled: row.enabled,
             device: row.device,
             max_in_flight: row.max_in_flight,
+            shared_with: row.shared_with,
+            owner_tenant: row.owner_tenant,
             capabilities_fetched_at: row.capabilities_at,
             health: PrinterHealth {
                 status: HealthStatus::Ok,
@@ -268,8 +296,12 @@ pub async fn with_queues(
     Ok(views)
 }
 
-async fn view_with_queue(state: &AppState, row: PrinterRow) -> Result<PrinterView, ApiError> {
-    let view = PrinterView::from_row(row, state.engine.settings().breaker_threshold);
+async fn view_with_queue(
+    state: &AppState,
+    row: PrinterRow,
+    viewer: &str,
+) -> Result<PrinterView, ApiError> {
+    let view = PrinterView::from_row(row, state.engine.settings().breaker_threshold, viewer);
     Ok(with_queues(state, vec![view])
         .await?
         .pop()
@@ -325,6 +357,33 @@ struct Draft {
     default_options: JobOptions,
     enabled: bool,
     max_in_flight: Option<u32>,
+    owner_tenant: String,
+    shared_with: Vec<String>,
+}
+
+/// Checks and normalises a share list: tenant names, no owner, no repeats, at most 100.
+fn share_list(owner: &str, tenants: Vec<String>) -> Result<Vec<String>, ApiError> {
+    let mut list: Vec<String> = Vec::new();
+    for tenant in tenants {
+        let tenant = tenant.trim().to_owned();
+        if tenant.is_empty() || tenant.len() > 200 {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                "`shared_with` entries must be tenant names of 1-200 characters.",
+            ));
+        }
+        if tenant != owner && !list.contains(&tenant) {
+            list.push(tenant);
+        }
+    }
+    if list.len() > 100 {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            "`shared_with` may name at most 100 tenants.",
+        ));
+    }
+    list.sort();
+    Ok(list)
 }
 
 fn fields_for(backend: &dyn Backend, draft: Draft) -> Result<PrinterFields, ApiError> {
@@ -336,7 +395,10 @@ fn fields_for(backend: &dyn Backend, draft: Draft) -> Result<PrinterFields, ApiE
         default_options,
         enabled,
         max_in_flight,
+        owner_tenant,
+        shared_with,
     } = draft;
+    let shared_with = share_list(&owner_tenant, shared_with)?;
     object_or_err(&locator, "locator")?;
     object_or_err(&secrets, "secrets")?;
     default_options
@@ -376,7 +438,60 @@ fn fields_for(backend: &dyn Backend, draft: Draft) -> Result<PrinterFields, ApiE
         enabled,
         device: setup.device,
         max_in_flight: max_in_flight as i32,
+        owner_tenant,
+        shared_with,
     })
+}
+
+/// Asks the vendor whether the printer's locator and secrets work (its live status). An
+/// offline device passes (its credentials were accepted); refused credentials are 422
+/// `vendor_auth_failed`, an unknown printer 422 `vendor_printer_not_found`.
+async fn verify_with_vendor(backend: &dyn Backend, fields: &PrinterFields) -> Result<(), ApiError> {
+    let context = crate::backends::PrinterContext {
+        id: PrinterId::parse(&fields.id)
+            .map_err(|detail| ApiError::unprocessable("invalid_field", detail))?,
+        locator: fields.locator.clone(),
+        secrets: crate::backends::Secrets(fields.secrets.clone()),
+        capabilities: None,
+    };
+    match backend.printer_status(&context).await {
+        Ok(_) => Ok(()),
+        Err(err) if err.code == ErrorCode::DeviceOffline => Ok(()),
+        Err(err) if err.code == ErrorCode::PrinterNotFound => Err(ApiError::unprocessable(
+            "vendor_printer_not_found",
+            format!(
+                "{} does not know this printer{}. Check the locator, or send ?verify=false to save it without asking.",
+                backend.name(),
+                vendor_words(&err)
+            ),
+        )),
+        Err(err) => Err(with_verify_hint(vendor_refusal(err))),
+    }
+}
+
+fn with_verify_hint(err: ApiError) -> ApiError {
+    match err {
+        ApiError::Client {
+            status,
+            code,
+            detail,
+        } => ApiError::Client {
+            status,
+            code,
+            detail: format!(
+                "{detail} The printer was not saved; fix the credentials, or send ?verify=false to save it without asking the vendor."
+            ),
+        },
+        other => other,
+    }
+}
+
+fn vendor_words(err: &VendorError) -> String {
+    match (&err.vendor_code, &err.vendor_message) {
+        (Some(code), Some(msg)) => format!(" (vendor code {code}: {msg})"),
+        (Some(code), None) => format!(" (vendor code {code})"),
+        _ => String::new(),
+    }
 }
 
 /// A source-only printer (WeCom) must name an existing printer that takes jobs.
@@ -396,6 +511,7 @@ async fn check_target(
     }
     let row = store::printers::get(&state.pool, &target)
         .await?
+        .filter(|row| row.usable_by(&fields.owner_tenant))
         .ok_or_else(|| {
             invalid(format!(
                 "`locator.target_printer_id`: printer `{target}` does not exist; register the printer that prints first."
@@ -415,6 +531,7 @@ const ADMIN: &str = "printers:admin";
 /// Register a printer.
 #[utoipa::path(post, path = "/v1/printers", tag = "printers",
     security(("bearer" = [])),
+    params(VerifyQuery),
     request_body = CreatePrinter,
     responses(
         (status = 201, description = "Registered", body = PrinterView),
@@ -422,11 +539,13 @@ const ADMIN: &str = "printers:admin";
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks `printers:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The id is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field, unknown backend or bad backend configuration", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field, unknown backend, bad backend configuration, or the vendor refused the credentials (`vendor_auth_failed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The vendor could not be asked (retry, or ?verify=false)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_printer(
     State(state): State<AppState>,
     caller: Caller,
+    Query(verify): Query<VerifyQuery>,
     Json(input): Json<CreatePrinter>,
 ) -> Result<Response, ApiError> {
     caller.require(ADMIN)?;
@@ -450,17 +569,23 @@ pub async fn create_printer(
         default_options: input.default_options,
         enabled: input.enabled,
         max_in_flight: input.max_in_flight,
+        owner_tenant: caller.tenant.clone(),
+        shared_with: input.shared_with,
     };
     let fields = fields_for(backend.as_ref(), draft)?;
     check_target(&state, backend.as_ref(), &fields).await?;
+    if store::printers::get(&state.pool, &fields.id)
+        .await?
+        .is_some()
+    {
+        return Err(printer_exists(&id.to_string()));
+    }
+    if verify.verify {
+        verify_with_vendor(backend.as_ref(), &fields).await?;
+    }
     let row = store::printers::insert(&state.pool, &fields)
         .await?
-        .ok_or_else(|| {
-            ApiError::conflict(
-                "printer_exists",
-                format!("Printer `{id}` already exists; PATCH it or pick another id."),
-            )
-        })?;
+        .ok_or_else(|| printer_exists(&id.to_string()))?;
     let location = format!("/v1/printers/{id}");
     Ok((
         StatusCode::CREATED,
@@ -468,16 +593,24 @@ pub async fn create_printer(
         Json(PrinterView::from_row(
             row,
             state.engine.settings().breaker_threshold,
+            &caller.tenant,
         )),
     )
         .into_response())
+}
+
+fn printer_exists(id: &str) -> ApiError {
+    ApiError::conflict(
+        "printer_exists",
+        format!("Printer id `{id}` is taken; pick another id (PATCH it if it is yours)."),
+    )
 }
 
 /// List printers.
 #[utoipa::path(get, path = "/v1/printers", tag = "printers",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "All printers", body = PrinterList),
+        (status = 200, description = "The printers the key's tenant owns or that are shared with it", body = PrinterList),
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks `jobs:read` and `printers:admin`", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -487,19 +620,47 @@ pub async fn list_printers(
 ) -> Result<Json<PrinterList>, ApiError> {
     caller.require_any(&["jobs:read", ADMIN])?;
     let threshold = state.engine.settings().breaker_threshold;
-    let items = store::printers::list(&state.pool)
-        .await?
+    let rows = if caller.is_admin() {
+        store::printers::list(&state.pool).await?
+    } else {
+        store::printers::list_usable_by(&state.pool, &caller.tenant).await?
+    };
+    let items = rows
         .into_iter()
-        .map(|r| PrinterView::from_row(r, threshold))
+        .map(|r| PrinterView::from_row(r, threshold, &caller.tenant))
         .collect();
     let items = with_queues(&state, items).await?;
     Ok(Json(PrinterList { items }))
 }
 
-async fn load(state: &AppState, id: &str) -> Result<PrinterRow, ApiError> {
+/// A printer the caller's tenant owns or that is shared with it (any printer for an
+/// `admin` key, which reads across tenants); any other is 404.
+async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<PrinterRow, ApiError> {
     store::printers::get(&state.pool, id)
         .await?
+        .filter(|row| caller.is_admin() || row.usable_by(&caller.tenant))
         .ok_or_else(|| ApiError::not_found(&format!("Printer `{id}`")))
+}
+
+/// A printer the caller's tenant owns (to change it): 404 when invisible, 403 when only
+/// shared with it.
+async fn load_owned(state: &AppState, caller: &Caller, id: &str) -> Result<PrinterRow, ApiError> {
+    let row = load(state, caller, id).await?;
+    if !row.usable_by(&caller.tenant) {
+        // an admin key reads every printer but changes only its own tenant's
+        return Err(ApiError::not_found(&format!("Printer `{id}`")));
+    }
+    if row.owner_tenant != caller.tenant {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_printer_owner",
+            format!(
+                "Printer `{id}` is shared with tenant `{}` but owned by another tenant; only its owner can change it.",
+                caller.tenant
+            ),
+        ));
+    }
+    Ok(row)
 }
 
 /// Get a printer.
@@ -518,31 +679,34 @@ pub async fn get_printer(
     Path(id): Path<String>,
 ) -> Result<Json<PrinterView>, ApiError> {
     caller.require_any(&["jobs:read", ADMIN])?;
-    let row = load(&state, &id).await?;
-    Ok(Json(view_with_queue(&state, row).await?))
+    let row = load(&state, &caller, &id).await?;
+    Ok(Json(view_with_queue(&state, row, &caller.tenant).await?))
 }
 
 /// Change a printer.
 #[utoipa::path(patch, path = "/v1/printers/{id}", tag = "printers",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Printer id")),
+    params(("id" = String, Path, description = "Printer id"), VerifyQuery),
     request_body = UpdatePrinter,
     responses(
         (status = 200, description = "Updated", body = PrinterView),
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks `printers:admin`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such printer", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid field or backend configuration", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such printer (or another tenant's)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field or backend configuration, or the vendor refused new credentials (`vendor_auth_failed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The vendor could not be asked about new credentials (retry, or ?verify=false)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_printer(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    Query(verify): Query<VerifyQuery>,
     Json(input): Json<UpdatePrinter>,
 ) -> Result<Json<PrinterView>, ApiError> {
     caller.require(ADMIN)?;
-    let row = load(&state, &id).await?;
+    let row = load_owned(&state, &caller, &id).await?;
+    let credentials_change = input.secrets.is_some() || input.locator.is_some();
     let backend = state.backend(&row.backend)?;
     let mut secrets = row.secrets.clone();
     if let Some(changes) = input.secrets {
@@ -565,13 +729,20 @@ pub async fn update_printer(
         default_options: input.default_options.unwrap_or(row.default_options.0),
         enabled: input.enabled.unwrap_or(row.enabled),
         max_in_flight: input.max_in_flight.or(Some(row.max_in_flight as u32)),
+        owner_tenant: row.owner_tenant.clone(),
+        shared_with: input.shared_with.unwrap_or(row.shared_with),
     };
     let fields = fields_for(backend.as_ref(), draft)?;
     check_target(&state, backend.as_ref(), &fields).await?;
+    if credentials_change && verify.verify {
+        verify_with_vendor(backend.as_ref(), &fields).await?;
+    }
     let updated = store::printers::update(&state.pool, &fields)
         .await?
         .ok_or_else(|| ApiError::not_found(&format!("Printer `{id}`")))?;
-    Ok(Json(view_with_queue(&state, updated).await?))
+    Ok(Json(
+        view_with_queue(&state, updated, &caller.tenant).await?,
+    ))
 }
 
 /// Delete a printer that has no jobs (disable it otherwise).
@@ -591,6 +762,7 @@ pub async fn delete_printer(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(ADMIN)?;
+    load_owned(&state, &caller, &id).await?;
     match store::printers::delete(&state.pool, &id).await? {
         Deleted::Yes => Ok(StatusCode::NO_CONTENT),
         Deleted::NotFound => Err(ApiError::not_found(&format!("Printer `{id}`"))),
@@ -617,8 +789,30 @@ fn vendor_problem(err: VendorError) -> ApiError {
 /// A vendor refusal an operator can act on, with a status that says what kind it is. The
 /// vendor's code and message are included; secrets never are (they are not in errors).
 fn vendor_refusal(err: VendorError) -> ApiError {
+    if err.code == ErrorCode::PrinterAuthFailed {
+        return ApiError::unprocessable(
+            "vendor_auth_failed",
+            format!(
+                "The vendor refused the printer's credentials: {}{}.",
+                err.message,
+                vendor_words(&err)
+            ),
+        );
+    }
+    if err.code == ErrorCode::VendorAuthFailed {
+        // The gateway's own credentials (not the printer's): a configuration problem.
+        return ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "vendor_app_auth_failed",
+            format!(
+                "The vendor refused the gateway's own credentials: {}{}.",
+                err.message,
+                vendor_words(&err)
+            ),
+        );
+    }
     let status = match err.code {
-        ErrorCode::PrinterAuthFailed | ErrorCode::VendorRejected => StatusCode::CONFLICT,
+        ErrorCode::VendorRejected => StatusCode::CONFLICT,
         ErrorCode::VendorRateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::DeviceBusy | ErrorCode::DeviceOffline => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_GATEWAY,
@@ -640,8 +834,8 @@ fn vendor_refusal(err: VendorError) -> ApiError {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "backend": "lianke",
-    "locator": {"device_id": "lk112312312312"},
-    "secrets": {"device_key": "••••••"}
+    "locator": {"device_id": "demo-lk-1"},
+    "secrets": {"device_key": "demo-lk-key"}
 }))]
 pub struct DiscoverRequest {
     pub backend: String,
@@ -668,8 +862,8 @@ pub struct DiscoveredPrinters {
         (status = 200, description = "The printers found", body = DiscoveredPrinters),
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks `printers:admin`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The vendor refused the device id or key", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The backend has no discovery, or a field is missing", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The vendor refused the request", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The backend has no discovery, a field is missing, or the vendor refused the device id or key (`vendor_auth_failed`)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The vendor failed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Backend not configured, or the device is busy", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -707,11 +901,12 @@ pub struct HousekeepingResult {
 
 async fn housekeeping(
     state: &AppState,
+    caller: &Caller,
     id: &str,
     action: Housekeeping,
     name: &str,
 ) -> Result<Json<HousekeepingResult>, ApiError> {
-    let row = load(state, id).await?;
+    let row = load_owned(state, caller, id).await?;
     let backend = state.backend(&row.backend)?;
     let context = printer_context(&row).map_err(ApiError::Internal)?;
     let outcome = backend
@@ -766,6 +961,7 @@ pub async fn reset_error_limit(
     caller.require(ADMIN)?;
     housekeeping(
         &state,
+        &caller,
         &id,
         Housekeeping::ResetErrorLimit,
         "reset_error_limit",
@@ -795,7 +991,14 @@ pub async fn flush_queue(
     Path(id): Path<String>,
 ) -> Result<Json<HousekeepingResult>, ApiError> {
     caller.require(ADMIN)?;
-    housekeeping(&state, &id, Housekeeping::FlushQueue, "flush_queue").await
+    housekeeping(
+        &state,
+        &caller,
+        &id,
+        Housekeeping::FlushQueue,
+        "flush_queue",
+    )
+    .await
 }
 
 /// A printer's capabilities, normalised; cached from the vendor.
@@ -816,7 +1019,7 @@ pub async fn printer_capabilities(
     Query(query): Query<CapabilitiesQuery>,
 ) -> Result<Json<CapabilitiesView>, ApiError> {
     caller.require_any(&["jobs:read", ADMIN])?;
-    let row = load(&state, &id).await?;
+    let row = load(&state, &caller, &id).await?;
     if !query.refresh
         && let (Some(caps), Some(at)) = (&row.capabilities, row.capabilities_at)
     {
@@ -860,7 +1063,7 @@ pub async fn printer_status(
     Path(id): Path<String>,
 ) -> Result<Json<StatusView>, ApiError> {
     caller.require_any(&["jobs:read", ADMIN])?;
-    let row = load(&state, &id).await?;
+    let row = load(&state, &caller, &id).await?;
     state.backend(&row.backend)?;
     let status = crate::engine::status::check(
         &state.pool,

@@ -5,6 +5,7 @@ pub mod documents;
 pub mod events;
 pub mod jobs;
 pub mod printers;
+pub mod retention;
 pub mod slots;
 pub mod webhooks;
 pub mod wecom;
@@ -70,6 +71,61 @@ pub async fn connect(
         .connect_with(options)
         .await?;
     Ok(pool)
+}
+
+/// Whether a connection error may go away by itself (Postgres not up yet, starting, the
+/// database not yet created by another replica), as opposed to a wrong URL or password.
+pub fn is_transient(err: &StoreError) -> bool {
+    match err {
+        StoreError::Db(err) if is_unavailable(err) => true,
+        // 3D000 no such database (yet: another replica creates it), 53300 too many connections
+        StoreError::Db(sqlx::Error::Database(db)) => {
+            matches!(db.code().as_deref(), Some("3D000" | "53300"))
+        }
+        _ => false,
+    }
+}
+
+/// What [`connect_waiting`] reports before each new try.
+#[derive(Debug)]
+pub struct RetryNotice<'a> {
+    pub attempt: u32,
+    pub error: &'a StoreError,
+    pub next_try_in: Duration,
+}
+
+/// [`connect`], retried with exponential backoff (0.25 s doubling to 8 s) while the error
+/// is transient and `max_wait` has not passed. `on_retry` hears of each failed try.
+pub async fn connect_waiting(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+    max_wait: Duration,
+    mut on_retry: impl FnMut(RetryNotice<'_>),
+) -> StoreResult<PgPool> {
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(250);
+    let mut attempt = 1;
+    loop {
+        match connect(url, max_connections, acquire_timeout).await {
+            Ok(pool) => return Ok(pool),
+            Err(error) => {
+                let left = max_wait.saturating_sub(started.elapsed());
+                if !is_transient(&error) || left.is_zero() {
+                    return Err(error);
+                }
+                let next_try_in = delay.min(left);
+                on_retry(RetryNotice {
+                    attempt,
+                    error: &error,
+                    next_try_in,
+                });
+                tokio::time::sleep(next_try_in).await;
+                delay = (delay * 2).min(Duration::from_secs(8));
+                attempt += 1;
+            }
+        }
+    }
 }
 
 async fn create_database_if_missing(options: &PgConnectOptions) -> StoreResult<()> {

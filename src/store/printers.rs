@@ -39,12 +39,25 @@ pub struct PrinterRow {
     pub last_error_vendor_code: Option<String>,
     pub last_seen_at: Option<DateTime<Utc>>,
     pub status_checked_at: Option<DateTime<Utc>>,
+    /// The tenant whose `printers:admin` keys manage the printer.
+    #[serde(default)]
+    pub owner_tenant: String,
+    /// Other tenants that may see the printer and print on it.
+    #[serde(default)]
+    pub shared_with: Vec<String>,
+}
+
+impl PrinterRow {
+    /// Whether `tenant` may see this printer and print on it (owner or shared with).
+    pub fn usable_by(&self, tenant: &str) -> bool {
+        self.owner_tenant == tenant || self.shared_with.iter().any(|t| t == tenant)
+    }
 }
 
 const COLUMNS: &str = "id, display_name, backend, locator, secrets, default_options, enabled, device, max_in_flight,
     capabilities, capabilities_at, online, last_error, last_error_at, breaker_failures, breaker_open_until,
     created_at, updated_at, consecutive_failures, last_error_code, last_error_vendor_code, last_seen_at,
-    status_checked_at";
+    status_checked_at, owner_tenant, shared_with";
 
 /// Everything an operator sets on a printer.
 #[derive(Debug, Clone)]
@@ -58,13 +71,16 @@ pub struct PrinterFields {
     pub enabled: bool,
     pub device: String,
     pub max_in_flight: i32,
+    pub owner_tenant: String,
+    pub shared_with: Vec<String>,
 }
 
 /// Inserts a printer; `None` when the id is taken.
 pub async fn insert(pool: &PgPool, p: &PrinterFields) -> StoreResult<Option<PrinterRow>> {
     Ok(sqlx::query_as::<_, PrinterRow>(&format!(
-        "INSERT INTO printers (id, display_name, backend, locator, secrets, default_options, enabled, device, max_in_flight)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        "INSERT INTO printers (id, display_name, backend, locator, secrets, default_options, enabled, device, max_in_flight,
+             owner_tenant, shared_with)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT (id) DO NOTHING RETURNING {COLUMNS}"
     ))
     .bind(&p.id)
@@ -76,6 +92,8 @@ pub async fn insert(pool: &PgPool, p: &PrinterFields) -> StoreResult<Option<Prin
     .bind(p.enabled)
     .bind(&p.device)
     .bind(p.max_in_flight)
+    .bind(&p.owner_tenant)
+    .bind(&p.shared_with)
     .fetch_optional(pool)
     .await?)
 }
@@ -85,7 +103,7 @@ pub async fn insert(pool: &PgPool, p: &PrinterFields) -> StoreResult<Option<Prin
 pub async fn update(pool: &PgPool, p: &PrinterFields) -> StoreResult<Option<PrinterRow>> {
     Ok(sqlx::query_as::<_, PrinterRow>(&format!(
         "UPDATE printers SET display_name = $2, locator = $4, secrets = $5, default_options = $6, enabled = $7,
-             device = $8, max_in_flight = $9, updated_at = now(),
+             device = $8, max_in_flight = $9, shared_with = $10, updated_at = now(),
              capabilities = CASE WHEN locator = $4 THEN capabilities END,
              capabilities_raw = CASE WHEN locator = $4 THEN capabilities_raw END,
              capabilities_at = CASE WHEN locator = $4 THEN capabilities_at END
@@ -100,6 +118,7 @@ pub async fn update(pool: &PgPool, p: &PrinterFields) -> StoreResult<Option<Prin
     .bind(p.enabled)
     .bind(&p.device)
     .bind(p.max_in_flight)
+    .bind(&p.shared_with)
     .fetch_optional(pool)
     .await?)
 }
@@ -128,6 +147,16 @@ pub async fn list(pool: &PgPool) -> StoreResult<Vec<PrinterRow>> {
             .fetch_all(pool)
             .await?,
     )
+}
+
+/// The printers `tenant` owns or that are shared with it.
+pub async fn list_usable_by(pool: &PgPool, tenant: &str) -> StoreResult<Vec<PrinterRow>> {
+    Ok(sqlx::query_as::<_, PrinterRow>(&format!(
+        "SELECT {COLUMNS} FROM printers WHERE owner_tenant = $1 OR $1 = ANY (shared_with) ORDER BY id"
+    ))
+    .bind(tenant)
+    .fetch_all(pool)
+    .await?)
 }
 
 /// What deleting a printer did.

@@ -1,0 +1,138 @@
+//! Retention: what the purge deletes, in small batches that lock only the rows they take
+//! (`FOR UPDATE SKIP LOCKED`). Only finished jobs (`completed`, `failed`, `canceled`) are
+//! ever deleted; `pending`, `processing` and `unconfirmed` jobs are never touched.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::StoreResult;
+
+const FINISHED: &str = "state IN ('completed','failed','canceled')";
+
+/// Deletes up to `batch` finished jobs that finished before `cutoff`, with their events
+/// and documents. Returns (jobs, documents) deleted.
+pub async fn delete_finished_jobs(
+    pool: &PgPool,
+    cutoff: DateTime<Utc>,
+    batch: i64,
+) -> StoreResult<(u64, u64)> {
+    let mut tx = pool.begin().await?;
+    let documents: Vec<Uuid> = sqlx::query_scalar(&format!(
+        "DELETE FROM jobs WHERE id IN (
+             SELECT id FROM jobs WHERE {FINISHED} AND completed_at < $1
+             ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+         RETURNING document_id"
+    ))
+    .bind(cutoff)
+    .bind(batch)
+    .fetch_all(&mut *tx)
+    .await?;
+    let jobs = documents.len() as u64;
+    let removed = sqlx::query(
+        "DELETE FROM documents d WHERE d.id = ANY ($1)
+           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.document_id = d.id)",
+    )
+    .bind(&documents)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok((jobs, removed))
+}
+
+/// Drops the bytes of up to `batch` documents of jobs that finished before `cutoff` (the
+/// job and the document's name, type, size and hash stay).
+pub async fn drop_document_content(
+    pool: &PgPool,
+    cutoff: DateTime<Utc>,
+    batch: i64,
+) -> StoreResult<u64> {
+    Ok(sqlx::query(&format!(
+        "UPDATE documents SET content = NULL WHERE id IN (
+             SELECT d.id FROM jobs j JOIN documents d ON d.id = j.document_id
+             WHERE j.{FINISHED} AND j.completed_at < $1 AND d.content IS NOT NULL
+             LIMIT $2 FOR UPDATE OF d SKIP LOCKED)"
+    ))
+    .bind(cutoff)
+    .bind(batch)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// Deletes up to `batch` history events of jobs that finished before `cutoff`.
+pub async fn delete_events(pool: &PgPool, cutoff: DateTime<Utc>, batch: i64) -> StoreResult<u64> {
+    Ok(sqlx::query(&format!(
+        "DELETE FROM job_events WHERE id IN (
+             SELECT e.id FROM jobs j JOIN job_events e ON e.job_id = j.id
+             WHERE j.{FINISHED} AND j.completed_at < $1
+             LIMIT $2 FOR UPDATE OF e SKIP LOCKED)"
+    ))
+    .bind(cutoff)
+    .bind(batch)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// Forgets up to `batch` idempotency keys of jobs created before `cutoff` (the same key
+/// then makes a new job).
+pub async fn expire_idempotency_keys(
+    pool: &PgPool,
+    cutoff: DateTime<Utc>,
+    batch: i64,
+) -> StoreResult<u64> {
+    Ok(sqlx::query(
+        "UPDATE jobs SET idempotency_key = NULL, request_hash = NULL WHERE id IN (
+             SELECT id FROM jobs WHERE idempotency_key IS NOT NULL AND created_at < $1
+             LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(cutoff)
+    .bind(batch)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// What a purge with these cutoffs would remove, counted without changing anything.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub jobs: u64,
+    pub events: u64,
+    pub document_contents: u64,
+    pub idempotency_keys: u64,
+}
+
+pub async fn count(
+    pool: &PgPool,
+    jobs_cutoff: DateTime<Utc>,
+    events_cutoff: DateTime<Utc>,
+    documents_cutoff: DateTime<Utc>,
+    idempotency_cutoff: DateTime<Utc>,
+) -> StoreResult<Counts> {
+    let (jobs, events, document_contents, idempotency_keys): (i64, i64, i64, i64) =
+        sqlx::query_as(&format!(
+            "SELECT
+               (SELECT count(*) FROM jobs WHERE {FINISHED} AND completed_at < $1),
+               (SELECT count(*) FROM jobs j JOIN job_events e ON e.job_id = j.id
+                 WHERE j.{FINISHED} AND j.completed_at < $2 AND j.completed_at >= $1),
+               (SELECT count(*) FROM jobs j JOIN documents d ON d.id = j.document_id
+                 WHERE j.{FINISHED} AND j.completed_at < $3 AND j.completed_at >= $1
+                   AND d.content IS NOT NULL),
+               (SELECT count(*) FROM jobs WHERE idempotency_key IS NOT NULL AND created_at < $4
+                 AND NOT ({FINISHED} AND completed_at < $1))"
+        ))
+        .bind(jobs_cutoff)
+        .bind(events_cutoff)
+        .bind(documents_cutoff)
+        .bind(idempotency_cutoff)
+        .fetch_one(pool)
+        .await?;
+    Ok(Counts {
+        jobs: jobs as u64,
+        events: events as u64,
+        document_contents: document_contents as u64,
+        idempotency_keys: idempotency_keys as u64,
+    })
+}
