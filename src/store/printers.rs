@@ -258,11 +258,12 @@ fn report_online_change(
 
 /// Writes a printer event (`printer.offline`, `printer.circuit_opened`, …) to the outbox,
 /// with the printer as it is now and the names of its secrets, never their values.
-/// Printer events go to every tenant the outbox fans out to (see the webhooks migration).
+/// A printer event belongs to the printer's owner tenant: other tenants' endpoints never
+/// see it (not even those it is shared with, which would learn its sharing list).
 async fn printer_event(pool: &PgPool, id: &str, event_type: &str) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO outbox_events (tenant, type, printer_id, snapshot)
-         SELECT NULL, $2, p.id,
+         SELECT p.owner_tenant, $2, p.id,
                 (to_jsonb(p) - 'secrets' - 'capabilities_raw' - 'capabilities')
                 || jsonb_build_object('secrets', COALESCE(
                     (SELECT jsonb_object_agg(k, 'null'::jsonb) FROM jsonb_object_keys(p.secrets) AS k),
