@@ -36,7 +36,6 @@ struct Received {
     timestamp: String,
     signature: String,
     body: Bytes,
-    at: Instant,
 }
 
 impl Received {
@@ -71,7 +70,6 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> 
         timestamp: header("webhook-timestamp"),
         signature: header("webhook-signature"),
         body,
-        at: Instant::now(),
     });
     let status = r.script.lock().unwrap().pop_front().unwrap_or(200);
     AxumStatus::from_u16(status).unwrap()
