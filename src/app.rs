@@ -22,9 +22,10 @@ use crate::backends::zhimu::{ZhimuBackend, ZhimuSettings};
 use crate::callback_token::CallbackKeys;
 use crate::config::{Config, NoPrinterPolicy};
 use crate::engine::outbox::{Outbox, OutboxSettings};
-use crate::engine::wecom::{WecomBridge, WecomBridgeSettings};
 use crate::engine::{Engine, EngineSettings};
 use crate::observe;
+use crate::service::Service;
+use crate::service::sources::{WecomBridge, WecomBridgeSettings};
 use crate::store::{self, StoreError};
 
 /// What a process runs.
@@ -193,14 +194,6 @@ impl Application {
             }
             wecom_client = Some(client);
         }
-        let wecom = wecom_client.map(|client| {
-            WecomBridge::new(
-                pool.clone(),
-                client,
-                backends.clone(),
-                WecomBridgeSettings::from_config(&config),
-            )
-        });
         for warning in config.startup_warnings(&backends.names()) {
             tracing::warn!("{warning}");
         }
@@ -211,6 +204,13 @@ impl Application {
             EngineSettings::from_config(&config),
             callback_keys,
         );
+        let wecom = wecom_client.map(|client| {
+            WecomBridge::new(
+                Service::new(pool.clone(), backends.clone(), Arc::clone(&engine)),
+                client,
+                WecomBridgeSettings::from_config(&config),
+            )
+        });
         let breaker_threshold = config.breaker_threshold as i32;
         let outbox = Outbox::new(
             pool.clone(),

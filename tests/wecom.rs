@@ -15,7 +15,7 @@ use print_gateway::backends::lianke::LiankeBackend;
 use print_gateway::backends::{BackendRegistry, TaskProgress};
 use print_gateway::config::{Config, Secret};
 use print_gateway::domain::{ErrorCode, JobError};
-use print_gateway::engine::wecom::WecomBridge;
+use print_gateway::service::sources::WecomBridge;
 use print_gateway::store;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::engine::EngineError;
+use crate::service::{Refusal, ServiceError};
 use crate::store::StoreError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -177,6 +178,31 @@ impl From<sqlx::Error> for ApiError {
             ApiError::Unavailable(err.to_string())
         } else {
             ApiError::Internal(err.to_string())
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        match err {
+            ServiceError::Refused {
+                refusal,
+                code,
+                detail,
+            } => ApiError::new(
+                match refusal {
+                    Refusal::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+                    Refusal::Conflict => StatusCode::CONFLICT,
+                    Refusal::NotFound => StatusCode::NOT_FOUND,
+                    Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                },
+                code,
+                detail,
+            ),
+            // Only printer registration asks the vendor; the printers API words it.
+            ServiceError::Unverified(err) => super::printers::unverified(err),
+            ServiceError::Store(err) => err.into(),
+            ServiceError::Internal(message) => ApiError::Internal(message),
         }
     }
 }

@@ -6,7 +6,6 @@
 pub mod outbox;
 pub mod retry;
 pub mod status;
-pub mod wecom;
 
 use std::sync::Arc;
 use std::time::Duration;

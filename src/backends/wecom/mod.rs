@@ -5,7 +5,7 @@
 //! pulls them, prints them, and reports back. So a WeCom printer in the gateway is a
 //! *source* (a WeCom `device_sn` and the users whose jobs to pull) bound to a *target*
 //! printer of the gateway that prints. Jobs never reach this backend's `submit`: imported
-//! jobs carry the target's printer id (see `engine::wecom`).
+//! jobs carry the target's printer id (see `service::sources`).
 //!
 //! - [`WecomClient`]: the HTTP calls, token handling (`token.rs`), `-1` retries, one token
 //!   refresh on 40014/42001, a pause on 45009/45033;

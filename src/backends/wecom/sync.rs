@@ -1,7 +1,7 @@
 //! The vendor side of a WeCom sync (`wecom-get-printer-job-list.md`): unprinted jobs page by
 //! page, the batch status look-up by `jobid_list`, and a job's document (download URL →
 //! encrypted bytes → AES decrypt). What to do with them — import, cancel, report — is the
-//! engine's (`engine::wecom`).
+//! service's (`service::sources`).
 
 use std::collections::HashMap;
 

@@ -27,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use super::jobs::{CancelRequest, Canceled};
+use super::{Service, ServiceError};
 use crate::backends::wecom::mapping::{
     self, PushEvent, REASON_DELETED_AT_WECOM, REASON_FINISHED_AT_WECOM, ReportPlan, WecomErrcode,
     WecomJobStatus,
@@ -96,6 +98,15 @@ pub enum BridgeError {
     Setup(String),
 }
 
+impl From<ServiceError> for BridgeError {
+    fn from(err: ServiceError) -> Self {
+        match err {
+            ServiceError::Store(err) => BridgeError::Store(err),
+            other => BridgeError::Setup(other.to_string()),
+        }
+    }
+}
+
 impl From<sqlx::Error> for BridgeError {
     fn from(err: sqlx::Error) -> Self {
         BridgeError::Store(StoreError::Db(err))
@@ -130,6 +141,7 @@ pub enum ImportOutcome {
 }
 
 pub struct WecomBridge {
+    service: Service,
     pool: PgPool,
     client: Arc<WecomClient>,
     backends: BackendRegistry,
@@ -152,15 +164,15 @@ fn after(d: Duration) -> DateTime<Utc> {
 
 impl WecomBridge {
     pub fn new(
-        pool: PgPool,
+        service: Service,
         client: Arc<WecomClient>,
-        backends: BackendRegistry,
         settings: WecomBridgeSettings,
     ) -> Arc<WecomBridge> {
         Arc::new(WecomBridge {
-            pool,
+            pool: service.pool.clone(),
+            backends: service.backends.clone(),
+            service,
             client,
-            backends,
             settings,
             owner: Uuid::new_v4(),
             wake: Notify::new(),
@@ -205,7 +217,7 @@ impl WecomBridge {
     }
 
     async fn listen_loop(self: Arc<Self>, shutdown: CancellationToken) {
-        super::wake_on_notify(&self.pool, WECOM_CHANNEL, &self.wake, &shutdown).await;
+        crate::engine::wake_on_notify(&self.pool, WECOM_CHANNEL, &self.wake, &shutdown).await;
     }
 
     /// Handles pushes and reports whenever woken, and at least every sweep interval.
@@ -609,12 +621,9 @@ impl WecomBridge {
         };
 
         let mut tx = self.pool.begin().await?;
-        let document_id = store::documents::insert(&mut tx, &document).await?;
-        let new_job = NewJob {
-            document_id,
-            ..new_job
-        };
-        let Some(row) = store::jobs::insert(&mut tx, &new_job, EventSource::Wecom).await? else {
+        let Some(row) =
+            Service::accept_job_in(&mut tx, new_job.clone(), &document, EventSource::Wecom).await?
+        else {
             tx.rollback().await?;
             return Ok(ImportOutcome::AlreadyKnown);
         };
@@ -654,7 +663,7 @@ impl WecomBridge {
             store::jobs::apply(&mut tx, row.id, &update).await?;
         }
         tx.commit().await?;
-        crate::observe::job_accepted(&new_job.backend, "wecom");
+        self.service.job_accepted(&new_job);
         Ok(ImportOutcome::Imported(row.id))
     }
 
@@ -666,46 +675,23 @@ impl WecomBridge {
         reason: &'static str,
         message: &str,
     ) -> BridgeResult<bool> {
-        for _ in 0..5 {
-            let Some(job) = store::jobs::get_any(&self.pool, job_id).await? else {
-                return Ok(false);
-            };
-            let state = job.job_state()?;
-            if state.is_terminal() || job.cancel_requested {
-                return Ok(false);
-            }
-            if state == JobState::Pending && self.cancel_if_pending(job_id, reason, message).await?
-            {
-                return Ok(true);
-            }
-            if state == JobState::Processing {
-                let cancels = self
-                    .backends
-                    .get(
-                        &store::printers::get(&self.pool, &job.printer_id)
-                            .await?
-                            .map(|p| p.backend)
-                            .unwrap_or_default(),
-                    )
-                    .is_some_and(|b| b.supports_cancel());
-                if !cancels {
+        let request = CancelRequest {
+            source: EventSource::Wecom,
+            reason,
+            message: Some(message.to_owned()),
+        };
+        match self.service.cancel_job(None, job_id, &request).await {
+            Ok(Canceled::Now(_) | Canceled::Requested(_)) => Ok(true),
+            Ok(Canceled::AlreadyRequested(_)) => Ok(false),
+            Err(ServiceError::Store(err)) => Err(BridgeError::Store(err)),
+            Err(ServiceError::Refused { code, .. }) => {
+                if code == "cancel_not_supported" {
                     tracing::info!(%job_id, "WeCom job deleted while printing; the printer's vendor cannot cancel it");
-                    return Ok(false);
                 }
+                Ok(false)
             }
-            let update = JobUpdate::stay(state, EventSource::Wecom, "cancel_requested")
-                .reason("cancel_requested")
-                .message(message.to_owned())
-                .request_cancel()
-                .due(Utc::now());
-            if store::jobs::apply_on(&self.pool, job_id, &update)
-                .await?
-                .is_some()
-            {
-                return Ok(true);
-            }
+            Err(_) => Ok(false),
         }
-        Ok(false)
     }
 
     /// Cancels a job that has not been sent to its printer yet.
@@ -715,15 +701,14 @@ impl WecomBridge {
         reason: &'static str,
         message: &str,
     ) -> BridgeResult<bool> {
-        let update = JobUpdate::transition(
-            Transition::new(JobState::Pending, JobState::Canceled)
-                .map_err(|e| BridgeError::Setup(e.to_string()))?,
-            EventSource::Wecom,
-        )
-        .reason(reason)
-        .message(message.to_owned())
-        .unless_submitting();
-        Ok(store::jobs::apply_on(&self.pool, job_id, &update)
+        let request = CancelRequest {
+            source: EventSource::Wecom,
+            reason,
+            message: Some(message.to_owned()),
+        };
+        Ok(self
+            .service
+            .cancel_if_pending(job_id, &request)
             .await?
             .is_some())
     }
