@@ -190,7 +190,7 @@ impl Application {
             let client =
                 Arc::new(WecomClient::new(wecom_settings(&config)).map_err(StartError::Config)?);
             if backends.get(wecom::NAME).is_none() {
-                backends = backends.with(Arc::new(WecomBackend::new(Arc::clone(&client))));
+                backends = backends.with_source(Arc::new(WecomBackend::new(Arc::clone(&client))));
             }
             wecom_client = Some(client);
         }

@@ -37,12 +37,11 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 use uuid::Uuid;
 
-use crate::backends::{Backend, BackendRegistry};
+use crate::backends::{Backend, BackendRegistry, PrintTarget};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::observe;
 use crate::service::Service;
-use crate::store;
 use error::ApiError;
 
 /// What every handler can reach.
@@ -225,15 +224,26 @@ impl AppState {
     }
 
     pub fn backend(&self, name: &str) -> Result<&Arc<dyn Backend>, ApiError> {
-        self.backends.get(name).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "backend_unavailable",
-                format!(
-                    "The `{name}` backend is not configured in this gateway (configured: {:?}).",
-                    self.backends.names()
-                ),
-            )
-        })
+        self.backends
+            .get(name)
+            .ok_or_else(|| self.not_configured(name))
+    }
+
+    /// The print target registered as `name`.
+    pub fn target(&self, name: &str) -> Result<&Arc<dyn PrintTarget>, ApiError> {
+        self.backends
+            .target(name)
+            .ok_or_else(|| self.not_configured(name))
+    }
+
+    fn not_configured(&self, name: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "backend_unavailable",
+            format!(
+                "The `{name}` backend is not configured in this gateway (configured: {:?}).",
+                self.backends.names()
+            ),
+        )
     }
 }

@@ -15,7 +15,6 @@ use super::error::{ApiError, Json, Path, Problem, Query};
 use crate::backends::{DiscoveredPrinter, Housekeeping, PrinterStatus, VendorError};
 use crate::domain::ErrorCode;
 use crate::domain::{Capabilities, JobOptions, PrinterId};
-use crate::engine::printer_context;
 use crate::service::printers::{PrinterChanges, PrinterDraft, WhenTaken, vendor_words};
 use crate::store::printers::{Deleted, PrinterRow};
 use crate::store::{self};
@@ -659,11 +658,14 @@ pub async fn discover_printers(
     Json(input): Json<DiscoverRequest>,
 ) -> Result<Json<DiscoveredPrinters>, ApiError> {
     caller.require(ADMIN)?;
-    let backend = state.backend(&input.backend)?;
-    match backend.discover(&input.locator, &input.secrets).await {
+    let found = state
+        .service()
+        .discover(&input.backend, &input.locator, &input.secrets)
+        .await?;
+    match found {
         None => Err(ApiError::unprocessable(
             "discovery_not_supported",
-            format!("The `{}` backend cannot list printers.", backend.name()),
+            format!("The `{}` backend cannot list printers.", input.backend),
         )),
         Some(Err(err)) if err.code == ErrorCode::VendorRejected && err.vendor_code.is_none() => {
             Err(ApiError::unprocessable("invalid_field", err.message))
@@ -693,15 +695,14 @@ async fn housekeeping(
     name: &str,
 ) -> Result<Json<HousekeepingResult>, ApiError> {
     let row = load_owned(state, caller, id).await?;
-    let backend = state.backend(&row.backend)?;
-    let context = printer_context(&row).map_err(ApiError::Internal)?;
-    let outcome = backend
-        .housekeeping(&context, action)
-        .await
+    let outcome = state
+        .service()
+        .housekeeping(&row, action)
+        .await?
         .ok_or_else(|| {
             ApiError::unprocessable(
                 "not_supported",
-                format!("The `{}` backend does not offer {name}.", backend.name()),
+                format!("The `{}` backend does not offer {name}.", row.backend),
             )
         })?;
     let data = outcome.map_err(vendor_refusal)?;
@@ -816,11 +817,10 @@ pub async fn printer_capabilities(
             source: "cache".into(),
         }));
     }
-    let backend = state.backend(&row.backend)?;
-    let context = printer_context(&row).map_err(ApiError::Internal)?;
-    let report = backend
-        .capabilities(&context)
-        .await
+    let report = state
+        .service()
+        .capabilities(&row)
+        .await?
         .map_err(vendor_problem)?;
     store::printers::save_capabilities(&state.pool, &row.id, &report.capabilities, &report.raw)
         .await?;

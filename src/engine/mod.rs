@@ -3,8 +3,8 @@
 //! status and reconcile unconfirmed submits; every decision about an error comes from the
 //! error's [`Decision`].
 
+pub mod gate;
 pub mod outbox;
-pub mod retry;
 pub mod status;
 
 use std::sync::Arc;
@@ -20,11 +20,12 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::backends::{
-    Backend, BackendRegistry, CancelOutcome, DocumentPayload, Lookup, LookupKind, PrinterContext,
-    Secrets, SubmitRequest, TaskProgress, TaskReport, VendorError,
+    BackendRegistry, CancelOutcome, DocumentPayload, Lookup, LookupKind, PrintTarget,
+    PrinterContext, Secrets, SubmitRequest, TaskProgress, TaskReport, VendorError,
 };
 use crate::callback_token::CallbackKeys;
 use crate::config::Config;
+use crate::domain::backoff::{RetryPolicy, short_pause};
 use crate::domain::{
     Decision, DocumentKind, DocumentType, ErrorCode, EventSource, JobError, JobState, PrinterId,
     Transition,
@@ -32,7 +33,6 @@ use crate::domain::{
 use crate::store::jobs::{AttributionRefused, JobRow, JobUpdate};
 use crate::store::printers::{BreakerEffect, Failure, PrinterRow};
 use crate::store::{self, StoreError};
-use retry::{RetryPolicy, short_pause};
 
 /// The channel the `jobs_due_notify` trigger signals on.
 pub const DUE_CHANNEL: &str = "print_gateway_jobs_due";
@@ -281,7 +281,7 @@ impl Engine {
         };
         // claim_due only hands out jobs of configured backends; if the registry lost one
         // meanwhile, leave the job to a replica that has it.
-        let Some(backend) = self.backends.get(&printer.backend).cloned() else {
+        let Some(backend) = self.backends.target(&printer.backend).cloned() else {
             tracing::warn!(job_id = %job.id, backend = %printer.backend, "no such backend here; job left for another replica");
             return self
                 .release(&job, token, after(self.settings.sweep_interval * 10))
@@ -512,24 +512,8 @@ impl Engine {
             self.free_slot(w, slot).await;
             return Ok(());
         }
-        let mut outcome = self.call(w.backend.submit(w.context, &request)).await;
-        if let Err(err) = &outcome
-            && err.decision == Decision::RefreshTokenOnce
-            && !err.outcome_unknown
-        {
-            // The vendor refused our token before taking the job: a fresh token, one retry.
-            w.backend.invalidate_credentials(w.context).await;
-            outcome = self
-                .call(w.backend.submit(w.context, &request))
-                .await
-                .map_err(|mut err| {
-                    if err.decision == Decision::RefreshTokenOnce {
-                        err.decision = Decision::Fail;
-                        err.code = ErrorCode::VendorAuthFailed;
-                    }
-                    err
-                });
-        }
+        // A rejected vendor token is refreshed inside the backend (`TokenCache::refresh_once`).
+        let outcome = self.call(w.backend.submit(w.context, &request)).await;
         crate::observe::submit(
             w.backend.name(),
             match &outcome {
@@ -849,13 +833,7 @@ impl Engine {
         let Some(slot) = self.take_slot(w).await? else {
             return self.release(w.job, w.token, after(short_pause())).await;
         };
-        let mut outcome = self.call(w.backend.task_status(w.context, &task_id)).await;
-        if let Err(err) = &outcome
-            && err.decision == Decision::RefreshTokenOnce
-        {
-            w.backend.invalidate_credentials(w.context).await;
-            outcome = self.call(w.backend.task_status(w.context, &task_id)).await;
-        }
+        let outcome = self.call(w.backend.task_status(w.context, &task_id)).await;
         self.free_slot(w, slot).await;
         match outcome {
             Ok(report) => {
@@ -890,7 +868,7 @@ impl Engine {
         report: TaskReport,
         source: EventSource,
         lease: Option<Uuid>,
-        backend: &dyn Backend,
+        backend: &dyn PrintTarget,
     ) -> EngineResult<Option<JobRow>> {
         let since_dispatch = (Utc::now() - job.dispatched_at.unwrap_or(job.created_at))
             .to_std()
@@ -1355,7 +1333,7 @@ fn vendor_task_of(job: &JobRow) -> EngineResult<String> {
 struct Work<'a> {
     job: &'a JobRow,
     printer: &'a PrinterRow,
-    backend: &'a dyn Backend,
+    backend: &'a dyn PrintTarget,
     context: &'a PrinterContext,
     token: Uuid,
 }

@@ -235,7 +235,7 @@ impl Service {
                     .ok_or_else(|| {
                         ServiceError::Internal(format!("printer {} vanished", row.printer_id))
                     })?;
-                let backend = self.backend(&printer.backend)?;
+                let backend = self.target(&printer.backend)?;
                 if !backend.supports_cancel() {
                     return Err(ServiceError::conflict(
                         "cancel_not_supported",

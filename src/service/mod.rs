@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
-use crate::backends::{Backend, BackendRegistry, VendorError};
+use crate::backends::{Backend, BackendRegistry, PrintTarget, VendorError};
 use crate::engine::{Engine, EngineError};
 use crate::store::StoreError;
 
@@ -115,13 +115,24 @@ impl Service {
     pub fn backend(&self, name: &str) -> ServiceResult<&Arc<dyn Backend>> {
         self.backends
             .get(name)
-            .ok_or_else(|| ServiceError::Refused {
-                refusal: Refusal::Unavailable,
-                code: "backend_unavailable",
-                detail: format!(
-                    "The `{name}` backend is not configured in this gateway (configured: {:?}).",
-                    self.backends.names()
-                ),
-            })
+            .ok_or_else(|| self.not_configured(name))
+    }
+
+    /// The print target registered as `name` (a job source's printers never print).
+    pub fn target(&self, name: &str) -> ServiceResult<&Arc<dyn PrintTarget>> {
+        self.backends
+            .target(name)
+            .ok_or_else(|| self.not_configured(name))
+    }
+
+    fn not_configured(&self, name: &str) -> ServiceError {
+        ServiceError::Refused {
+            refusal: Refusal::Unavailable,
+            code: "backend_unavailable",
+            detail: format!(
+                "The `{name}` backend is not configured in this gateway (configured: {:?}).",
+                self.backends.names()
+            ),
+        }
     }
 }

@@ -3,8 +3,12 @@
 use serde_json::Value;
 
 use super::{Service, ServiceError, ServiceResult};
-use crate::backends::{Backend, PrinterContext, Secrets, VendorError};
+use crate::backends::{
+    Backend, CapabilitiesReport, DiscoveredPrinter, Housekeeping, PrinterContext, Secrets,
+    VendorError,
+};
 use crate::domain::{ErrorCode, JobOptions, PrinterId};
+use crate::engine::{gate, printer_context};
 use crate::store;
 use crate::store::printers::{PrinterFields, PrinterRow};
 
@@ -256,7 +260,15 @@ impl Service {
             secrets: Secrets(fields.secrets.clone()),
             capabilities: None,
         };
-        match backend.printer_status(&context).await {
+        let asked = gate::through(
+            &self.pool,
+            &fields.device,
+            fields.max_in_flight,
+            self.engine.settings().vendor_timeout,
+            backend.printer_status(&context),
+        )
+        .await?;
+        match asked {
             Ok(_) => Ok(()),
             Err(err) if err.code == ErrorCode::DeviceOffline => Ok(()),
             Err(err) if err.code == ErrorCode::PrinterNotFound => Err(ServiceError::invalid(
@@ -301,5 +313,75 @@ impl Service {
                 row.backend
             ))),
         }
+    }
+
+    /// The printers behind a vendor device, through the device's gate when the backend
+    /// can name the device. `None`: the backend has no discovery.
+    pub async fn discover(
+        &self,
+        backend: &str,
+        locator: &Value,
+        secrets: &Value,
+    ) -> ServiceResult<Option<Result<Vec<DiscoveredPrinter>, VendorError>>> {
+        let Some(target) = self.backends.target(backend) else {
+            self.backend(backend)?;
+            return Ok(None);
+        };
+        let asked = async { Ok::<_, VendorError>(target.discover(locator, secrets).await) };
+        Ok(match target.setup_printer(locator, secrets) {
+            Ok(setup) => gate::through(
+                &self.pool,
+                &setup.device,
+                i32::try_from(setup.max_in_flight).unwrap_or(i32::MAX),
+                self.engine.settings().vendor_timeout,
+                asked,
+            )
+            .await?
+            .unwrap_or_else(|busy| Some(Err(busy))),
+            Err(_) => target.discover(locator, secrets).await,
+        })
+    }
+
+    /// Vendor housekeeping on a printer, through its device gate. `None`: not offered.
+    pub async fn housekeeping(
+        &self,
+        row: &PrinterRow,
+        action: Housekeeping,
+    ) -> ServiceResult<Option<Result<Value, VendorError>>> {
+        let Some(target) = self.backends.target(&row.backend) else {
+            self.backend(&row.backend)?;
+            return Ok(None);
+        };
+        let context = printer_context(row).map_err(ServiceError::Internal)?;
+        let asked = async { Ok::<_, VendorError>(target.housekeeping(&context, action).await) };
+        Ok(gate::through(
+            &self.pool,
+            &row.device,
+            row.max_in_flight,
+            self.engine.settings().vendor_timeout,
+            asked,
+        )
+        .await?
+        .unwrap_or_else(|busy| Some(Err(busy))))
+    }
+
+    /// A printer's capabilities asked of its vendor now, through its device gate.
+    pub async fn capabilities(
+        &self,
+        row: &PrinterRow,
+    ) -> ServiceResult<Result<CapabilitiesReport, VendorError>> {
+        let backend = self.backend(&row.backend)?;
+        let Some(target) = self.backends.target(&row.backend) else {
+            return Ok(Err(VendorError::not_a_print_target(backend.name())));
+        };
+        let context = printer_context(row).map_err(ServiceError::Internal)?;
+        Ok(gate::through(
+            &self.pool,
+            &row.device,
+            row.max_in_flight,
+            self.engine.settings().vendor_timeout,
+            target.capabilities(&context),
+        )
+        .await?)
     }
 }

@@ -38,6 +38,7 @@ use crate::backends::wecom::wire::{PrinterJob, ReportPrinterJobStatus};
 use crate::backends::wecom::{self, DeviceCredentials, WecomClient, WecomLocator};
 use crate::backends::{BackendRegistry, VendorError};
 use crate::config::Config;
+use crate::domain::backoff::Backoff;
 use crate::domain::document::Sniffed;
 use crate::domain::{
     Decision, DocumentKind, DocumentType, ErrorCode, EventSource, JobError, JobOptions, JobState,
@@ -756,8 +757,8 @@ impl WecomBridge {
     }
 
     fn backoff(&self, attempts: i32, max: Duration) -> Duration {
-        let exp = u32::try_from(attempts.clamp(1, 20) - 1).unwrap_or(0);
-        self.settings.retry_base.saturating_mul(1 << exp).min(max)
+        let attempt = u32::try_from(attempts.clamp(1, 20)).unwrap_or(1);
+        Backoff::new(self.settings.retry_base, max).delay(attempt)
     }
 
     async fn sources_for_device(&self, device_sn: Option<&str>) -> BridgeResult<Vec<PrinterRow>> {
