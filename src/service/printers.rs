@@ -212,17 +212,10 @@ impl Service {
         let credentials_change = changes.secrets.is_some() || changes.locator.is_some();
         let backend = self.backend(&row.backend)?;
         let mut secrets = row.secrets.clone();
+        let secret_changes = changes.secrets.clone();
         if let Some(changes) = &changes.secrets {
             object_or_err(changes, "secrets")?;
-            if let (Some(target), Some(changes)) = (secrets.as_object_mut(), changes.as_object()) {
-                for (key, value) in changes {
-                    if value.is_null() {
-                        target.remove(key);
-                    } else {
-                        target.insert(key.clone(), value.clone());
-                    }
-                }
-            }
+            store::printers::merge_secrets(&mut secrets, changes);
         }
         let draft = PrinterDraft {
             id: row.id.clone(),
@@ -240,7 +233,8 @@ impl Service {
         if credentials_change && verify {
             self.verify_with_vendor(backend.as_ref(), &fields).await?;
         }
-        store::printers::update(&self.pool, &fields)
+        // The secrets are merged again under a row lock, onto the row as it is then.
+        store::printers::update_keeping_secrets(&self.pool, &fields, secret_changes.as_ref())
             .await?
             .ok_or_else(|| ServiceError::not_found(&format!("Printer `{id}`")))
     }

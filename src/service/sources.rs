@@ -404,10 +404,25 @@ impl WecomBridge {
                 .await
                 .map_err(BridgeError::Vendor)?;
             summary.list_calls += ids.len().div_ceil(sync::MAX_JOBID_LIST);
+            // What WeCom said of all of them, in two statements (not one per job).
+            let gone: Vec<String> = jobs
+                .iter()
+                .filter(|(jobid, _)| !found.contains_key(jobid))
+                .map(|(jobid, _)| jobid.clone())
+                .collect();
+            store::wecom::mark_all_deleted(&self.pool, &gone).await?;
+            let (seen, statuses): (Vec<String>, Vec<i16>) = jobs
+                .iter()
+                .filter_map(|(jobid, _)| {
+                    found
+                        .get(jobid)
+                        .map(|job| (jobid.clone(), i16::try_from(job.status).unwrap_or(i16::MAX)))
+                })
+                .unzip();
+            store::wecom::record_statuses(&self.pool, &seen, &statuses).await?;
             for (jobid, job_id) in jobs {
                 match found.get(&jobid) {
                     None => {
-                        store::wecom::mark_deleted(&self.pool, &jobid).await?;
                         if self
                             .cancel_for_wecom(
                                 job_id,
@@ -421,12 +436,6 @@ impl WecomBridge {
                     }
                     Some(job) => {
                         let status = WecomJobStatus::from_code(job.status);
-                        store::wecom::record_status(
-                            &self.pool,
-                            &jobid,
-                            i16::try_from(job.status).unwrap_or(i16::MAX),
-                        )
-                        .await?;
                         match status.neutral_state() {
                             Some(JobState::Pending) => {}
                             Some(_) => {
