@@ -16,6 +16,7 @@ use crate::api::{self, AppState};
 use crate::backends::BackendRegistry;
 use crate::backends::lianke::{LiankeBackend, LiankeSettings};
 use crate::backends::pacing::PollCadence;
+use crate::backends::wecom::source::WecomSource;
 use crate::backends::wecom::{self, WecomBackend, WecomClient, WecomSettings};
 use crate::backends::zhimu::token::AppCredentials;
 use crate::backends::zhimu::{ZhimuBackend, ZhimuSettings};
@@ -207,7 +208,7 @@ impl Application {
         let wecom = wecom_client.map(|client| {
             WecomBridge::new(
                 Service::new(pool.clone(), backends.clone(), Arc::clone(&engine)),
-                client,
+                Arc::new(WecomSource::new(client)),
                 WecomBridgeSettings::from_config(&config),
             )
         });

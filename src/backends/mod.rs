@@ -10,6 +10,7 @@ pub mod lianke;
 pub mod wecom;
 
 pub mod pacing;
+pub mod source;
 pub mod token_cache;
 pub mod zhimu;
 

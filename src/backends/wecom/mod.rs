@@ -15,6 +15,7 @@
 
 pub mod crypto;
 pub mod mapping;
+pub mod source;
 pub mod sync;
 pub mod token;
 pub mod wire;
