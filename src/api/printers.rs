@@ -11,11 +11,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::{ApiError, Json, Path, Problem, Query};
+use super::error::{ApiError, Json, Path, Problem, Query, vendor_refusal};
 use crate::backends::{DiscoveredPrinter, Housekeeping, PrinterStatus, VendorError};
 use crate::domain::ErrorCode;
 use crate::domain::{Capabilities, JobOptions, PrinterId};
-use crate::service::printers::{PrinterChanges, PrinterDraft, WhenTaken, vendor_words};
+use crate::service::printers::{PrinterChanges, PrinterDraft, WhenTaken};
 use crate::store::printers::{Deleted, PrinterRow};
 use crate::store::{self};
 
@@ -337,28 +337,6 @@ pub struct CapabilitiesQuery {
     pub refresh: bool,
 }
 
-/// A printer registration or change the vendor did not confirm.
-pub(super) fn unverified(err: VendorError) -> ApiError {
-    with_verify_hint(vendor_refusal(err))
-}
-
-fn with_verify_hint(err: ApiError) -> ApiError {
-    match err {
-        ApiError::Client {
-            status,
-            code,
-            detail,
-        } => ApiError::Client {
-            status,
-            code,
-            detail: format!(
-                "{detail} The printer was not saved; fix the credentials, or send ?verify=false to save it without asking the vendor."
-            ),
-        },
-        other => other,
-    }
-}
-
 const ADMIN: &str = "printers:admin";
 
 /// Register a printer.
@@ -568,49 +546,6 @@ fn vendor_problem(err: VendorError) -> ApiError {
             "The vendor could not answer ({}): {}",
             err.code, err.message
         ),
-    )
-}
-
-/// A vendor refusal an operator can act on, with a status that says what kind it is. The
-/// vendor's code and message are included; secrets never are (they are not in errors).
-fn vendor_refusal(err: VendorError) -> ApiError {
-    if err.code == ErrorCode::PrinterAuthFailed {
-        return ApiError::unprocessable(
-            "vendor_auth_failed",
-            format!(
-                "The vendor refused the printer's credentials: {}{}.",
-                err.message,
-                vendor_words(&err)
-            ),
-        );
-    }
-    if err.code == ErrorCode::VendorAuthFailed {
-        // The gateway's own credentials (not the printer's): a configuration problem.
-        return ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "vendor_app_auth_failed",
-            format!(
-                "The vendor refused the gateway's own credentials: {}{}.",
-                err.message,
-                vendor_words(&err)
-            ),
-        );
-    }
-    let status = match err.code {
-        ErrorCode::VendorRejected => StatusCode::CONFLICT,
-        ErrorCode::VendorRateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::DeviceBusy | ErrorCode::DeviceOffline => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::BAD_GATEWAY,
-    };
-    let vendor = match (&err.vendor_code, &err.vendor_message) {
-        (Some(code), Some(msg)) => format!(" (vendor code {code}: {msg})"),
-        (Some(code), None) => format!(" (vendor code {code})"),
-        _ => String::new(),
-    };
-    ApiError::new(
-        status,
-        err.code.as_str(),
-        format!("{}{vendor}.", err.message),
     )
 }
 
