@@ -17,15 +17,17 @@ use crate::api::{self, AppState};
 use crate::backends::BackendRegistry;
 use crate::backends::lianke::{LiankeBackend, LiankeSettings};
 use crate::backends::pacing::PollCadence;
+use crate::backends::wecom::source::WecomSource;
 use crate::backends::wecom::{self, WecomBackend, WecomClient, WecomSettings};
 use crate::backends::zhimu::token::AppCredentials;
 use crate::backends::zhimu::{ZhimuBackend, ZhimuSettings};
 use crate::callback_token::CallbackKeys;
 use crate::config::{Config, NoPrinterPolicy};
 use crate::engine::outbox::{Outbox, OutboxSettings};
-use crate::engine::wecom::{WecomBridge, WecomBridgeSettings};
 use crate::engine::{Engine, EngineSettings};
 use crate::observe;
+use crate::service::Service;
+use crate::service::sources::{WecomBridge, WecomBridgeSettings};
 use crate::store::{self, StoreError};
 
 /// What a process runs.
@@ -192,18 +194,10 @@ impl Application {
             let client =
                 Arc::new(WecomClient::new(wecom_settings(&config)).map_err(StartError::Config)?);
             if backends.get(wecom::NAME).is_none() {
-                backends = backends.with(Arc::new(WecomBackend::new(Arc::clone(&client))));
+                backends = backends.with_source(Arc::new(WecomBackend::new(Arc::clone(&client))));
             }
             wecom_client = Some(client);
         }
-        let wecom = wecom_client.map(|client| {
-            WecomBridge::new(
-                pool.clone(),
-                client,
-                backends.clone(),
-                WecomBridgeSettings::from_config(&config),
-            )
-        });
         for warning in config.startup_warnings(&backends.names()) {
             tracing::warn!("{warning}");
         }
@@ -219,6 +213,13 @@ impl Application {
             EngineSettings::from_config(&config),
             callback_keys,
         );
+        let wecom = wecom_client.map(|client| {
+            WecomBridge::new(
+                Service::new(pool.clone(), backends.clone(), Arc::clone(&engine)),
+                Arc::new(WecomSource::new(client)),
+                WecomBridgeSettings::from_config(&config),
+            )
+        });
         let breaker_threshold = config.breaker_threshold as i32;
         let outbox = Outbox::new(
             pool.clone(),

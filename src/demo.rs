@@ -16,7 +16,8 @@ use crate::backends::BackendRegistry;
 use crate::backends::zhimu::ZhimuBackend;
 use crate::config::Config;
 use crate::domain::JobOptions;
-use crate::store::{self, printers::PrinterFields};
+use crate::service::printers::{PrinterDraft, WhenTaken};
+use crate::store;
 use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Debug, thiserror::Error)]
@@ -256,6 +257,7 @@ pub async fn run(
     let base = application.base_url();
     // The running app's registry: it also holds the WeCom source backend.
     let backends = application.state().backends.clone();
+    let service = application.state().service();
 
     bind_zhimu_share(&backends).await?;
     let mut registered = Vec::new();
@@ -263,25 +265,21 @@ pub async fn run(
         let Some(backend) = backends.get(printer.backend) else {
             continue;
         };
-        let setup = backend
-            .setup_printer(&printer.locator, &printer.secrets)
-            .map_err(DemoError::Simulator)?;
-        let fields = PrinterFields {
+        let draft = PrinterDraft {
             id: printer.id.into(),
             display_name: printer.display_name.into(),
-            backend: printer.backend.into(),
             locator: printer.locator,
             secrets: printer.secrets,
             default_options: JobOptions::default(),
             enabled: true,
-            device: setup.device,
-            max_in_flight: setup.max_in_flight as i32,
+            max_in_flight: None,
             owner_tenant: DEMO_TENANT.to_owned(),
             shared_with: Vec::new(),
         };
-        if store::printers::insert(&pool, &fields).await?.is_none() {
-            store::printers::update(&pool, &fields).await?;
-        }
+        service
+            .register_printer(backend.name(), draft, false, WhenTaken::Replace)
+            .await
+            .map_err(|err| DemoError::Simulator(err.to_string()))?;
         registered.push(printer.id);
     }
     let scopes: Vec<String> = crate::api::auth::SCOPES

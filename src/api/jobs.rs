@@ -20,6 +20,7 @@ use crate::domain::{
     DocumentKind, DocumentType, EventSource, JobError, JobOptions, JobState, OptionsMode,
     Transition,
 };
+use crate::service::jobs::{CancelRequest, Canceled, JobRequest};
 use crate::store::documents::NewDocument;
 use crate::store::jobs::{JobRow, JobUpdate, ListCursor, ListFilter};
 use crate::store::{self};
@@ -345,18 +346,30 @@ pub async fn create_job(
     };
 
     let document = parse_document(&input.document, upload, state.config.max_document_bytes)?;
-    let new_job = state
-        .prepare_job(
-            &caller.tenant,
-            input,
-            document.info(),
-            idempotency_key.clone(),
-            request_hash.clone(),
-            "api",
-            None,
-        )
+    let info = document.info();
+    let service = state.service();
+    let new_job = service
+        .prepare_job(JobRequest {
+            tenant: caller.tenant.clone(),
+            printer_id: input.printer_id,
+            options: input.options,
+            options_mode: input.options_mode,
+            metadata: input.metadata,
+            expires_at: input.expires_at,
+            document_kind: info.kind,
+            doc_type: info.doc_type,
+            document_info: serde_json::to_value(&info)
+                .map_err(|err| ApiError::Internal(err.to_string()))?,
+            idempotency_key: idempotency_key.clone(),
+            request_hash: Some(request_hash.clone()),
+            source: "api".to_owned(),
+            vendor_ids: None,
+        })
         .await?;
-    match state.accept_job(&new_job, &document.new_document).await? {
+    match service
+        .accept_job(&new_job, &document.new_document, EventSource::Api)
+        .await?
+    {
         Some(row) => {
             let location = format!("/v1/jobs/{}", row.id);
             let view = JobView::from_row(row)?;
@@ -938,57 +951,20 @@ pub async fn cancel_job(
     Path(id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
     caller.require("jobs:write")?;
-    // A job may move under us (the engine works concurrently): re-read and retry.
-    for _ in 0..5 {
-        let row = store::jobs::get(&state.pool, &caller.tenant, id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(&format!("Job {id}")))?;
-        let current = row.job_state()?;
-        if current.is_terminal() {
-            return Err(ApiError::conflict(
-                "job_finished",
-                format!("Job {id} is already {current}; it cannot be canceled."),
-            ));
-        }
-        if row.cancel_requested {
-            return Ok((StatusCode::ACCEPTED, Json(JobView::from_row(row)?)).into_response());
-        }
-        if current == JobState::Pending {
-            let canceled = JobUpdate::transition(
-                Transition::new(current, JobState::Canceled)
-                    .map_err(|e| ApiError::Internal(e.to_string()))?,
-                EventSource::Api,
-            )
-            .reason("canceled")
-            .unless_submitting();
-            if let Some(row) = store::jobs::apply_on(&state.pool, id, &canceled).await? {
-                return Ok((StatusCode::OK, Json(JobView::from_row(row)?)).into_response());
-            }
-        }
-        if current == JobState::Processing {
-            let backend = state.backend_of_printer(&row.printer_id).await?;
-            if !backend.supports_cancel() {
-                return Err(ApiError::conflict(
-                    "cancel_not_supported",
-                    format!(
-                        "Job {id} is already at the vendor ({}), which offers no way to cancel it.",
-                        backend.name()
-                    ),
-                ));
-            }
-        }
-        let requested = JobUpdate::stay(current, EventSource::Api, "cancel_requested")
-            .reason("cancel_requested")
-            .request_cancel()
-            .due(Utc::now());
-        if let Some(row) = store::jobs::apply_on(&state.pool, id, &requested).await? {
-            return Ok((StatusCode::ACCEPTED, Json(JobView::from_row(row)?)).into_response());
-        }
-    }
-    Err(ApiError::conflict(
-        "job_busy",
-        format!("Job {id} is changing state right now; try the cancel again."),
-    ))
+    let request = CancelRequest {
+        source: EventSource::Api,
+        reason: "canceled",
+        message: None,
+    };
+    let (status, row) = match state
+        .service()
+        .cancel_job(Some(&caller.tenant), id, &request)
+        .await?
+    {
+        Canceled::Now(row) => (StatusCode::OK, row),
+        Canceled::Requested(row) | Canceled::AlreadyRequested(row) => (StatusCode::ACCEPTED, row),
+    };
+    Ok((status, Json(JobView::from_row(row)?)).into_response())
 }
 
 /// How an operator settles an `unconfirmed` job.

@@ -37,14 +37,11 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 use uuid::Uuid;
 
-use crate::backends::{Backend, BackendRegistry};
+use crate::backends::{Backend, BackendRegistry, PrintTarget};
 use crate::config::Config;
-use crate::domain::{JobOptions, OptionsMode};
 use crate::engine::Engine;
 use crate::observe;
-use crate::store;
-use crate::store::documents::NewDocument;
-use crate::store::jobs::{JobRow, NewJob};
+use crate::service::Service;
 use error::ApiError;
 
 /// What every handler can reach.
@@ -217,148 +214,36 @@ async fn count_request(
 }
 
 impl AppState {
-    pub async fn backend_of_printer(
-        &self,
-        printer_id: &str,
-    ) -> Result<&Arc<dyn Backend>, ApiError> {
-        let printer = store::printers::get(&self.pool, printer_id)
-            .await?
-            .ok_or_else(|| ApiError::Internal(format!("printer {printer_id} vanished")))?;
-        self.backend(&printer.backend)
+    /// The application service over this state's pool, backends and engine.
+    pub fn service(&self) -> Service {
+        Service::new(
+            self.pool.clone(),
+            self.backends.clone(),
+            Arc::clone(&self.engine),
+        )
     }
 
     pub fn backend(&self, name: &str) -> Result<&Arc<dyn Backend>, ApiError> {
-        self.backends.get(name).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "backend_unavailable",
-                format!(
-                    "The `{name}` backend is not configured in this gateway (configured: {:?}).",
-                    self.backends.names()
-                ),
-            )
-        })
+        self.backends
+            .get(name)
+            .ok_or_else(|| self.not_configured(name))
     }
 
-    /// Checks a new job against its printer (exists, enabled, backend can take the
-    /// document and options) and builds the row to insert.
-    #[expect(clippy::too_many_arguments, reason = "every input of an accepted job")]
-    pub async fn prepare_job(
-        &self,
-        tenant: &str,
-        input: jobs::CreateJob,
-        document: jobs::DocumentInfo,
-        idempotency_key: Option<String>,
-        request_hash: Vec<u8>,
-        source: &str,
-        vendor_ids: Option<serde_json::Value>,
-    ) -> Result<NewJob, ApiError> {
-        let printer = store::printers::get(&self.pool, &input.printer_id)
-            .await?
-            // another tenant's printer, unless shared, is as unknown as a missing one
-            .filter(|printer| printer.usable_by(tenant))
-            .ok_or_else(|| {
-                ApiError::unprocessable(
-                    "unknown_printer",
-                    format!(
-                        "Printer `{}` does not exist; GET /v1/printers lists the printers.",
-                        input.printer_id
-                    ),
-                )
-            })?;
-        if !printer.enabled {
-            return Err(ApiError::conflict(
-                "printer_disabled",
-                format!(
-                    "Printer `{}` is disabled; enable it or choose another printer.",
-                    printer.id
-                ),
-            ));
-        }
-        let backend = self.backend(&printer.backend)?;
-        if !backend.accepts_jobs() {
-            let target = backend
-                .prints_on(&printer.locator)
-                .map(|t| format!(" Its jobs print on printer `{t}`; submit there."))
-                .unwrap_or_default();
-            return Err(ApiError::unprocessable(
-                "printer_takes_no_jobs",
-                format!(
-                    "Printer `{}` is a {} printer: it takes jobs only from {} users.{target}",
-                    printer.id,
-                    backend.name(),
-                    backend.name()
-                ),
-            ));
-        }
-        backend
-            .check_document(document.kind, document.doc_type)
-            .map_err(|detail| ApiError::unprocessable("unsupported_document_type", detail))?;
-        if let Some(expires_at) = input.expires_at
-            && expires_at <= chrono::Utc::now()
-        {
-            return Err(ApiError::unprocessable(
-                "invalid_field",
-                "`expires_at` is in the past.",
-            ));
-        }
-        input
-            .options
-            .validate()
-            .map_err(|detail| ApiError::unprocessable("invalid_option", detail))?;
-        let options: JobOptions = input.options.with_defaults(&printer.default_options.0);
-        backend
-            .check_vendor_options(&options.vendor_options)
-            .map_err(|detail| ApiError::unprocessable("unsupported_option", detail))?;
-        let (options, dropped) = match &printer.capabilities {
-            Some(caps) => {
-                let checked = caps.0.check(&options, input.options_mode).map_err(|problem| {
-                    ApiError::unprocessable(
-                        "unsupported_option",
-                        format!("Printer `{}` cannot honour {problem}. Send options_mode \"best_effort\" to drop what it cannot do.", printer.id),
-                    )
-                })?;
-                (checked.applied, checked.dropped)
-            }
-            None => (options, Vec::new()),
-        };
-        let document_info =
-            serde_json::to_value(&document).map_err(|err| ApiError::Internal(err.to_string()))?;
-        Ok(NewJob {
-            id: Uuid::now_v7(),
-            tenant: tenant.to_owned(),
-            printer_id: printer.id,
-            document_id: Uuid::nil(),
-            document_info,
-            source: source.to_owned(),
-            options,
-            options_mode: match input.options_mode {
-                OptionsMode::Strict => "strict".into(),
-                OptionsMode::BestEffort => "best_effort".into(),
-            },
-            dropped_options: dropped,
-            metadata: input.metadata,
-            idempotency_key,
-            request_hash: Some(request_hash),
-            expires_at: input.expires_at,
-            vendor_ids,
-            backend: printer.backend,
-        })
+    /// The print target registered as `name`.
+    pub fn target(&self, name: &str) -> Result<&Arc<dyn PrintTarget>, ApiError> {
+        self.backends
+            .target(name)
+            .ok_or_else(|| self.not_configured(name))
     }
 
-    /// Stores document, job and first event in one statement, then wakes the workers.
-    /// `None` when the idempotency key was already used (nothing is stored then).
-    pub async fn accept_job(
-        &self,
-        job: &NewJob,
-        document: &NewDocument,
-    ) -> Result<Option<JobRow>, ApiError> {
-        let row =
-            store::jobs::accept(&self.pool, job, document, crate::domain::EventSource::Api).await?;
-        if row.is_some() {
-            self.engine.job_due();
-            observe::job_accepted(&job.backend, &job.source);
-        }
-        Ok(row)
+    fn not_configured(&self, name: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "backend_unavailable",
+            format!(
+                "The `{name}` backend is not configured in this gateway (configured: {:?}).",
+                self.backends.names()
+            ),
+        )
     }
 }

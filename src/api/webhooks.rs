@@ -135,7 +135,7 @@ async fn handle_lianke_callback(
             mismatch.to_string(),
         ));
     }
-    let backend = state.backend(lianke::NAME)?.clone();
+    let backend = state.target(lianke::NAME)?.clone();
     let current = job.job_state()?;
     let duplicate = Json(CallbackAck {
         status: "duplicate",

@@ -86,14 +86,23 @@ fn vendor_problem(err: VendorError) -> ApiError {
     )
 }
 
-async fn registered_as(state: &AppState, locator: &ZhimuLocator) -> Result<Vec<String>, ApiError> {
+/// The gateway's Zhimu printers with their locators, read once per request.
+async fn registered(state: &AppState) -> Result<Vec<(String, ZhimuLocator)>, ApiError> {
     Ok(store::printers::list(&state.pool)
         .await?
         .into_iter()
         .filter(|p| p.backend == zhimu::NAME)
-        .filter(|p| ZhimuLocator::parse(&p.locator).is_ok_and(|l| l == *locator))
-        .map(|p| p.id)
+        .filter_map(|p| ZhimuLocator::parse(&p.locator).ok().map(|l| (p.id, l)))
         .collect())
+}
+
+/// The ids of the gateway printers registered on `locator`.
+fn registered_as(registered: &[(String, ZhimuLocator)], locator: &ZhimuLocator) -> Vec<String> {
+    registered
+        .iter()
+        .filter(|(_, l)| l == locator)
+        .map(|(id, _)| id.clone())
+        .collect()
 }
 
 /// Bind a shared printer to the gateway's Zhimu app.
@@ -170,13 +179,15 @@ pub async fn list_printers(
     caller.require(ADMIN)?;
     let backend = zhimu_backend(&state)?;
     let printers = backend.bound_printers().await.map_err(vendor_problem)?;
+    // One read of the printers for the whole list (not one per Zhimu printer).
+    let registered = registered(&state).await?;
     let mut items = Vec::with_capacity(printers.len());
     for ZhimuPrinter {
         locator,
         printer_alias,
     } in printers
     {
-        let registered_as = registered_as(&state, &locator).await?;
+        let registered_as = registered_as(&registered, &locator);
         items.push(ZhimuPrinterView {
             locator,
             printer_alias,

@@ -101,6 +101,56 @@ pub async fn insert(pool: &PgPool, p: &PrinterFields) -> StoreResult<Option<Prin
 /// Replaces the operator-set fields of an existing printer. Capabilities are dropped when
 /// the locator changed (they may describe another printer now).
 pub async fn update(pool: &PgPool, p: &PrinterFields) -> StoreResult<Option<PrinterRow>> {
+    let mut conn = pool.acquire().await?;
+    update_on(&mut conn, p).await
+}
+
+/// Applies secret changes to `secrets`: a key set to `null` is removed, any other is set.
+pub fn merge_secrets(secrets: &mut Value, changes: &Value) {
+    if let (Some(target), Some(changes)) = (secrets.as_object_mut(), changes.as_object()) {
+        for (key, value) in changes {
+            if value.is_null() {
+                target.remove(key);
+            } else {
+                target.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+/// [`update`], with the secrets taken from the row as it is now, under a row lock, and
+/// `secret_changes` applied to them: a secret written meanwhile by someone else (a WeCom
+/// bind storing the device secret) is kept, never overwritten with an older read.
+/// `p.secrets` is not used.
+pub async fn update_keeping_secrets(
+    pool: &PgPool,
+    p: &PrinterFields,
+    secret_changes: Option<&Value>,
+) -> StoreResult<Option<PrinterRow>> {
+    let mut tx = pool.begin().await?;
+    let current: Option<Value> = sqlx::query_scalar(
+        "SELECT secrets FROM printers WHERE id = $1 AND backend = $2 FOR UPDATE",
+    )
+    .bind(&p.id)
+    .bind(&p.backend)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(mut secrets) = current else {
+        return Ok(None);
+    };
+    if let Some(changes) = secret_changes {
+        merge_secrets(&mut secrets, changes);
+    }
+    let fields = PrinterFields {
+        secrets,
+        ..p.clone()
+    };
+    let row = update_on(&mut tx, &fields).await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+async fn update_on(conn: &mut PgConnection, p: &PrinterFields) -> StoreResult<Option<PrinterRow>> {
     Ok(sqlx::query_as::<_, PrinterRow>(&format!(
         "UPDATE printers SET display_name = $2, locator = $4, secrets = $5, default_options = $6, enabled = $7,
              device = $8, max_in_flight = $9, shared_with = $10, updated_at = now(),
@@ -119,7 +169,7 @@ pub async fn update(pool: &PgPool, p: &PrinterFields) -> StoreResult<Option<Prin
     .bind(&p.device)
     .bind(p.max_in_flight)
     .bind(&p.shared_with)
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await?)
 }
 

@@ -106,12 +106,38 @@ pub async fn mark_deleted(pool: &PgPool, jobid: &str) -> StoreResult<()> {
     Ok(())
 }
 
-pub async fn record_status(pool: &PgPool, jobid: &str, status: i16) -> StoreResult<()> {
-    sqlx::query("UPDATE wecom_jobs SET wecom_status = $2, checked_at = now() WHERE jobid = $1")
-        .bind(jobid)
-        .bind(status)
-        .execute(pool)
-        .await?;
+/// Marks the jobs WeCom no longer has, in one statement.
+pub async fn mark_all_deleted(pool: &PgPool, jobids: &[String]) -> StoreResult<()> {
+    if jobids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE wecom_jobs SET deleted_at = COALESCE(deleted_at, now()) WHERE jobid = ANY($1)",
+    )
+    .bind(jobids)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Records the WeCom statuses of a batch-status look-up, in one statement.
+pub async fn record_statuses(
+    pool: &PgPool,
+    jobids: &[String],
+    statuses: &[i16],
+) -> StoreResult<()> {
+    if jobids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE wecom_jobs w SET wecom_status = s.status, checked_at = now()
+         FROM UNNEST($1::text[], $2::smallint[]) AS s(jobid, status)
+         WHERE w.jobid = s.jobid",
+    )
+    .bind(jobids)
+    .bind(statuses)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 

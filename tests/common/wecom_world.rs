@@ -14,7 +14,7 @@ use super::{TestApp, spawn_app_with};
 use print_gateway::app::Role;
 use print_gateway::backends::BackendRegistry;
 use print_gateway::config::Config;
-use print_gateway::engine::wecom::WecomBridge;
+use print_gateway::service::sources::WecomBridge;
 use print_gateway::store;
 use secrecy::SecretString;
 use serde_json::{Value, json};

@@ -1,18 +1,23 @@
-//! The WeCom bridge: the gateway as the cloud of WeCom printers.
+//! The job-source bridge: the gateway as the cloud of a job source's printers (WeCom). It
+//! knows the source only through [`JobSource`]; every wire fact stays in the vendor's
+//! module (`backends::wecom`).
 //!
-//! - **pull** ([`WecomBridge::sync_now`]): per WeCom printer, under a lease row so one
+//! - **pull** ([`WecomBridge::sync_now`]): per source printer, under a lease row so one
 //!   replica syncs a device at a time, list each user's unprinted jobs page by page, import
-//!   every new `jobid` exactly once, then look up the known unfinished jobs by `jobid_list`
+//!   every new job exactly once, then look up the known unfinished jobs in batches
 //!   (deleted ones are canceled);
 //! - **push** ([`WecomBridge::run_inbox_now`]): the webhook queues verified messages in
-//!   `wecom_inbox`; here `printer_job_submit` becomes an import, `printer_job_del` a cancel,
-//!   `bind` a device secret and `model_ticket` the newest ticket;
-//! - **import**: download → decrypt → store document, job and `wecom_jobs` row in one
-//!   transaction; the job targets the bound printer and goes through the normal engine;
+//!   `wecom_inbox`; here a submitted job becomes an import, a deleted one a cancel, a bind
+//!   a device secret and a ticket the newest ticket;
+//! - **import**: download → store document, job and `wecom_jobs` row in one transaction
+//!   (through the service's accept); the job targets the bound printer and goes through the
+//!   normal engine;
 //! - **report** ([`WecomBridge::report_now`]): when an imported job finishes, a trigger marks
-//!   its `wecom_jobs` row due (the outbox); the reporter tells WeCom, retrying until accepted.
+//!   its `wecom_jobs` row due (the outbox); the reporter tells the source, retrying until
+//!   accepted.
 //!
-//! Loops run on the engine's `TaskTracker` and stop on the one shutdown token.
+//! Loops run on the engine's `TaskTracker` and stop on the one shutdown token. It must not
+//! speak a vendor's wire format.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -27,19 +32,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::backends::wecom::mapping::{
-    self, PushEvent, REASON_DELETED_AT_WECOM, REASON_FINISHED_AT_WECOM, ReportPlan, WecomErrcode,
-    WecomJobStatus,
+use super::jobs::{CancelRequest, Canceled};
+use super::{Service, ServiceError};
+use crate::backends::source::{
+    FetchError, JobSource, Push, Report, SourceDevice, SourceJob, SourcePrinter,
 };
-use crate::backends::wecom::sync::{self, FetchError, UnprintedPages};
-use crate::backends::wecom::wire::{PrinterJob, ReportPrinterJobStatus};
-use crate::backends::wecom::{self, DeviceCredentials, WecomClient, WecomLocator};
 use crate::backends::{BackendRegistry, VendorError};
 use crate::config::Config;
+use crate::domain::backoff::Backoff;
 use crate::domain::document::Sniffed;
 use crate::domain::{
-    Decision, DocumentKind, DocumentType, ErrorCode, EventSource, JobError, JobOptions, JobState,
-    OptionsMode, Transition,
+    Decision, DocumentKind, DocumentType, ErrorCode, JobError, JobOptions, JobState, OptionsMode,
+    Transition,
 };
 use crate::store::documents::NewDocument;
 use crate::store::jobs::{JobUpdate, NewJob};
@@ -50,8 +54,6 @@ use crate::store::{self, StoreError};
 /// The channel the WeCom triggers signal on (inbox rows, due reports).
 pub const WECOM_CHANNEL: &str = "print_gateway_wecom";
 
-/// A pushed model ticket stays valid 30 minutes.
-const TICKET_MAX_AGE: Duration = Duration::from_secs(30 * 60);
 /// Push messages are given up after this many failed attempts.
 const PUSH_MAX_ATTEMPTS: i32 = 10;
 
@@ -77,7 +79,8 @@ impl WecomBridgeSettings {
             sync_interval: (config.wecom.wecom_sync_interval_secs > 0)
                 .then(|| Duration::from_secs(config.wecom.wecom_sync_interval_secs)),
             window_secs: i64::try_from(config.wecom.wecom_sync_window_secs).unwrap_or(i64::MAX),
-            page_size: sync::MAX_PAGE,
+            // the source caps it at its largest page
+            page_size: u32::MAX,
             lease: config.lease(),
             sweep: Duration::from_millis(config.sweep_interval_ms).max(Duration::from_millis(100)),
             retry_base: Duration::from_millis(config.retry_base_ms),
@@ -94,6 +97,15 @@ pub enum BridgeError {
     Vendor(VendorError),
     #[error("{0}")]
     Setup(String),
+}
+
+impl From<ServiceError> for BridgeError {
+    fn from(err: ServiceError) -> Self {
+        match err {
+            ServiceError::Store(err) => BridgeError::Store(err),
+            other => BridgeError::Setup(other.to_string()),
+        }
+    }
 }
 
 impl From<sqlx::Error> for BridgeError {
@@ -130,8 +142,9 @@ pub enum ImportOutcome {
 }
 
 pub struct WecomBridge {
+    service: Service,
     pool: PgPool,
-    client: Arc<WecomClient>,
+    source: Arc<dyn JobSource>,
     backends: BackendRegistry,
     settings: WecomBridgeSettings,
     /// This replica, as a sync lease holder.
@@ -139,11 +152,11 @@ pub struct WecomBridge {
     wake: Notify,
 }
 
-/// A WeCom printer ready to sync: its row, locator and credentials.
+/// A source printer ready to sync: its row, settings and credentials.
 struct Source {
     row: PrinterRow,
-    locator: WecomLocator,
-    device: DeviceCredentials,
+    printer: SourcePrinter,
+    device: SourceDevice,
 }
 
 fn after(d: Duration) -> DateTime<Utc> {
@@ -152,23 +165,23 @@ fn after(d: Duration) -> DateTime<Utc> {
 
 impl WecomBridge {
     pub fn new(
-        pool: PgPool,
-        client: Arc<WecomClient>,
-        backends: BackendRegistry,
+        service: Service,
+        source: Arc<dyn JobSource>,
         settings: WecomBridgeSettings,
     ) -> Arc<WecomBridge> {
         Arc::new(WecomBridge {
-            pool,
-            client,
-            backends,
+            pool: service.pool.clone(),
+            backends: service.backends.clone(),
+            service,
+            source,
             settings,
             owner: Uuid::new_v4(),
             wake: Notify::new(),
         })
     }
 
-    pub fn client(&self) -> &Arc<WecomClient> {
-        &self.client
+    pub fn job_source(&self) -> &Arc<dyn JobSource> {
+        &self.source
     }
 
     /// Starts the pull loop (when an interval is set), the inbox/report loop and its
@@ -205,7 +218,7 @@ impl WecomBridge {
     }
 
     async fn listen_loop(self: Arc<Self>, shutdown: CancellationToken) {
-        super::wake_on_notify(&self.pool, WECOM_CHANNEL, &self.wake, &shutdown).await;
+        crate::engine::wake_on_notify(&self.pool, WECOM_CHANNEL, &self.wake, &shutdown).await;
     }
 
     /// Handles pushes and reports whenever woken, and at least every sweep interval.
@@ -225,12 +238,16 @@ impl WecomBridge {
         }
     }
 
-    /// Uses the newest pushed model ticket (shared by the replicas through the database).
+    /// Uses the newest pushed ticket (shared by the replicas through the database).
     async fn refresh_ticket(&self) -> BridgeResult<()> {
-        if let Some(ticket) =
-            store::wecom::model_ticket(&self.pool, &self.settings.model_id, TICKET_MAX_AGE).await?
+        if let Some(ticket) = store::wecom::model_ticket(
+            &self.pool,
+            &self.settings.model_id,
+            self.source.ticket_lifetime(),
+        )
+        .await?
         {
-            self.client.tokens.set_ticket(ticket);
+            self.source.set_ticket(ticket);
         }
         Ok(())
     }
@@ -239,22 +256,18 @@ impl WecomBridge {
         Ok(store::printers::list(&self.pool)
             .await?
             .into_iter()
-            .filter(|p| p.backend == wecom::NAME && p.enabled)
+            .filter(|p| p.backend == self.source.name() && p.enabled)
             .collect())
     }
 
     fn source(&self, row: PrinterRow) -> Result<Option<Source>, String> {
-        let locator = WecomLocator::parse(&row.locator)?;
-        let Some(secret) = wecom::device_secret(&row.secrets) else {
+        let printer = self.source.printer(&row.locator)?;
+        let Some(device) = self.source.credentials(&printer.device, &row.secrets) else {
             return Ok(None);
-        };
-        let device = DeviceCredentials {
-            device_sn: locator.device_sn.clone(),
-            device_secret: secret.to_owned(),
         };
         Ok(Some(Source {
             row,
-            locator,
+            printer,
             device,
         }))
     }
@@ -304,7 +317,7 @@ impl WecomBridge {
 
     async fn sync_printer(&self, source: &Source, summary: &mut SyncSummary) -> BridgeResult<()> {
         let target = self.target_of(source).await?;
-        let mut users: Vec<String> = source.locator.open_userids.clone();
+        let mut users: Vec<String> = source.printer.users.clone();
         for user in store::wecom::users_seen(&self.pool, &source.row.id).await? {
             if !users.contains(&user) {
                 users.push(user);
@@ -312,8 +325,7 @@ impl WecomBridge {
         }
         let mut seen: HashSet<String> = HashSet::new();
         for user in &users {
-            let mut pages = UnprintedPages::new(
-                &self.client,
+            let mut pages = self.source.unprinted(
                 &source.device,
                 user,
                 self.settings.window_secs,
@@ -323,10 +335,10 @@ impl WecomBridge {
                 summary.list_calls += 1;
                 let page = page.map_err(BridgeError::Vendor)?;
                 summary.listed += page.len();
-                let ids: Vec<String> = page.iter().map(|j| j.jobid.clone()).collect();
+                let ids: Vec<String> = page.iter().map(|j| j.id.clone()).collect();
                 let known = store::wecom::known_jobids(&self.pool, &ids).await?;
                 for job in &page {
-                    if known.contains(&job.jobid) || !seen.insert(job.jobid.clone()) {
+                    if known.contains(&job.id) || !seen.insert(job.id.clone()) {
                         summary.already_known += 1;
                         continue;
                     }
@@ -342,10 +354,10 @@ impl WecomBridge {
                                 ErrorCode::VendorRateLimited | ErrorCode::VendorAuthFailed
                             ) && err.decision != Decision::RefreshTokenOnce =>
                         {
-                            tracing::warn!(jobid = %job.jobid, error = %err, "WeCom job not imported this round");
+                            tracing::warn!(jobid = %job.id, error = %err, "source job not imported this round");
                             summary.errors.push(format!(
                                 "{}: job {}: {}",
-                                source.row.id, job.jobid, err.message
+                                source.row.id, job.id, err.message
                             ));
                         }
                         Err(other) => return Err(other),
@@ -387,18 +399,34 @@ impl WecomBridge {
         let mut canceled = 0;
         for (user, jobs) in by_user {
             let ids: Vec<String> = jobs.iter().map(|(id, _)| id.clone()).collect();
-            let found = sync::batch_status(&self.client, &source.device, &user, &ids)
+            let found = self
+                .source
+                .lookup(&source.device, &user, &ids)
                 .await
                 .map_err(BridgeError::Vendor)?;
-            summary.list_calls += ids.len().div_ceil(sync::MAX_JOBID_LIST);
+            summary.list_calls += ids.len().div_ceil(self.source.lookup_batch());
+            // What WeCom said of all of them, in two statements (not one per job).
+            let gone: Vec<String> = jobs
+                .iter()
+                .filter(|(jobid, _)| !found.contains_key(jobid))
+                .map(|(jobid, _)| jobid.clone())
+                .collect();
+            store::wecom::mark_all_deleted(&self.pool, &gone).await?;
+            let (seen, statuses): (Vec<String>, Vec<i16>) = jobs
+                .iter()
+                .filter_map(|(jobid, _)| {
+                    found.get(jobid).map(|job| (jobid.clone(), job.status_code))
+                })
+                .unzip();
+            store::wecom::record_statuses(&self.pool, &seen, &statuses).await?;
+            let reasons = self.source.reasons();
             for (jobid, job_id) in jobs {
                 match found.get(&jobid) {
                     None => {
-                        store::wecom::mark_deleted(&self.pool, &jobid).await?;
                         if self
                             .cancel_for_wecom(
                                 job_id,
-                                REASON_DELETED_AT_WECOM,
+                                reasons.deleted,
                                 "the WeCom user deleted the job",
                             )
                             .await?
@@ -407,14 +435,7 @@ impl WecomBridge {
                         }
                     }
                     Some(job) => {
-                        let status = WecomJobStatus::from_code(job.status);
-                        store::wecom::record_status(
-                            &self.pool,
-                            &jobid,
-                            i16::try_from(job.status).unwrap_or(i16::MAX),
-                        )
-                        .await?;
-                        match status.neutral_state() {
+                        match job.state {
                             Some(JobState::Pending) => {}
                             Some(_) => {
                                 // WeCom shows it finished though the gateway did not print it:
@@ -422,7 +443,7 @@ impl WecomBridge {
                                 if self
                                     .cancel_if_pending(
                                         job_id,
-                                        REASON_FINISHED_AT_WECOM,
+                                        reasons.finished,
                                         "WeCom already shows the job finished",
                                     )
                                     .await?
@@ -432,7 +453,7 @@ impl WecomBridge {
                             }
                             None => tracing::warn!(
                                 jobid,
-                                status = job.status,
+                                status = job.status_code,
                                 "unknown WeCom job status; left alone"
                             ),
                         }
@@ -445,7 +466,7 @@ impl WecomBridge {
 
     /// The printer a WeCom printer's jobs print on: it must exist and accept jobs.
     async fn target_of(&self, source: &Source) -> BridgeResult<PrinterRow> {
-        let id = &source.locator.target_printer_id;
+        let id = &source.printer.target_printer_id;
         let target = store::printers::get(&self.pool, id).await?.ok_or_else(|| {
             BridgeError::Setup(format!("the target printer `{id}` does not exist"))
         })?;
@@ -469,36 +490,32 @@ impl WecomBridge {
         &self,
         source: &Source,
         target: &PrinterRow,
-        job: &PrinterJob,
+        job: &SourceJob,
     ) -> BridgeResult<ImportOutcome> {
         // Cheap check first: a push and a pull may race for the same job.
-        if store::wecom::get_job(&self.pool, &job.jobid)
-            .await?
-            .is_some()
-        {
+        if store::wecom::get_job(&self.pool, &job.id).await?.is_some() {
             return Ok(ImportOutcome::AlreadyKnown);
         }
-        let (content, mut failure) =
-            match sync::fetch_document(&self.client, &source.device, &job.jobid).await {
-                Ok(bytes) => (bytes, None),
-                Err(FetchError::Gone) => return Ok(ImportOutcome::Gone),
-                Err(FetchError::Unusable(why)) => (
-                    Vec::new(),
-                    Some(JobError {
-                        code: ErrorCode::DocumentUnavailable,
-                        message: why,
-                        vendor_code: None,
-                        vendor_message: None,
-                    }),
-                ),
-                Err(FetchError::Vendor(err)) => return Err(BridgeError::Vendor(err)),
-            };
+        let (content, mut failure) = match self.source.download(&source.device, &job.id).await {
+            Ok(bytes) => (bytes, None),
+            Err(FetchError::Gone) => return Ok(ImportOutcome::Gone),
+            Err(FetchError::Unusable(why)) => (
+                Vec::new(),
+                Some(JobError {
+                    code: ErrorCode::DocumentUnavailable,
+                    message: why,
+                    vendor_code: None,
+                    vendor_message: None,
+                }),
+            ),
+            Err(FetchError::Vendor(err)) => return Err(BridgeError::Vendor(err)),
+        };
         if let Some(size) = job.doc_size
             && failure.is_none()
             && size > 0
             && size != content.len() as u64
         {
-            tracing::warn!(jobid = %job.jobid, doc_size = size, got = content.len(), "WeCom document size differs from doc_size");
+            tracing::warn!(jobid = %job.id, doc_size = size, got = content.len(), "source document size differs from doc_size");
         }
         let doc_type = if failure.is_none() {
             let declared = DocumentType::from_extension(&job.doc_name);
@@ -530,8 +547,7 @@ impl WecomBridge {
             None
         };
 
-        let mapped = mapping::map_settings(&job.setting_list);
-        let options = mapped.options.with_defaults(&target.default_options.0);
+        let options = job.options.clone().with_defaults(&target.default_options.0);
         let (options, dropped) = match (&target.capabilities, options.validate()) {
             (_, Err(_)) => (JobOptions::default(), vec!["setting_list".to_owned()]),
             (Some(caps), Ok(())) => match caps.0.check(&options, OptionsMode::BestEffort) {
@@ -542,11 +558,7 @@ impl WecomBridge {
         };
 
         let filename = if job.doc_name.trim().is_empty() {
-            format!(
-                "{}.{}",
-                job.jobid,
-                doc_type.map_or("bin", |t| t.extension())
-            )
+            format!("{}.{}", job.id, doc_type.map_or("bin", |t| t.extension()))
         } else {
             job.doc_name.clone()
         };
@@ -567,20 +579,10 @@ impl WecomBridge {
             document_info["type"] = json!(t);
             document_info["content_type"] = json!(t.content_type());
         }
-        let wecom_facts = json!({
-            "jobid": job.jobid,
-            "device_sn": source.device.device_sn,
-            "open_userid": job.open_userid,
-            "printer_id": source.row.id,
-            "doc_name": job.doc_name,
-            "doc_size": job.doc_size,
-            "createtime": job.createtime,
-            "submitted": job.submitted,
-            "setting_list": job.setting_list,
-            "unmapped_settings": mapped.unmapped,
-        });
+        let mut facts = job.facts.clone();
+        facts.insert("printer_id".into(), json!(source.row.id));
         let tenant = source
-            .locator
+            .printer
             .tenant
             .clone()
             .unwrap_or_else(|| self.settings.tenant.clone());
@@ -590,52 +592,50 @@ impl WecomBridge {
             printer_id: target.id.clone(),
             document_id: Uuid::nil(),
             document_info,
-            source: "wecom".into(),
+            source: self.source.name().into(),
             options,
             options_mode: "best_effort".into(),
             dropped_options: dropped,
-            metadata: Some(json!({ "wecom": wecom_facts })),
+            metadata: Some(json!({ self.source.name(): facts })),
             // Exactly-once comes from `wecom_jobs.jobid` (primary key, same transaction); an
             // idempotency key here could collide with one an API client of the tenant chose.
             idempotency_key: None,
             request_hash: None,
             expires_at: None,
-            vendor_ids: Some(json!({
-                "wecom_jobid": job.jobid,
-                "device_sn": source.device.device_sn,
-                "open_userid": job.open_userid,
-            })),
+            vendor_ids: Some(self.source.vendor_ids(&source.device, job)),
             backend: target.backend.clone(),
         };
 
         let mut tx = self.pool.begin().await?;
-        let document_id = store::documents::insert(&mut tx, &document).await?;
-        let new_job = NewJob {
-            document_id,
-            ..new_job
-        };
-        let Some(row) = store::jobs::insert(&mut tx, &new_job, EventSource::Wecom).await? else {
+        let Some(row) = Service::accept_job_in(
+            &mut tx,
+            new_job.clone(),
+            &document,
+            self.source.event_source(),
+        )
+        .await?
+        else {
             tx.rollback().await?;
             return Ok(ImportOutcome::AlreadyKnown);
         };
         let record = NewWecomJob {
-            jobid: job.jobid.clone(),
+            jobid: job.id.clone(),
             printer_id: source.row.id.clone(),
             job_id: row.id,
-            device_sn: source.device.device_sn.clone(),
-            open_userid: job.open_userid.clone(),
-            wecom_created_at: DateTime::from_timestamp(job.createtime, 0),
-            wecom_status: i16::try_from(job.status).unwrap_or(i16::MAX),
+            device_sn: source.device.device.clone(),
+            open_userid: job.user.clone(),
+            wecom_created_at: job.created_at,
+            wecom_status: job.status_code,
         };
         if !store::wecom::insert_job(&mut tx, &record).await? {
             tx.rollback().await?;
             return Ok(ImportOutcome::AlreadyKnown);
         }
-        let raw = serde_json::to_value(job).ok();
+        let raw = Some(job.raw.clone());
         store::events::append(
             &mut *tx,
             row.id,
-            EventSource::Wecom,
+            self.source.event_source(),
             "imported_from_wecom",
             JobState::Pending,
             Some("imported from WeCom"),
@@ -646,7 +646,7 @@ impl WecomBridge {
             let update = JobUpdate::transition(
                 Transition::new(JobState::Pending, JobState::Failed)
                     .map_err(|e| BridgeError::Setup(e.to_string()))?,
-                EventSource::Wecom,
+                self.source.event_source(),
             )
             .reason(error.code.as_str())
             .message(error.message.clone())
@@ -654,7 +654,7 @@ impl WecomBridge {
             store::jobs::apply(&mut tx, row.id, &update).await?;
         }
         tx.commit().await?;
-        crate::observe::job_accepted(&new_job.backend, "wecom");
+        self.service.job_accepted(&new_job);
         Ok(ImportOutcome::Imported(row.id))
     }
 
@@ -666,46 +666,23 @@ impl WecomBridge {
         reason: &'static str,
         message: &str,
     ) -> BridgeResult<bool> {
-        for _ in 0..5 {
-            let Some(job) = store::jobs::get_any(&self.pool, job_id).await? else {
-                return Ok(false);
-            };
-            let state = job.job_state()?;
-            if state.is_terminal() || job.cancel_requested {
-                return Ok(false);
-            }
-            if state == JobState::Pending && self.cancel_if_pending(job_id, reason, message).await?
-            {
-                return Ok(true);
-            }
-            if state == JobState::Processing {
-                let cancels = self
-                    .backends
-                    .get(
-                        &store::printers::get(&self.pool, &job.printer_id)
-                            .await?
-                            .map(|p| p.backend)
-                            .unwrap_or_default(),
-                    )
-                    .is_some_and(|b| b.supports_cancel());
-                if !cancels {
+        let request = CancelRequest {
+            source: self.source.event_source(),
+            reason,
+            message: Some(message.to_owned()),
+        };
+        match self.service.cancel_job(None, job_id, &request).await {
+            Ok(Canceled::Now(_) | Canceled::Requested(_)) => Ok(true),
+            Ok(Canceled::AlreadyRequested(_)) => Ok(false),
+            Err(ServiceError::Store(err)) => Err(BridgeError::Store(err)),
+            Err(ServiceError::Refused { code, .. }) => {
+                if code == "cancel_not_supported" {
                     tracing::info!(%job_id, "WeCom job deleted while printing; the printer's vendor cannot cancel it");
-                    return Ok(false);
                 }
+                Ok(false)
             }
-            let update = JobUpdate::stay(state, EventSource::Wecom, "cancel_requested")
-                .reason("cancel_requested")
-                .message(message.to_owned())
-                .request_cancel()
-                .due(Utc::now());
-            if store::jobs::apply_on(&self.pool, job_id, &update)
-                .await?
-                .is_some()
-            {
-                return Ok(true);
-            }
+            Err(_) => Ok(false),
         }
-        Ok(false)
     }
 
     /// Cancels a job that has not been sent to its printer yet.
@@ -715,15 +692,14 @@ impl WecomBridge {
         reason: &'static str,
         message: &str,
     ) -> BridgeResult<bool> {
-        let update = JobUpdate::transition(
-            Transition::new(JobState::Pending, JobState::Canceled)
-                .map_err(|e| BridgeError::Setup(e.to_string()))?,
-            EventSource::Wecom,
-        )
-        .reason(reason)
-        .message(message.to_owned())
-        .unless_submitting();
-        Ok(store::jobs::apply_on(&self.pool, job_id, &update)
+        let request = CancelRequest {
+            source: self.source.event_source(),
+            reason,
+            message: Some(message.to_owned()),
+        };
+        Ok(self
+            .service
+            .cancel_if_pending(job_id, &request)
             .await?
             .is_some())
     }
@@ -751,7 +727,7 @@ impl WecomBridge {
                     Err(BridgeError::Vendor(err))
                         if err.decision != Decision::Fail && attempts < PUSH_MAX_ATTEMPTS =>
                     {
-                        let due = match self.client.paused_until() {
+                        let due = match self.source.paused_until() {
                             Some(until) => {
                                 after(until.saturating_duration_since(tokio::time::Instant::now()))
                             }
@@ -771,8 +747,8 @@ impl WecomBridge {
     }
 
     fn backoff(&self, attempts: i32, max: Duration) -> Duration {
-        let exp = u32::try_from(attempts.clamp(1, 20) - 1).unwrap_or(0);
-        self.settings.retry_base.saturating_mul(1 << exp).min(max)
+        let attempt = u32::try_from(attempts.clamp(1, 20)).unwrap_or(1);
+        Backoff::new(self.settings.retry_base, max).delay(attempt)
     }
 
     async fn sources_for_device(&self, device_sn: Option<&str>) -> BridgeResult<Vec<PrinterRow>> {
@@ -783,13 +759,17 @@ impl WecomBridge {
             .wecom_printers()
             .await?
             .into_iter()
-            .filter(|p| WecomLocator::parse(&p.locator).is_ok_and(|l| l.device_sn == sn))
+            .filter(|p| {
+                self.source
+                    .printer(&p.locator)
+                    .is_ok_and(|l| l.device == sn)
+            })
             .collect())
     }
 
     async fn handle_push(&self, push: PushRow) -> BridgeResult<&'static str> {
-        match PushEvent::parse(&push.event) {
-            PushEvent::JobSubmitted => {
+        match self.source.push(&push.event, push.payload.as_ref()) {
+            Push::JobSubmitted => {
                 let (Some(jobid), Some(user)) =
                     (push.jobid.as_deref(), push.open_userid.as_deref())
                 else {
@@ -802,10 +782,11 @@ impl WecomBridge {
                         continue;
                     };
                     let target = self.target_of(&source).await?;
-                    let found =
-                        sync::batch_status(&self.client, &source.device, user, &[jobid.to_owned()])
-                            .await
-                            .map_err(BridgeError::Vendor)?;
+                    let found = self
+                        .source
+                        .lookup(&source.device, user, &[jobid.to_owned()])
+                        .await
+                        .map_err(BridgeError::Vendor)?;
                     let Some(job) = found.get(jobid) else {
                         return Ok("gone");
                     };
@@ -817,7 +798,7 @@ impl WecomBridge {
                 }
                 Ok(outcome)
             }
-            PushEvent::JobDeleted => {
+            Push::JobDeleted => {
                 let Some(jobid) = push.jobid.as_deref() else {
                     return Ok("malformed");
                 };
@@ -829,19 +810,15 @@ impl WecomBridge {
                 let canceled = self
                     .cancel_for_wecom(
                         known.job_id,
-                        REASON_DELETED_AT_WECOM,
+                        self.source.reasons().deleted,
                         "the WeCom user deleted the job",
                     )
                     .await?;
                 Ok(if canceled { "canceled" } else { "too_late" })
             }
-            PushEvent::Bind => {
-                let auth_code = push
-                    .payload
-                    .as_ref()
-                    .and_then(|p| p.get("auth_code"))
-                    .and_then(Value::as_str);
-                let (Some(auth_code), Some(sn)) = (auth_code, push.device_sn.as_deref()) else {
+            Push::Bind { code } => {
+                let (Some(auth_code), Some(sn)) = (code.as_deref(), push.device_sn.as_deref())
+                else {
                     return Ok("malformed");
                 };
                 let printers = self.sources_for_device(Some(sn)).await?;
@@ -853,8 +830,8 @@ impl WecomBridge {
                     return Ok("no_printer");
                 }
                 let secret = self
-                    .client
-                    .device_secret_from_auth_code(sn, auth_code)
+                    .source
+                    .bind(sn, auth_code)
                     .await
                     .map_err(BridgeError::Vendor)?;
                 for printer in printers {
@@ -863,25 +840,20 @@ impl WecomBridge {
                 }
                 Ok("bound")
             }
-            PushEvent::Unbind => {
+            Push::Unbind => {
                 tracing::warn!(device_sn = ?push.device_sn, "WeCom device unbound");
                 Ok("noted")
             }
-            PushEvent::ModelTicket => {
-                let Some(ticket) = push
-                    .payload
-                    .as_ref()
-                    .and_then(|p| p.get("model_ticket"))
-                    .and_then(Value::as_str)
-                else {
+            Push::Ticket(ticket) => {
+                let Some(ticket) = ticket.as_deref() else {
                     return Ok("malformed");
                 };
                 store::wecom::save_model_ticket(&self.pool, &self.settings.model_id, ticket)
                     .await?;
-                self.client.tokens.set_ticket(ticket.to_owned());
+                self.source.set_ticket(ticket.to_owned());
                 Ok("saved")
             }
-            PushEvent::Unknown(event) => {
+            Push::Unknown(event) => {
                 tracing::info!(event, "unknown WeCom push event ignored");
                 Ok("ignored")
             }
@@ -910,19 +882,19 @@ impl WecomBridge {
         let state = JobState::parse(&row.state).ok_or_else(|| {
             StoreError::Corrupt(format!("job {} has state {:?}", row.job_id, row.state))
         })?;
-        let plan = mapping::report_for(
+        let plan = self.source.report_for(
             &row.jobid,
             state,
             row.state_reason.as_deref(),
             row.error.as_ref().map(|e| &e.0),
             row.deleted_at.is_some(),
         );
-        let body = match plan {
-            ReportPlan::Skip(why) => {
+        let (body, message) = match plan {
+            Report::Skip(why) => {
                 store::events::append(
                     &self.pool,
                     row.job_id,
-                    EventSource::Wecom,
+                    self.source.event_source(),
                     "wecom_report_skipped",
                     state,
                     Some(why),
@@ -932,15 +904,10 @@ impl WecomBridge {
                 store::wecom::finish_report(&self.pool, &row.jobid, "skipped").await?;
                 return Ok(());
             }
-            ReportPlan::Send(body) => body,
+            Report::Send { body, message } => (body, message),
         };
         let printer = store::printers::get(&self.pool, &row.printer_id).await?;
-        let device = printer.and_then(|p| {
-            wecom::device_secret(&p.secrets).map(|secret| DeviceCredentials {
-                device_sn: row.device_sn.clone(),
-                device_secret: secret.to_owned(),
-            })
-        });
+        let device = printer.and_then(|p| self.source.credentials(&row.device_sn, &p.secrets));
         let Some(device) = device else {
             let due = after(self.settings.report_retry_max);
             store::wecom::retry_report(
@@ -952,17 +919,13 @@ impl WecomBridge {
             .await?;
             return Ok(());
         };
-        let sent: Result<Value, VendorError> = self
-            .client
-            .device_call(&device, "device/report_printer_job_status", &body)
-            .await;
+        let sent: Result<Value, VendorError> = self.source.report(&device, &body).await;
         match sent {
             Ok(reply) => {
-                let message = report_message(&body);
                 store::events::append(
                     &self.pool,
                     row.job_id,
-                    EventSource::Wecom,
+                    self.source.event_source(),
                     "reported_to_wecom",
                     state,
                     Some(&message),
@@ -971,19 +934,12 @@ impl WecomBridge {
                 .await?;
                 store::wecom::finish_report(&self.pool, &row.jobid, "reported").await?;
             }
-            Err(err)
-                if err
-                    .vendor_code
-                    .as_deref()
-                    .and_then(|c| c.parse().ok())
-                    .map(WecomErrcode::from_code)
-                    == Some(WecomErrcode::InvalidParameter) =>
-            {
+            Err(err) if self.source.report_refused_for_good(&err) => {
                 // WeCom no longer knows the job (deleted, or past its 7 days): no retry can help.
                 store::events::append(
                     &self.pool,
                     row.job_id,
-                    EventSource::Wecom,
+                    self.source.event_source(),
                     "wecom_report_abandoned",
                     state,
                     Some(&format!("WeCom refused the report: {err}")),
@@ -993,7 +949,7 @@ impl WecomBridge {
                 store::wecom::finish_report(&self.pool, &row.jobid, "abandoned").await?;
             }
             Err(err) => {
-                let wait = match self.client.paused_until() {
+                let wait = match self.source.paused_until() {
                     Some(until) => until.saturating_duration_since(tokio::time::Instant::now()),
                     None => self.backoff(row.report_attempts, self.settings.report_retry_max),
                 };
@@ -1003,13 +959,5 @@ impl WecomBridge {
             }
         }
         Ok(())
-    }
-}
-
-fn report_message(body: &ReportPrinterJobStatus) -> String {
-    match (body.status, body.errcode) {
-        (2, _) => "reported to WeCom: printed (status 2)".to_owned(),
-        (_, Some(code)) => format!("reported to WeCom: failed (status 1, errcode {code})"),
-        (status, None) => format!("reported to WeCom: status {status}"),
     }
 }
