@@ -203,13 +203,15 @@ async fn count_request(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let started = std::time::Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let method = observe::method_label(request.method().as_str());
     let response = next.run(request).await;
-    observe::http_request(route, method, response.status().as_u16(), started.elapsed());
+    observe::http_request(
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
