@@ -1035,7 +1035,7 @@ pub fn check_phases(phases: &[String]) -> anyhow::Result<()> {
 /// accept phase): one shared URL document, one `accepted` event each.
 async fn seed_pending(pool: &PgPool, n: u64, devices: u32) -> anyhow::Result<()> {
     let doc = Uuid::now_v7();
-    sqlx::query("INSERT INTO documents (id, kind, url) VALUES ($1, 'url', 'https://example.com/invoice.pdf')")
+    sqlx::query("INSERT INTO documents (id, kind, doc_type, url) VALUES ($1, 'url', 'pdf', 'https://example.com/invoice.pdf')")
         .bind(doc)
         .execute(pool)
         .await?;
@@ -1043,7 +1043,7 @@ async fn seed_pending(pool: &PgPool, n: u64, devices: u32) -> anyhow::Result<()>
         "WITH j AS (
              INSERT INTO jobs (id, tenant, printer_id, document_id, document_info, source, options, options_mode, state, due_at)
              SELECT gen_random_uuid(), $1, 'bench-lk-' || (g % $3), $2,
-                    '{\"kind\":\"url\",\"url\":\"https://example.com/invoice.pdf\",\"size_bytes\":0}', 'api', '{\"copies\":1}', 'strict',
+                    '{\"kind\":\"url\",\"type\":\"pdf\",\"url\":\"https://example.com/invoice.pdf\",\"size_bytes\":0}', 'api', '{\"copies\":1}', 'strict',
                     'pending', now()
              FROM generate_series(0, $4::bigint - 1) g
              RETURNING id
