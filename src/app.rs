@@ -45,6 +45,8 @@ pub enum Role {
 pub enum StartError {
     #[error("configuration: {0}")]
     Config(String),
+    #[error("configuration: {0}")]
+    Setting(#[from] crate::config::InvalidSetting),
     #[error("database at DATABASE_URL ({url}): {source}")]
     Database { url: String, source: StoreError },
     #[error("cannot listen on BIND_ADDR {addr}: {source}")]
@@ -183,7 +185,7 @@ impl Application {
         backends: BackendRegistry,
         role: Role,
     ) -> Result<Application, StartError> {
-        config.validate().map_err(StartError::Config)?;
+        config.validate()?;
         // WeCom printers exist when a WeCom model is configured: the backend validates
         // them, the bridge pulls, imports and reports.
         let mut backends = backends;

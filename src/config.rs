@@ -301,7 +301,7 @@ pub struct WebhookConfig {
 
 impl WebhookConfig {
     /// WEBHOOK_RETRY_SCHEDULE as durations.
-    pub fn schedule(&self) -> Result<Vec<Duration>, String> {
+    pub fn schedule(&self) -> Result<Vec<Duration>, InvalidSetting> {
         let bad = |part: &str| {
             format!(
                 "WEBHOOK_RETRY_SCHEDULE must be comma-separated durations like 0s,5s,5m,2h (ms, s, m, h); `{part}` is not one"
@@ -611,7 +611,7 @@ impl RetentionConfig {
             .unwrap_or(self.retention_jobs_days)
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         if self.events_days() > self.retention_jobs_days {
             return Err("RETENTION_EVENTS_DAYS must not exceed RETENTION_JOBS_DAYS".into());
         }
@@ -623,7 +623,7 @@ impl RetentionConfig {
 }
 
 /// `IP:PORT`, or `HOST:PORT` resolved now (the first address wins, IPv4 before IPv6).
-pub fn parse_bind_addr(value: &str) -> Result<SocketAddr, String> {
+pub fn parse_bind_addr(value: &str) -> Result<SocketAddr, InvalidSetting> {
     if let Ok(addr) = value.parse::<SocketAddr>() {
         return Ok(addr);
     }
@@ -632,19 +632,19 @@ pub fn parse_bind_addr(value: &str) -> Result<SocketAddr, String> {
         format!("`{value}` is not HOST:PORT (e.g. 127.0.0.1:8080 or localhost:8080)")
     })?;
     if host.is_empty() || port.parse::<u16>().is_err() {
-        return Err(format!(
-            "`{value}` is not HOST:PORT (e.g. 127.0.0.1:8080 or localhost:8080)"
-        ));
+        return Err(
+            format!("`{value}` is not HOST:PORT (e.g. 127.0.0.1:8080 or localhost:8080)").into(),
+        );
     }
     let mut addrs: Vec<SocketAddr> = value
         .to_socket_addrs()
-        .map_err(|err| format!("cannot resolve the host of `{value}`: {err}"))?
+        .map_err(|err| InvalidSetting(format!("cannot resolve the host of `{value}`: {err}")))?
         .collect();
     addrs.sort_by_key(|a| !a.is_ipv4());
     addrs
         .into_iter()
         .next()
-        .ok_or_else(|| format!("the host of `{value}` has no address"))
+        .ok_or_else(|| InvalidSetting(format!("the host of `{value}` has no address")))
 }
 
 /// Postgres settings of the commands that only need the database (`migrate`, `api-keys`,
@@ -681,6 +681,24 @@ impl DatabaseArgs {
     }
 }
 
+/// A setting, or a combination of settings, that cannot work. The message names the
+/// variable to change (`serve` prints it and exits with status 2).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSetting(pub String);
+
+impl From<String> for InvalidSetting {
+    fn from(message: String) -> Self {
+        InvalidSetting(message)
+    }
+}
+
+impl From<&str> for InvalidSetting {
+    fn from(message: &str) -> Self {
+        InvalidSetting(message.to_owned())
+    }
+}
+
 /// Parses a secret setting: kept in a [`SecretString`], so `Debug` never shows it.
 fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(SecretString::from(value))
@@ -703,25 +721,28 @@ impl Config {
     }
 
     /// Checks what clap cannot: relations between settings and URL shapes.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         let database_url = self.database_url.expose_secret();
         if !database_url.starts_with("postgres://") && !database_url.starts_with("postgresql://") {
             return Err("DATABASE_URL must be a postgres:// URL".into());
         }
         if let Some(url) = &self.public_base_url {
-            let parsed = reqwest::Url::parse(url)
-                .map_err(|err| format!("PUBLIC_BASE_URL is not a URL ({err}): {url}"))?;
+            let parsed = reqwest::Url::parse(url).map_err(|err| {
+                InvalidSetting(format!("PUBLIC_BASE_URL is not a URL ({err}): {url}"))
+            })?;
             if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
                 return Err(format!(
                     "PUBLIC_BASE_URL must be an http(s) URL with a host, got {url}"
-                ));
+                )
+                .into());
             }
         }
         if self.vendor_timeout_secs >= self.lease_secs {
             return Err(format!(
                 "LEASE_SECS ({}) must be longer than VENDOR_TIMEOUT_SECS ({})",
                 self.lease_secs, self.vendor_timeout_secs
-            ));
+            )
+            .into());
         }
         if self.retry_base_ms > self.retry_max_ms {
             return Err("RETRY_BASE_MS must not exceed RETRY_MAX_MS".into());
@@ -739,7 +760,7 @@ impl Config {
             if let Some(path) = path
                 && !path.is_file()
             {
-                return Err(format!("{name} names no readable file: {}", path.display()));
+                return Err(format!("{name} names no readable file: {}", path.display()).into());
             }
         }
         let lianke = reqwest::Url::parse(&self.lianke.lianke_base_url).map_err(|err| {
@@ -779,7 +800,7 @@ impl Config {
         self.validate_wecom()
     }
 
-    fn validate_wecom(&self) -> Result<(), String> {
+    fn validate_wecom(&self) -> Result<(), InvalidSetting> {
         let set = |v: &Option<SecretString>| {
             v.as_ref()
                 .is_some_and(|s| !s.expose_secret().trim().is_empty())
@@ -827,7 +848,8 @@ impl Config {
             return Err(format!(
                 "WECOM_BASE_URL must be an http(s) URL with a host, got {}",
                 self.wecom.wecom_base_url
-            ));
+            )
+            .into());
         }
         if self.wecom.wecom_tenant.trim().is_empty() || self.wecom.wecom_tenant.len() > 200 {
             return Err("WECOM_TENANT must be 1-200 characters".into());
@@ -897,7 +919,7 @@ impl Config {
 }
 
 impl ZhimuConfig {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), InvalidSetting> {
         let url = reqwest::Url::parse(&self.zhimu_base_url).map_err(|err| {
             format!(
                 "ZHIMU_BASE_URL is not a URL ({err}): {}",
@@ -950,16 +972,28 @@ mod tests {
     fn validation_names_the_variable() {
         let mut config = Config::defaults();
         config.public_base_url = Some("ftp://x".into());
-        assert!(config.validate().unwrap_err().contains("PUBLIC_BASE_URL"));
+        assert!(config.validate().unwrap_err().0.contains("PUBLIC_BASE_URL"));
         let mut config = Config::defaults();
         config.lease_secs = 5;
-        assert!(config.validate().unwrap_err().contains("LEASE_SECS"));
+        assert!(config.validate().unwrap_err().0.contains("LEASE_SECS"));
         // Callback URLs must verify on every replica: a shared key is required.
         let mut config = Config::defaults();
         config.public_base_url = Some("https://print.example.com".into());
-        assert!(config.validate().unwrap_err().contains("CALLBACK_SECRETS"));
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .0
+                .contains("CALLBACK_SECRETS")
+        );
         config.callback_secrets = Some("short".into());
-        assert!(config.validate().unwrap_err().contains("CALLBACK_SECRETS"));
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .0
+                .contains("CALLBACK_SECRETS")
+        );
         config.callback_secrets = Some("a-long-enough-shared-key".into());
         assert!(config.validate().is_ok());
     }
@@ -979,12 +1013,14 @@ mod tests {
         assert!(
             parse_bind_addr("localhost")
                 .unwrap_err()
+                .0
                 .contains("HOST:PORT")
         );
         assert!(parse_bind_addr("localhost:http").is_err());
         assert!(
             parse_bind_addr("no-such-host.invalid:80")
                 .unwrap_err()
+                .0
                 .contains("resolve")
         );
     }
@@ -1027,6 +1063,7 @@ mod tests {
                 config
                     .validate()
                     .unwrap_err()
+                    .0
                     .contains("WEBHOOK_RETRY_SCHEDULE"),
                 "{bad:?}"
             );
@@ -1040,12 +1077,12 @@ mod tests {
         assert_eq!(config.zhimu.zhimu_timeout_ms, 3000);
         assert!(config.zhimu.credentials().is_none());
         config.zhimu.zhimu_app_id = Some("app".into());
-        assert!(config.validate().unwrap_err().contains("ZHIMU_APP_KEY"));
+        assert!(config.validate().unwrap_err().0.contains("ZHIMU_APP_KEY"));
         config.zhimu.zhimu_app_key = Some("key".into());
         assert!(config.validate().is_ok());
         assert_eq!(config.zhimu.credentials(), Some(("app", "key")));
         config.zhimu.zhimu_base_url = "ftp://x".into();
-        assert!(config.validate().unwrap_err().contains("ZHIMU_BASE_URL"));
+        assert!(config.validate().unwrap_err().0.contains("ZHIMU_BASE_URL"));
     }
 
     #[test]
@@ -1088,6 +1125,7 @@ mod tests {
             config
                 .validate()
                 .unwrap_err()
+                .0
                 .contains("WECOM_MODEL_SECRET")
         );
         config.wecom.wecom_model_secret = Some(SecretString::from("s"));
@@ -1095,6 +1133,7 @@ mod tests {
             config
                 .validate()
                 .unwrap_err()
+                .0
                 .contains("WECOM_MODEL_TICKET")
         );
         config.wecom.wecom_model_ticket = Some(SecretString::from("t"));
@@ -1104,6 +1143,7 @@ mod tests {
             config
                 .validate()
                 .unwrap_err()
+                .0
                 .contains("WECOM_CALLBACK_AES_KEY")
         );
         config.wecom.wecom_callback_aes_key = Some(SecretString::from("too-short"));
@@ -1111,12 +1151,13 @@ mod tests {
             config
                 .validate()
                 .unwrap_err()
+                .0
                 .contains("WECOM_CALLBACK_AES_KEY")
         );
         config.wecom.wecom_callback_aes_key = Some(SecretString::from("a".repeat(43)));
         assert!(config.validate().is_ok());
         config.wecom.wecom_base_url = "ftp://x".into();
-        assert!(config.validate().unwrap_err().contains("WECOM_BASE_URL"));
+        assert!(config.validate().unwrap_err().0.contains("WECOM_BASE_URL"));
         assert!(!format!("{config:?}").contains("tok\""));
     }
 }

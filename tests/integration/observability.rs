@@ -3,7 +3,7 @@
 //! (Its own test binary: the metrics recorder is process-wide, and only the metrics test
 //! here scrapes, so the database gauges are this test's own.)
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

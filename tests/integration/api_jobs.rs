@@ -1,7 +1,7 @@
 //! The job API over real HTTP and a real Postgres: accept, read, list, cancel, history,
 //! idempotency, tenants, scopes and every kind of bad input.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 

@@ -2,7 +2,7 @@
 //! Postgres, one fresh database per test. Jobs are driven deterministically with
 //! `run_engine`; callbacks arrive on their own, as Lianke sends them.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -475,6 +475,54 @@ async fn cancel_revokes_the_task_at_lianke() {
         lk.sim.lianke_task(&task).unwrap().state,
         vendor_sim::LiankeTaskState::Revoked
     );
+    lk.stop().await;
+}
+
+/// `POST /v1/printers/{id}/flush-queue` is Lianke `flush_jobs`: the documented JSON body
+/// (deviceId, deviceKey, devicePort as a number), queued tasks revoked, and their jobs end
+/// `canceled` as the gateway learns of it.
+#[tokio::test]
+async fn flush_queue_calls_flush_jobs_and_the_queued_jobs_end_canceled() {
+    let lk = start(Results::Polling, |_| {}).await;
+    lk.sim.set_lianke_paused(DEVICE, true);
+    lk.printer("office", DEVICE).await;
+    let mut tasks = Vec::new();
+    let mut jobs = Vec::new();
+    for text in ["queued one", "queued two"] {
+        let job = lk.app.submit_text("office", text).await;
+        let processing = lk
+            .app
+            .drive_until(&id(&job), "processing", Duration::from_secs(10))
+            .await;
+        tasks.push(processing["vendor_task_id"].as_str().unwrap().to_owned());
+        jobs.push(id(&job));
+    }
+    let response = lk
+        .app
+        .post("/v1/printers/office/flush-queue", &json!({}))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["action"], "flush_queue");
+    assert_eq!(body["vendor_data"]["queue_num"], 2, "{body}");
+    let calls = lk.sim.ledger_filtered(
+        &LedgerFilter::vendor(Vendor::Lianke).endpoint("POST", "/api/print/flush_jobs"),
+    );
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].field("deviceId"), Some(DEVICE));
+    assert_eq!(calls[0].field("devicePort"), Some("1"));
+    assert!(calls[0].field("deviceKey").is_some(), "{:?}", calls[0]);
+    for (job, task) in jobs.iter().zip(&tasks) {
+        assert_eq!(
+            lk.sim.lianke_task(task).unwrap().state,
+            vendor_sim::LiankeTaskState::Revoked
+        );
+        let canceled = lk
+            .app
+            .drive_until(job, "canceled", Duration::from_secs(10))
+            .await;
+        assert_eq!(canceled["state"], "canceled");
+    }
     lk.stop().await;
 }
 

@@ -1,26 +1,19 @@
 //! Printer secrets never reach a log line, an error or an API answer, even at trace level.
-//! (Its own test binary: it installs the process-wide log subscriber.)
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
 use common::scripted::{ScriptedBackend, Step, permanent};
 use common::spawn_app;
 use print_gateway::backends::BackendRegistry;
-use print_gateway::config::LogFormat;
-use print_gateway::telemetry;
 use serde_json::json;
-use tracing_subscriber::EnvFilter;
-
-use common::logs::Captured;
 
 const SECRET: &str = "device-key-5b1e0c77aa";
 
 #[tokio::test]
 async fn printer_secrets_never_appear_in_logs_or_answers() {
-    let logs = Captured::default();
-    telemetry::init_with_filter(LogFormat::Json, EnvFilter::new("trace"), logs.clone());
+    let logs = common::logs::global();
 
     let backend = ScriptedBackend::new();
     let app = spawn_app(BackendRegistry::new().with(backend.clone())).await;

@@ -3,260 +3,25 @@
 //! and a real Postgres. The target printer here is the scripted backend (a real `Backend`
 //! that counts every submit).
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::scripted::ScriptedBackend;
-use common::{TestApp, spawn_app_with};
+use crate::common::wecom_world::*;
+use crate::common::{self, spawn_app_with};
 use print_gateway::app::{Role, lianke_settings};
 use print_gateway::backends::lianke::LiankeBackend;
 use print_gateway::backends::{BackendRegistry, TaskProgress};
 use print_gateway::config::Config;
 use print_gateway::domain::{ErrorCode, JobError};
-use print_gateway::service::sources::WecomBridge;
 use print_gateway::store;
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 use vendor_sim::wecom::crypto as sim_crypto;
 use vendor_sim::{
     DEFAULT_LIANKE_API_KEY, FaultAction, FaultRule, LedgerFilter, LiankeDeviceSpec, Sim, SimConfig,
     Vendor, WecomDeviceSpec, WecomJobSeed, WecomModelSpec, WecomPushConfig, WecomSetting,
 };
-
-const MODEL: &str = "model-1";
-const MODEL_SECRET: &str = "model-secret-value";
-const TICKET: &str = "ticket-value-1";
-const SN: &str = "wecom-sn-1";
-const DEVICE_SECRET: &str = "device-secret-value";
-const CALLBACK_TOKEN: &str = "callback-token";
-const TARGET: &str = "office";
-const WECOM_PRINTER: &str = "wecom-1";
-
-const LIST: &str = "/cgi-bin/openhw/device/get_printer_job_list";
-const DOWNLOAD_URL: &str = "/cgi-bin/openhw/device/get_printer_job_download_url";
-const REPORT: &str = "/cgi-bin/openhw/device/report_printer_job_status";
-
-struct World {
-    sim: Sim,
-    app: TestApp,
-    target: Arc<ScriptedBackend>,
-    aes_key: String,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Push {
-    Off,
-    On,
-}
-
-fn wecom_config(config: &mut Config, sim: &Sim, push: Push, aes_key: &str) {
-    config.wecom.wecom_base_url = sim.base_url();
-    config.wecom.wecom_model_id = Some(MODEL.into());
-    config.wecom.wecom_model_secret = Some(SecretString::from(MODEL_SECRET));
-    config.wecom.wecom_model_ticket = Some(SecretString::from(TICKET));
-    // Pulls only when a test asks (`sync_now`), unless it says otherwise.
-    config.wecom.wecom_sync_interval_secs = 0;
-    config.wecom.wecom_tenant = "acme".into();
-    config.wecom.wecom_rate_limit_pause_secs = 1;
-    if push == Push::On {
-        config.wecom.wecom_callback_token = Some(SecretString::from(CALLBACK_TOKEN));
-        config.wecom.wecom_callback_aes_key = Some(SecretString::from(aes_key));
-    }
-}
-
-async fn world(role: Role, push: Push, tweak: impl FnOnce(&mut Config)) -> World {
-    let sim = Sim::start(SimConfig::default()).await.expect("sim starts");
-    sim.add_wecom_model(WecomModelSpec {
-        model_id: MODEL.into(),
-        model_secret: MODEL_SECRET.into(),
-        model_ticket: TICKET.into(),
-    });
-    sim.add_wecom_device(WecomDeviceSpec {
-        model_id: MODEL.into(),
-        device_sn: SN.into(),
-        device_secret: DEVICE_SECRET.into(),
-    });
-    let aes_key = sim_crypto::new_encoding_aes_key();
-    let target = ScriptedBackend::named("scripted");
-    let registry = BackendRegistry::new().with(target.clone());
-    let app = spawn_app_with(registry, role, |config| {
-        wecom_config(config, &sim, push, &aes_key);
-        tweak(config);
-    })
-    .await;
-    if push == Push::On {
-        sim.set_wecom_push(Some(WecomPushConfig {
-            url: app.url("/webhooks/wecom"),
-            token: CALLBACK_TOKEN.into(),
-            encoding_aes_key: aes_key.clone(),
-            receive_id: MODEL.into(),
-        }));
-    }
-    app.create_printer(TARGET, "scripted").await;
-    World {
-        sim,
-        app,
-        target,
-        aes_key,
-    }
-}
-
-impl World {
-    async fn add_wecom_printer(&self, users: &[&str], with_secret: bool) -> Value {
-        let mut body = json!({
-            "id": WECOM_PRINTER,
-            "backend": "wecom",
-            "locator": {"device_sn": SN, "open_userids": users, "target_printer_id": TARGET},
-        });
-        if with_secret {
-            body["secrets"] = json!({"device_secret": DEVICE_SECRET});
-        }
-        self.app.create_printer_with(body).await
-    }
-
-    fn bridge(&self) -> Arc<WecomBridge> {
-        Arc::clone(
-            self.app
-                .app
-                .as_ref()
-                .expect("running")
-                .wecom()
-                .expect("WeCom is configured"),
-        )
-    }
-
-    fn seed(&self, user: &str, name: &str, content: &[u8]) -> String {
-        let mut seed = WecomJobSeed::new(SN, user, name, content);
-        seed.setting_list.push(WecomSetting {
-            key: "份数".into(),
-            value: vec!["2".into()],
-        });
-        self.sim.seed_wecom_job(seed).expect("seeded")
-    }
-
-    fn count(&self, endpoint: &str) -> usize {
-        self.sim
-            .ledger_count(&LedgerFilter::vendor(Vendor::Wecom).endpoint("POST", endpoint))
-    }
-
-    /// Token calls WeCom answered with a token (a refused call is not a refresh).
-    fn tokens_issued(&self, endpoint: &str) -> usize {
-        self.sim
-            .ledger_filtered(&LedgerFilter::vendor(Vendor::Wecom).endpoint("POST", endpoint))
-            .iter()
-            .filter(|e| e.http_status == Some(200) && e.vendor_code.unwrap_or(0) == 0)
-            .count()
-    }
-
-    fn count_for(&self, endpoint: &str, jobid: &str) -> usize {
-        self.sim.ledger_count(
-            &LedgerFilter::vendor(Vendor::Wecom)
-                .endpoint("POST", endpoint)
-                .field("jobid", jobid),
-        )
-    }
-
-    /// The gateway job imported for a WeCom jobid.
-    async fn job_of(&self, jobid: &str) -> Option<Uuid> {
-        store::wecom::get_job(&self.app.pool, jobid)
-            .await
-            .expect("query")
-            .map(|row| row.job_id)
-    }
-
-    /// Runs the engine (and the reporter) until every imported job has finished.
-    async fn print_everything(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            self.app.run_engine().await;
-            let live: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM jobs WHERE source = 'wecom' AND state IN ('pending','processing','unconfirmed')",
-            )
-            .fetch_one(&self.app.pool)
-            .await
-            .expect("count");
-            if live == 0 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{live} jobs did not finish");
-            tokio::time::sleep(Duration::from_millis(35)).await;
-        }
-        self.bridge().report_now().await.expect("reports");
-    }
-
-    /// Waits until the simulator delivered `n` pushes that the gateway answered 200.
-    async fn pushes_delivered(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let ok = self
-                .sim
-                .callbacks()
-                .iter()
-                .filter(|c| c.http_status == Some(200))
-                .count();
-            if ok >= n {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {ok} of {n} pushes delivered"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn wecom_jobs(&self, query: &str) -> Vec<Value> {
-        let mut items = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut path = format!("/v1/jobs?source=wecom&limit=200{query}");
-            if let Some(c) = &cursor {
-                path.push_str(&format!("&cursor={c}"));
-            }
-            let page: Value = self.app.get(&path).await.json().await.expect("page");
-            items.extend(page["items"].as_array().cloned().unwrap_or_default());
-            match page["next_cursor"].as_str() {
-                Some(c) => cursor = Some(c.to_owned()),
-                None => return items,
-            }
-        }
-    }
-
-    /// Posts a push the way WeCom does, signed with `token` and encrypted with `key`.
-    async fn post_push(&self, message: &Value, token: &str, key: &str) -> reqwest::Response {
-        let key = sim_crypto::aes_key(key).expect("key");
-        let encrypt = sim_crypto::encrypt_message(&key, message.to_string().as_bytes(), MODEL);
-        let timestamp = chrono::Utc::now().timestamp().to_string();
-        let signature = sim_crypto::msg_signature(token, &timestamp, "nonce1", &encrypt);
-        self.app
-            .client
-            .post(self.app.url(&format!(
-                "/webhooks/wecom?msg_signature={signature}&timestamp={timestamp}&nonce=nonce1"
-            )))
-            .json(&json!({"tousername": MODEL, "encrypt": encrypt}))
-            .send()
-            .await
-            .expect("POST")
-    }
-
-    async fn inbox_rows(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM wecom_inbox")
-            .fetch_one(&self.app.pool)
-            .await
-            .expect("count")
-    }
-}
-
-fn pdf(n: usize) -> Vec<u8> {
-    let mut bytes = b"%PDF-1.7\n".to_vec();
-    bytes.extend((0..n).map(|i| (i * 7 % 256) as u8));
-    bytes
-}
 
 #[tokio::test]
 async fn four_hundred_fifty_jobs_of_three_users_import_exactly_once_across_cursor_pages() {
@@ -508,7 +273,7 @@ async fn a_failed_report_is_retried_until_wecom_accepts_it() {
 }
 
 #[tokio::test]
-async fn a_push_imports_within_one_second_with_polling_disabled() {
+async fn a_push_imports_the_job_with_polling_disabled() {
     let w = world(Role::All, Push::On, |_| {}).await;
     w.add_wecom_printer(&[], true).await;
     let started = Instant::now();
@@ -523,9 +288,8 @@ async fn a_push_imports_within_one_second_with_polling_disabled() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    let latency = started.elapsed();
-    println!("push → imported in {latency:?}");
-    assert!(latency < Duration::from_secs(1), "imported in {latency:?}");
+    // How fast a push lands is measured in bench/, not asserted here.
+    println!("push → imported in {:?}", started.elapsed());
     // No pull happened: the only list call is the look-up of the pushed jobid.
     let status_listings = w.sim.ledger_count(
         &LedgerFilter::vendor(Vendor::Wecom)
@@ -601,6 +365,44 @@ async fn a_forged_push_is_refused_and_changes_nothing() {
     assert_eq!(w.bridge().run_inbox_now().await.unwrap(), 0);
     assert!(w.job_of(&jobid).await.is_none());
     assert_eq!(w.count(DOWNLOAD_URL), 0);
+    w.app.shutdown().await;
+    w.sim.shutdown().await;
+}
+
+/// Saving the callback URL in WeCom: a GET with a signed, encrypted `echostr` is answered
+/// with the plain echostr; a wrong signature is 401 and a missing echostr 400.
+#[tokio::test]
+async fn url_verification_answers_the_decrypted_echostr_and_checks_the_signature() {
+    let w = world(Role::Api, Push::On, |_| {}).await;
+    let key = sim_crypto::aes_key(&w.aes_key).expect("key");
+    let echostr = sim_crypto::encrypt_message(&key, b"echo-4711", MODEL);
+    let timestamp = chrono::Utc::now().timestamp().to_string();
+    let signature = sim_crypto::msg_signature(CALLBACK_TOKEN, &timestamp, "n2", &echostr);
+    let get = |signature: String, echostr: Option<String>| {
+        let mut query = vec![
+            ("msg_signature", signature),
+            ("timestamp", timestamp.clone()),
+            ("nonce", "n2".to_owned()),
+        ];
+        if let Some(e) = echostr {
+            query.push(("echostr", e));
+        }
+        w.app
+            .client
+            .get(w.app.url("/webhooks/wecom"))
+            .query(&query)
+            .send()
+    };
+    let answer = get(signature.clone(), Some(echostr.clone())).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.text().await.unwrap(), "echo-4711");
+
+    let forged = sim_crypto::msg_signature("another-token", &timestamp, "n2", &echostr);
+    let refused = get(forged, Some(echostr)).await.unwrap();
+    common::assert_problem(refused, StatusCode::UNAUTHORIZED, "invalid_signature").await;
+
+    let missing = get(signature, None).await.unwrap();
+    assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
     w.app.shutdown().await;
     w.sim.shutdown().await;
 }
@@ -784,8 +586,19 @@ async fn busy_answers_are_retried_and_rate_limits_pause_every_call() {
     let paused = w.bridge().sync_now().await.unwrap();
     assert_eq!(paused.imported, 0);
     assert_eq!(w.count(LIST), before + 1, "no call while paused");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(w.bridge().sync_now().await.unwrap().imported, 1, "resumed");
+    // The pause ends by itself (WECOM_RATE_LIMIT_PAUSE_SECS): sync until it has.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let summary = w.bridge().sync_now().await.unwrap();
+        if summary.imported == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pause never ended: {summary:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     w.app.shutdown().await;
     w.sim.shutdown().await;
 }
@@ -1007,8 +820,16 @@ async fn wecom_jobs_print_once_each_on_a_lianke_printer_and_are_reported_once() 
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Let any stray duplicate surface before counting.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let jobs: Value = app
+        .get("/v1/jobs?source=wecom&state=completed&limit=50")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jobs["items"].as_array().unwrap().len(), 20);
+    // Stop the gateway (it drains its workers) before counting: a stray duplicate submit
+    // or report could only come from work still running, and none is left.
+    app.shutdown().await;
 
     let submits = sim.ledger_filtered(
         &LedgerFilter::vendor(Vendor::Lianke)
@@ -1044,71 +865,7 @@ async fn wecom_jobs_print_once_each_on_a_lianke_printer_and_are_reported_once() 
         assert_eq!(reports.len(), 1);
         assert_eq!(reports[0].field("status"), Some("2"));
     }
-    let jobs: Value = app
-        .get("/v1/jobs?source=wecom&state=completed&limit=50")
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(jobs["items"].as_array().unwrap().len(), 20);
-    app.shutdown().await;
     sim.shutdown().await;
-}
-
-/// WeCom's secrets (model secret, ticket, device secret, callback token and AES key, and the
-/// tokens WeCom hands out) never reach a log line or an API answer. The log sink is
-/// process-wide, so this also watches every other test of this binary running meanwhile.
-#[tokio::test]
-async fn wecom_secrets_never_appear_in_logs_or_answers() {
-    let logs = common::logs::Captured::default();
-    print_gateway::telemetry::init_with_filter(
-        print_gateway::config::LogFormat::Json,
-        tracing_subscriber::EnvFilter::new("trace"),
-        logs.clone(),
-    );
-    let w = world(Role::All, Push::On, |_| {}).await;
-    let created = w.add_wecom_printer(&["erin"], true).await;
-    let jobid = w.seed("erin", "secret-check.pdf", &pdf(64));
-    let started = Instant::now();
-    let job_id = loop {
-        if let Some(id) = w.job_of(&jobid).await {
-            break id;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "not imported");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    w.app
-        .drive_until(&job_id.to_string(), "completed", Duration::from_secs(10))
-        .await;
-    w.bridge().sync_now().await.expect("sync");
-    w.bridge().report_now().await.expect("reports");
-
-    let mut answers = created.to_string();
-    for path in [
-        "/v1/printers".to_owned(),
-        format!("/v1/printers/{WECOM_PRINTER}"),
-        "/v1/jobs?source=wecom".to_owned(),
-        format!("/v1/jobs/{job_id}/events"),
-    ] {
-        answers.push_str(&w.app.get(&path).await.text().await.unwrap());
-    }
-    let text = logs.text();
-    assert!(text.contains("wecom"), "WeCom activity was logged");
-    for secret in [
-        MODEL_SECRET,
-        TICKET,
-        DEVICE_SECRET,
-        CALLBACK_TOKEN,
-        w.aes_key.as_str(),
-    ] {
-        assert!(!answers.contains(secret), "an API answer leaked {secret}");
-        assert!(!text.contains(secret), "a log line leaked {secret}");
-    }
-    // Tokens travel in query strings: no logged URL may carry one.
-    assert!(
-        !text.contains("access_token="),
-        "a log line carried a token-bearing URL"
-    );
 }
 
 #[tokio::test]

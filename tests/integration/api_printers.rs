@@ -1,7 +1,7 @@
 //! The printer API: registration with write-only secrets, updates, deletion, and the
 //! capability and status calls routed through the backend seam.
 
-mod common;
+use crate::common;
 
 use common::scripted::ScriptedBackend;
 use common::{TestApp, assert_problem, spawn_app};

@@ -1,9 +1,8 @@
 //! Operators' log lines: exactly one WARN per job failure, unconfirmed submit, breaker
 //! change and printer going offline or online, with job, printer, backend and codes; job
 //! work in a span with its id; JSON lines carry the request id; no secret ever.
-//! (Its own test binary: it installs the process-wide log subscriber.)
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -12,21 +11,12 @@ use common::scripted::{ScriptedBackend, Step, permanent, transient};
 use common::spawn_app_with;
 use print_gateway::app::Role;
 use print_gateway::backends::BackendRegistry;
-use print_gateway::config::LogFormat;
-use print_gateway::telemetry;
 use serde_json::{Value, json};
-use tracing_subscriber::EnvFilter;
 
 const SECRET: &str = "device-key-91f0a7c3e2";
 
 fn logs() -> Captured {
-    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Captured::default();
-        telemetry::init_with_filter(LogFormat::Json, EnvFilter::new("info"), logs.clone());
-        logs
-    })
-    .clone()
+    common::logs::global()
 }
 
 /// The WARN lines whose `message` is `message` and whose fields match `field = value`.

@@ -1,7 +1,7 @@
 //! Printers owned by tenants (and shared), API keys over HTTP (name, expiry, last use),
 //! whoami, per-key rate limits and the `Idempotent-Replayed` header.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

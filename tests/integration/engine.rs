@@ -1,7 +1,7 @@
 //! The dispatch engine with a scripted backend: the happy path, retries, permanent
 //! failures, unconfirmed submits, crashes, two engines on one database, expiry, breaker.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -140,10 +140,7 @@ async fn transient_errors_retry_with_growing_delays_then_succeed() {
             0,
             "nothing is due before the backoff ends"
         );
-        tokio::time::sleep(
-            (next - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(20),
-        )
-        .await;
+        app.make_due(&id).await;
     }
     // base 1 s doubling, jittered within the upper half: [0.5,1], [1,2], [2,4] s (the
     // schedule the gateway recorded, not a measured duration)
@@ -281,7 +278,7 @@ async fn a_worker_that_dies_holding_a_claim_does_not_lose_the_job() {
     .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(app.run_engine().await, 0, "the lease keeps others off");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.expire_lease(&id_of(&job)).await;
     let done = app
         .drive_until(&id_of(&job), "completed", Duration::from_secs(5))
         .await;
@@ -315,7 +312,7 @@ async fn a_worker_that_dies_mid_submit_leaves_the_job_to_the_reconciler() {
             .await
             .unwrap()
     );
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.expire_lease(&id_of(&job)).await;
     app.run_engine().await;
     let moves = transitions(&app.events(&id_of(&job)).await);
     assert_eq!(moves[1], "pending->unconfirmed:dispatcher");
@@ -455,7 +452,7 @@ async fn the_per_device_limit_holds_one_call_at_a_time() {
 async fn a_job_past_expires_at_fails_with_expired() {
     let (app, backend) = setup().await;
     backend.always("office", Step::Fail(offline()));
-    let expires = (Utc::now() + chrono::Duration::milliseconds(800)).to_rfc3339();
+    let expires = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     let job = app
         .submit(
             json!({"printer_id": "office", "document": {"text": "urgent"}, "expires_at": expires}),
@@ -469,6 +466,7 @@ async fn a_job_past_expires_at_fails_with_expired() {
         waiting["attempts"], 0,
         "waiting for a device is not a retry"
     );
+    app.reach_expiry(&id_of(&job)).await;
     let failed = app
         .drive_until(&id_of(&job), "failed", Duration::from_secs(5))
         .await;
@@ -480,7 +478,7 @@ async fn a_job_past_expires_at_fails_with_expired() {
     let calls = backend.submits_to("office");
     app.patch("/v1/printers/office", &json!({"enabled": true}))
         .await;
-    let expires = (Utc::now() + chrono::Duration::milliseconds(300)).to_rfc3339();
+    let expires = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     let job = app
         .submit(
             json!({"printer_id": "office", "document": {"text": "late"}, "expires_at": expires}),
@@ -490,6 +488,7 @@ async fn a_job_past_expires_at_fails_with_expired() {
         .patch("/v1/printers/office", &json!({"enabled": false}))
         .await;
     assert_eq!(disabled.status(), StatusCode::OK);
+    app.reach_expiry(&id_of(&job)).await;
     let failed = app
         .drive_until(&id_of(&job), "failed", Duration::from_secs(5))
         .await;
@@ -579,10 +578,14 @@ async fn the_breaker_lets_one_trial_through_after_its_cooldown() {
     let job = app.submit_text("office", "x").await;
     for _ in 0..3 {
         app.run_engine().await;
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        app.make_due(&id_of(&job)).await;
     }
-    assert_eq!(backend.submits_to("office"), 2);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        backend.submits_to("office"),
+        2,
+        "the open breaker holds the third"
+    );
+    app.end_breaker_cooldown("office").await;
     let done = app
         .drive_until(&id_of(&job), "completed", Duration::from_secs(5))
         .await;
@@ -671,8 +674,8 @@ async fn workers_wake_on_notify_without_waiting_for_the_sweep() {
     )
     .await;
     app.create_printer("office", "scripted").await;
-    // Let the listener connect.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_for_listener(print_gateway::engine::DUE_CHANNEL)
+        .await;
     let job = app.submit_text("office", "fast").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while backend.submits_of(uuid_of(&job)) == 0 {
@@ -791,8 +794,9 @@ async fn a_job_accepted_by_an_api_replica_wakes_a_worker_replica_without_the_swe
         slow_sweep,
     )
     .await;
-    // the worker's first sweep runs at its start; let it pass before accepting
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The worker sweeps once as it starts, then LISTENs: accept only once it listens.
+    api.wait_for_listener(print_gateway::engine::DUE_CHANNEL)
+        .await;
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(uuid_of(

@@ -2,7 +2,7 @@
 //! API answer, even at trace level, though both travel on every Lianke call (query strings,
 //! form fields, headers). Its own test binary: it installs the process-wide log subscriber.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,21 +11,16 @@ use common::{spawn_app_with, test_config};
 use print_gateway::app::{Role, lianke_settings};
 use print_gateway::backends::BackendRegistry;
 use print_gateway::backends::lianke::LiankeBackend;
-use print_gateway::config::{Config, LogFormat};
-use print_gateway::telemetry;
+use print_gateway::config::Config;
 use serde_json::json;
-use tracing_subscriber::EnvFilter;
 use vendor_sim::{LiankeDeviceSpec, LiankeOutcome, Sim, SimConfig};
-
-use common::logs::Captured;
 
 const DEVICE_KEY: &str = "lk-device-key-7c2d9e41";
 const API_KEY: &str = "lianke-api-key-0e5f8a93";
 
 #[tokio::test]
 async fn lianke_keys_never_appear_in_logs_or_answers() {
-    let logs = Captured::default();
-    telemetry::init_with_filter(LogFormat::Json, EnvFilter::new("trace"), logs.clone());
+    let logs = common::logs::global();
 
     let sim = Sim::start(SimConfig {
         lianke_api_keys: vec![API_KEY.into()],

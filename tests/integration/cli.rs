@@ -1,6 +1,6 @@
 //! The command line as a person meets it: pipes, `--help`, host names, start-up waits.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -201,4 +201,47 @@ mod url_parts {
             ),
         }
     }
+}
+
+/// `api-keys create` prints the key alone on stdout (scripts capture it with `$(...)`), and
+/// that key works at once, for its tenant and scopes.
+#[tokio::test]
+async fn api_keys_create_prints_the_key_alone_and_it_works() {
+    let app = common::spawn_app(print_gateway::backends::BackendRegistry::new()).await;
+    let output = tokio::process::Command::new(BIN)
+        .args([
+            "api-keys",
+            "create",
+            "--tenant",
+            "acme",
+            "--scopes",
+            "jobs:read,jobs:write",
+        ])
+        .args(["--name", "nightly-export"])
+        .env_clear()
+        .env("DATABASE_URL", &app.database_url)
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("run api-keys create");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    assert_eq!(stdout.lines().count(), 1, "one line: {stdout:?}");
+    assert!(stdout.ends_with('\n'));
+    let key = stdout.trim_end_matches('\n');
+    assert!(
+        !key.is_empty() && !key.contains(char::is_whitespace),
+        "{key:?}"
+    );
+
+    let whoami = app.get_as(key, "/v1/whoami").await;
+    assert_eq!(whoami.status(), reqwest::StatusCode::OK);
+    let whoami: serde_json::Value = whoami.json().await.unwrap();
+    assert_eq!(whoami["tenant"], "acme");
+    assert_eq!(whoami["key_name"], "nightly-export", "{whoami}");
+    assert_eq!(
+        whoami["scopes"],
+        serde_json::json!(["jobs:read", "jobs:write"])
+    );
 }

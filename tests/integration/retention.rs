@@ -1,7 +1,7 @@
 //! Retention: a purge removes what is past the line and nothing else; `unconfirmed`,
 //! `pending` and `processing` jobs are never purged, however old.
 
-mod common;
+use crate::common;
 
 use chrono::{Duration, Utc};
 use common::scripted::ScriptedBackend;

@@ -2,7 +2,7 @@
 //! simulator's Zhimu. Tokens, shares, capabilities, every document kind, every task status,
 //! cancels, the error catalog, timeouts, and 1,000 jobs under injected errors.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

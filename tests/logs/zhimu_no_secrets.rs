@@ -2,20 +2,16 @@
 //! even at trace level and through a token rejection. (Its own test binary: it installs
 //! the process-wide log subscriber.)
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
 use common::spawn_app_with;
 use print_gateway::app::{self, Role};
 use print_gateway::backends::BackendRegistry;
-use print_gateway::config::{Config, LogFormat};
-use print_gateway::telemetry;
+use print_gateway::config::Config;
 use serde_json::{Value, json};
-use tracing_subscriber::EnvFilter;
 use vendor_sim::{Sim, SimConfig, ZhimuAppSpec, ZhimuShareSpec};
-
-use common::logs::Captured;
 
 const APP_KEY: &str = "zhimu-appkey-c0ffee5ecret";
 
@@ -29,8 +25,7 @@ fn hex_words(text: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn the_app_key_and_tokens_never_appear_in_logs_or_answers() {
-    let logs = Captured::default();
-    telemetry::init_with_filter(LogFormat::Json, EnvFilter::new("trace"), logs.clone());
+    let logs = common::logs::global();
 
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     sim.add_zhimu_app(ZhimuAppSpec {

@@ -1,6 +1,6 @@
 //! Health, readiness, metrics, the OpenAPI document and Swagger UI.
 
-mod common;
+use crate::common;
 
 use common::scripted::ScriptedBackend;
 use common::spawn_app;
