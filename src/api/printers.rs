@@ -10,7 +10,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{Caller, PrintersAdmin, PrintersRead, Scoped};
 use super::error::{ApiError, Json, Path, Problem, Query};
 use crate::backends::{Backend, DiscoveredPrinter, Housekeeping, PrinterStatus, VendorError};
 use crate::domain::ErrorCode;
@@ -33,7 +33,9 @@ use crate::store::{self};
 }))]
 pub struct CreatePrinter {
     /// Slug: 1-64 of a-z, 0-9, `-`, `_`.
+    #[schema(min_length = 1, max_length = 64)]
     pub id: String,
+    #[schema(max_length = 200)]
     pub display_name: Option<String>,
     /// `lianke`, `zhimu` or `wecom`.
     pub backend: String,
@@ -53,6 +55,7 @@ pub struct CreatePrinter {
     pub max_in_flight: Option<u32>,
     /// Other tenants that may see this printer and print on it (the key's tenant owns it).
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub shared_with: Vec<String>,
 }
 
@@ -79,6 +82,7 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"display_name": "2nd floor office", "default_options": {"paper": "A4"}}))]
 pub struct UpdatePrinter {
+    #[schema(max_length = 200)]
     pub display_name: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub locator: Option<Value>,
@@ -88,6 +92,7 @@ pub struct UpdatePrinter {
     pub enabled: Option<bool>,
     pub max_in_flight: Option<u32>,
     /// Replaces the list of tenants the printer is shared with.
+    #[schema(max_items = 100)]
     pub shared_with: Option<Vec<String>>,
 }
 
@@ -526,8 +531,6 @@ async fn check_target(
     }
 }
 
-const ADMIN: &str = "printers:admin";
-
 /// Register a printer.
 #[utoipa::path(post, path = "/v1/printers", tag = "printers",
     security(("bearer" = [])),
@@ -544,11 +547,10 @@ const ADMIN: &str = "printers:admin";
     ))]
 pub async fn create_printer(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersAdmin>,
     Query(verify): Query<VerifyQuery>,
     Json(input): Json<CreatePrinter>,
 ) -> Result<Response, ApiError> {
-    caller.require(ADMIN)?;
     let id = PrinterId::parse(&input.id)
         .map_err(|detail| ApiError::unprocessable("invalid_field", detail))?;
     let backend = state.backends.get(&input.backend).ok_or_else(|| {
@@ -616,9 +618,8 @@ fn printer_exists(id: &str) -> ApiError {
     ))]
 pub async fn list_printers(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersRead>,
 ) -> Result<Json<PrinterList>, ApiError> {
-    caller.require_any(&["jobs:read", ADMIN])?;
     let threshold = state.engine.settings().breaker_threshold;
     let rows = if caller.is_admin() {
         store::printers::list(&state.pool).await?
@@ -639,7 +640,7 @@ async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<PrinterRow,
     store::printers::get(&state.pool, id)
         .await?
         .filter(|row| caller.is_admin() || row.usable_by(&caller.tenant))
-        .ok_or_else(|| ApiError::not_found(&format!("Printer `{id}`")))
+        .ok_or_else(|| ApiError::not_found(&format!("Printer `{}`", super::bounds::quote(&id))))
 }
 
 /// A printer the caller's tenant owns (to change it): 404 when invisible, 403 when only
@@ -648,7 +649,10 @@ async fn load_owned(state: &AppState, caller: &Caller, id: &str) -> Result<Print
     let row = load(state, caller, id).await?;
     if !row.usable_by(&caller.tenant) {
         // an admin key reads every printer but changes only its own tenant's
-        return Err(ApiError::not_found(&format!("Printer `{id}`")));
+        return Err(ApiError::not_found(&format!(
+            "Printer `{}`",
+            super::bounds::quote(&id)
+        )));
     }
     if row.owner_tenant != caller.tenant {
         return Err(ApiError::new(
@@ -675,10 +679,9 @@ async fn load_owned(state: &AppState, caller: &Caller, id: &str) -> Result<Print
     ))]
 pub async fn get_printer(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersRead>,
     Path(id): Path<String>,
 ) -> Result<Json<PrinterView>, ApiError> {
-    caller.require_any(&["jobs:read", ADMIN])?;
     let row = load(&state, &caller, &id).await?;
     Ok(Json(view_with_queue(&state, row, &caller.tenant).await?))
 }
@@ -699,12 +702,11 @@ pub async fn get_printer(
     ))]
 pub async fn update_printer(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersAdmin>,
     Path(id): Path<String>,
     Query(verify): Query<VerifyQuery>,
     Json(input): Json<UpdatePrinter>,
 ) -> Result<Json<PrinterView>, ApiError> {
-    caller.require(ADMIN)?;
     let row = load_owned(&state, &caller, &id).await?;
     let credentials_change = input.secrets.is_some() || input.locator.is_some();
     let backend = state.backend(&row.backend)?;
@@ -739,7 +741,7 @@ pub async fn update_printer(
     }
     let updated = store::printers::update(&state.pool, &fields)
         .await?
-        .ok_or_else(|| ApiError::not_found(&format!("Printer `{id}`")))?;
+        .ok_or_else(|| ApiError::not_found(&format!("Printer `{}`", super::bounds::quote(&id))))?;
     Ok(Json(
         view_with_queue(&state, updated, &caller.tenant).await?,
     ))
@@ -758,14 +760,16 @@ pub async fn update_printer(
     ))]
 pub async fn delete_printer(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersAdmin>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(ADMIN)?;
     load_owned(&state, &caller, &id).await?;
     match store::printers::delete(&state.pool, &id).await? {
         Deleted::Yes => Ok(StatusCode::NO_CONTENT),
-        Deleted::NotFound => Err(ApiError::not_found(&format!("Printer `{id}`"))),
+        Deleted::NotFound => Err(ApiError::not_found(&format!(
+            "Printer `{}`",
+            super::bounds::quote(&id)
+        ))),
         Deleted::HasJobs => Err(ApiError::conflict(
             "printer_has_jobs",
             format!(
@@ -776,14 +780,7 @@ pub async fn delete_printer(
 }
 
 fn vendor_problem(err: VendorError) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        "vendor_error",
-        format!(
-            "The vendor could not answer ({}): {}",
-            err.code, err.message
-        ),
-    )
+    super::error::vendor_answer("The vendor", &err)
 }
 
 /// A vendor refusal an operator can act on, with a status that says what kind it is. The
@@ -869,10 +866,9 @@ pub struct DiscoveredPrinters {
     ))]
 pub async fn discover_printers(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Scoped<PrintersAdmin>,
     Json(input): Json<DiscoverRequest>,
 ) -> Result<Json<DiscoveredPrinters>, ApiError> {
-    caller.require(ADMIN)?;
     let backend = state.backend(&input.backend)?;
     match backend.discover(&input.locator, &input.secrets).await {
         None => Err(ApiError::unprocessable(
@@ -955,10 +951,9 @@ async fn housekeeping(
     ))]
 pub async fn reset_error_limit(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersAdmin>,
     Path(id): Path<String>,
 ) -> Result<Json<HousekeepingResult>, ApiError> {
-    caller.require(ADMIN)?;
     housekeeping(
         &state,
         &caller,
@@ -987,10 +982,9 @@ pub async fn reset_error_limit(
     ))]
 pub async fn flush_queue(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersAdmin>,
     Path(id): Path<String>,
 ) -> Result<Json<HousekeepingResult>, ApiError> {
-    caller.require(ADMIN)?;
     housekeeping(
         &state,
         &caller,
@@ -1010,15 +1004,15 @@ pub async fn flush_queue(
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks `jobs:read` and `printers:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such printer", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The vendor refused what was sent (`vendor_refused_input`, with the vendor's code and words)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The vendor failed", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn printer_capabilities(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersRead>,
     Path(id): Path<String>,
     Query(query): Query<CapabilitiesQuery>,
 ) -> Result<Json<CapabilitiesView>, ApiError> {
-    caller.require_any(&["jobs:read", ADMIN])?;
     let row = load(&state, &caller, &id).await?;
     if !query.refresh
         && let (Some(caps), Some(at)) = (&row.capabilities, row.capabilities_at)
@@ -1055,14 +1049,14 @@ pub async fn printer_capabilities(
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks `jobs:read` and `printers:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such printer", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The vendor refused what was sent (`vendor_refused_input`, with the vendor's code and words)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The vendor failed", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn printer_status(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersRead>,
     Path(id): Path<String>,
 ) -> Result<Json<StatusView>, ApiError> {
-    caller.require_any(&["jobs:read", ADMIN])?;
     let row = load(&state, &caller, &id).await?;
     state.backend(&row.backend)?;
     let status = crate::engine::status::check(
