@@ -1,6 +1,7 @@
 //! Jobs: accept, read, list (keyset), claim (SKIP LOCKED leases) and the one function
 //! every state change goes through.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -10,6 +11,7 @@ use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::documents::NewDocument;
+use super::storable;
 use super::{StoreError, StoreResult};
 use crate::domain::{EventSource, JobError, JobOptions, JobState, Transition};
 
@@ -612,14 +614,22 @@ pub async fn apply(
          SELECT {COLUMNS}, (SELECT p.backend FROM printers p WHERE p.id = updated.printer_id) AS printer_backend
          FROM updated"
     );
+    // Vendor words and payloads may hold U+0000: stored escaped (see `storable`).
+    let error = u.error.clone().map(|mut e| {
+        e.message = storable::text(&e.message).into_owned();
+        e.vendor_code = storable::opt_text(&e.vendor_code).map(Cow::into_owned);
+        e.vendor_message = storable::opt_text(&e.vendor_message).map(Cow::into_owned);
+        e
+    });
+    let vendor_payload = u.vendor_payload.as_ref().map(storable::json);
     let row = sqlx::query(&sql)
         .bind(id)
         .bind(u.from.as_str())
         .bind(u.to.as_str())
-        .bind(&u.reason)
-        .bind(&u.vendor_status)
-        .bind(u.error.as_ref().map(Json))
-        .bind(&u.vendor_task_id)
+        .bind(storable::opt_text(&u.reason))
+        .bind(storable::opt_text(&u.vendor_status))
+        .bind(error.as_ref().map(Json))
+        .bind(storable::opt_text(&u.vendor_task_id))
         .bind(terminal)
         .bind(u.due_at)
         .bind(u.submit_settled)
@@ -628,8 +638,8 @@ pub async fn apply(
         .bind(u.lease)
         .bind(u.source.as_str())
         .bind(u.kind)
-        .bind(&u.message)
-        .bind(&u.vendor_payload)
+        .bind(storable::opt_text(&u.message))
+        .bind(vendor_payload.as_deref())
         .bind(u.record_event)
         .bind(u.only_if_not_submitting)
         .bind(u.count_attempt)
