@@ -119,6 +119,10 @@ pub fn vendor_answer(vendor: &str, err: &crate::backends::VendorError) -> ApiErr
         (Some(code), None) => format!(" (vendor code {code})"),
         _ => String::new(),
     };
+    if err.code == crate::domain::ErrorCode::BackendUnavailable {
+        // The printer's backend has no such call (a WeCom printer has no capabilities).
+        return ApiError::unprocessable("not_supported", format!("{}{words}.", err.message));
+    }
     if err.code == crate::domain::ErrorCode::VendorRejected && !err.outcome_unknown {
         ApiError::unprocessable(
             "vendor_refused_input",

@@ -33,11 +33,12 @@ use crate::store::{self};
 }))]
 pub struct CreatePrinter {
     /// Slug: 1-64 of a-z, 0-9, `-`, `_`.
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(min_length = 1, max_length = 64, pattern = "^[a-z0-9][a-z0-9_-]*$")]
     pub id: String,
     #[schema(max_length = 200)]
     pub display_name: Option<String>,
     /// `lianke`, `zhimu` or `wecom`.
+    #[schema(pattern = "^(lianke|zhimu|wecom)$")]
     pub backend: String,
     /// Backend-specific, non-secret settings.
     #[serde(default = "empty_object")]
@@ -835,6 +836,8 @@ fn vendor_refusal(err: VendorError) -> ApiError {
     "secrets": {"device_key": "demo-lk-key"}
 }))]
 pub struct DiscoverRequest {
+    /// `lianke`, `zhimu` or `wecom`.
+    #[schema(pattern = "^(lianke|zhimu|wecom)$")]
     pub backend: String,
     #[schema(value_type = Object)]
     pub locator: Value,
@@ -869,7 +872,16 @@ pub async fn discover_printers(
     _caller: Scoped<PrintersAdmin>,
     Json(input): Json<DiscoverRequest>,
 ) -> Result<Json<DiscoveredPrinters>, ApiError> {
-    let backend = state.backend(&input.backend)?;
+    let backend = state.backends.get(&input.backend).ok_or_else(|| {
+        ApiError::unprocessable(
+            "unknown_backend",
+            format!(
+                "Backend `{}` is not configured in this gateway; configured: {:?}.",
+                super::bounds::quote(&input.backend),
+                state.backends.names()
+            ),
+        )
+    })?;
     match backend.discover(&input.locator, &input.secrets).await {
         None => Err(ApiError::unprocessable(
             "discovery_not_supported",
