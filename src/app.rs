@@ -1,6 +1,7 @@
 //! Builds the state, the router and the workers; starts and stops them. Usable from tests
 //! on port 0 (`BIND_ADDR=127.0.0.1:0`), where it reports the real address.
 
+use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -83,14 +84,14 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// Connects to Postgres (creating the database if needed; waiting up to DB_WAIT_MAX_SECS
 /// for it to answer, each try logged) and applies migrations.
 pub async fn prepare_database(config: &Config) -> Result<PgPool, StartError> {
-    let url = redact_password(&config.database_url);
+    let url = redact_password(config.database_url.expose_secret());
     let failed = |source| StartError::Database {
         url: url.clone(),
         source,
     };
     let max_wait = Duration::from_secs(config.db_wait_max_secs);
     let pool = store::connect_waiting(
-        &config.database_url,
+        config.database_url.expose_secret(),
         config.database_max_connections,
         Duration::from_millis(config.database_acquire_timeout_ms),
         max_wait,
@@ -157,13 +158,13 @@ pub fn wecom_settings(config: &Config) -> WecomSettings {
             .wecom
             .wecom_model_secret
             .as_ref()
-            .map(|s| s.expose().to_owned())
+            .map(|s| s.expose_secret().to_owned())
             .unwrap_or_default(),
         model_ticket: config
             .wecom
             .wecom_model_ticket
             .as_ref()
-            .map(|s| s.expose().to_owned()),
+            .map(|s| s.expose_secret().to_owned()),
         timeout: config.vendor_timeout(),
         max_document_bytes: config.max_document_bytes,
         push_configured: config.wecom_push_configured(),
@@ -204,7 +205,12 @@ impl Application {
         for warning in config.startup_warnings(&backends.names()) {
             tracing::warn!("{warning}");
         }
-        let callback_keys = CallbackKeys::from_config(config.callback_secrets.as_deref());
+        let callback_keys = CallbackKeys::from_config(
+            config
+                .callback_secrets
+                .as_ref()
+                .map(ExposeSecret::expose_secret),
+        );
         let engine = Engine::new(
             pool.clone(),
             backends.clone(),
@@ -405,7 +411,7 @@ async fn wait_for_signal() {
 pub fn default_backends(config: &Config) -> BackendRegistry {
     let mut registry = BackendRegistry::new();
     if let Some(api_key) = &config.lianke.lianke_api_key {
-        match LiankeBackend::new(api_key.clone(), lianke_settings(config)) {
+        match LiankeBackend::new(api_key.expose_secret().to_owned(), lianke_settings(config)) {
             Ok(lianke) => registry = registry.with(Arc::new(lianke)),
             Err(err) => tracing::error!(error = %err, "the Lianke backend could not start"),
         }

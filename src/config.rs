@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -21,9 +22,11 @@ pub struct Config {
         env = "DATABASE_URL",
         value_name = "DATABASE_URL",
         global = true,
-        default_value = "postgres://postgres@127.0.0.1:5432/print_gateway"
+        default_value = "postgres://postgres@127.0.0.1:5432/print_gateway",
+        value_parser = secret,
+        hide_default_value = false
     )]
-    pub database_url: String,
+    pub database_url: SecretString,
 
     /// Maximum Postgres connections in the pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", value_name = "DATABASE_MAX_CONNECTIONS",
@@ -230,9 +233,10 @@ pub struct Config {
         env = "CALLBACK_SECRETS",
         value_name = "CALLBACK_SECRETS",
         global = true,
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub callback_secrets: Option<String>,
+    pub callback_secrets: Option<SecretString>,
 
     /// PEM certificate chain: with TLS_KEY_PATH, the gateway serves HTTPS itself (Lianke only
     /// calls back to https URLs). Unset: plain HTTP, e.g. behind a TLS proxy.
@@ -368,9 +372,10 @@ pub struct LiankeConfig {
         env = "LIANKE_API_KEY",
         value_name = "LIANKE_API_KEY",
         global = true,
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub lianke_api_key: Option<String>,
+    pub lianke_api_key: Option<SecretString>,
 
     /// How often an accepted task is polled when no callback settles it (Lianke asks for
     /// at least 10 s between polls of one task; lower values are for tests).
@@ -439,9 +444,10 @@ pub struct ZhimuConfig {
         env = "ZHIMU_APP_KEY",
         value_name = "ZHIMU_APP_KEY",
         global = true,
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub zhimu_app_key: Option<String>,
+    pub zhimu_app_key: Option<SecretString>,
 
     /// Timeout of one Zhimu call (the doc gives 3000 ms). A submit that times out is
     /// `unconfirmed`, never sent again.
@@ -506,9 +512,10 @@ pub struct WecomConfig {
         env = "WECOM_MODEL_SECRET",
         value_name = "WECOM_MODEL_SECRET",
         global = true,
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub wecom_model_secret: Option<Secret>,
+    pub wecom_model_secret: Option<SecretString>,
 
     /// A WeCom model ticket to start with; newer ones arrive by push (needed when pushes
     /// are not configured).
@@ -517,9 +524,10 @@ pub struct WecomConfig {
         env = "WECOM_MODEL_TICKET",
         value_name = "WECOM_MODEL_TICKET",
         global = true,
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub wecom_model_ticket: Option<Secret>,
+    pub wecom_model_ticket: Option<SecretString>,
 
     /// The Token of the WeCom push callback (`msg_signature`). With WECOM_CALLBACK_AES_KEY it
     /// enables `POST /webhooks/wecom`.
@@ -528,9 +536,10 @@ pub struct WecomConfig {
         env = "WECOM_CALLBACK_TOKEN",
         value_name = "WECOM_CALLBACK_TOKEN",
         global = true,
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub wecom_callback_token: Option<Secret>,
+    pub wecom_callback_token: Option<SecretString>,
 
     /// The 43-character EncodingAESKey of the WeCom push callback.
     #[arg(
@@ -538,9 +547,10 @@ pub struct WecomConfig {
         env = "WECOM_CALLBACK_AES_KEY",
         value_name = "WECOM_CALLBACK_AES_KEY",
         global = true,
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub wecom_callback_aes_key: Option<Secret>,
+    pub wecom_callback_aes_key: Option<SecretString>,
 
     /// How often each WeCom printer's jobs are pulled (the backstop for missed pushes);
     /// 0 = never (push only).
@@ -668,9 +678,11 @@ pub struct DatabaseArgs {
         env = "DATABASE_URL",
         value_name = "DATABASE_URL",
         global = true,
-        default_value = "postgres://postgres@127.0.0.1:5432/print_gateway"
+        default_value = "postgres://postgres@127.0.0.1:5432/print_gateway",
+        value_parser = secret,
+        hide_default_value = false
     )]
-    pub database_url: String,
+    pub database_url: SecretString,
 
     /// How long to keep trying to reach Postgres (exponential backoff) before giving up.
     #[arg(long, env = "DB_WAIT_MAX_SECS", value_name = "DB_WAIT_MAX_SECS", global = true,
@@ -690,31 +702,9 @@ impl DatabaseArgs {
     }
 }
 
-/// A secret setting: `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Secret, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
+/// Parses a secret setting: kept in a [`SecretString`], so `Debug` never shows it.
+fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(value))
 }
 
 impl Config {
@@ -735,9 +725,8 @@ impl Config {
 
     /// Checks what clap cannot: relations between settings and URL shapes.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.database_url.starts_with("postgres://")
-            && !self.database_url.starts_with("postgresql://")
-        {
+        let database_url = self.database_url.expose_secret();
+        if !database_url.starts_with("postgres://") && !database_url.starts_with("postgresql://") {
             return Err("DATABASE_URL must be a postgres:// URL".into());
         }
         if let Some(url) = &self.public_base_url {
@@ -786,8 +775,8 @@ impl Config {
         if self
             .lianke
             .lianke_api_key
-            .as_deref()
-            .is_some_and(|k| k.trim().is_empty())
+            .as_ref()
+            .is_some_and(|k| k.expose_secret().trim().is_empty())
         {
             return Err("LIANKE_API_KEY is set but empty".into());
         }
@@ -797,7 +786,10 @@ impl Config {
             return Err("CALLBACK_SECRETS must be set when PUBLIC_BASE_URL is: every replica (API and workers) must sign and check callback URLs with the same key".into());
         }
         if let Some(secrets) = &self.callback_secrets
-            && secrets.split(',').any(|s| s.trim().len() < 16)
+            && secrets
+                .expose_secret()
+                .split(',')
+                .any(|s| s.trim().len() < 16)
         {
             return Err(
                 "CALLBACK_SECRETS must be comma-separated keys of at least 16 characters each"
@@ -809,7 +801,10 @@ impl Config {
     }
 
     fn validate_wecom(&self) -> Result<(), String> {
-        let set = |v: &Option<Secret>| v.as_ref().is_some_and(|s| !s.expose().trim().is_empty());
+        let set = |v: &Option<SecretString>| {
+            v.as_ref()
+                .is_some_and(|s| !s.expose_secret().trim().is_empty())
+        };
         match (
             &self.wecom.wecom_callback_token,
             &self.wecom.wecom_callback_aes_key,
@@ -820,10 +815,10 @@ impl Config {
                 );
             }
             (Some(token), Some(key)) => {
-                if token.expose().trim().is_empty() {
+                if token.expose_secret().trim().is_empty() {
                     return Err("WECOM_CALLBACK_TOKEN must not be empty".into());
                 }
-                crate::backends::wecom::crypto::AesKey::from_encoding_aes_key(key.expose())
+                crate::backends::wecom::crypto::AesKey::from_encoding_aes_key(key.expose_secret())
                     .map_err(|_| "WECOM_CALLBACK_AES_KEY must be the 43-character EncodingAESKey of the WeCom callback".to_owned())?;
             }
             (None, None) => {}
@@ -933,8 +928,9 @@ impl ZhimuConfig {
         if !matches!(url.scheme(), "http" | "https") {
             return Err("ZHIMU_BASE_URL must be an http(s) URL".into());
         }
-        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
-        match (set(&self.zhimu_app_id), set(&self.zhimu_app_key)) {
+        let set = |v: Option<&str>| v.is_some_and(|s| !s.trim().is_empty());
+        let key = self.zhimu_app_key.as_ref().map(ExposeSecret::expose_secret);
+        match (set(self.zhimu_app_id.as_deref()), set(key)) {
             (true, false) => return Err("ZHIMU_APP_ID is set but ZHIMU_APP_KEY is not".into()),
             (false, true) => return Err("ZHIMU_APP_KEY is set but ZHIMU_APP_ID is not".into()),
             _ => {}
@@ -947,7 +943,10 @@ impl ZhimuConfig {
 
     /// The app credentials, when both are set.
     pub fn credentials(&self) -> Option<(&str, &str)> {
-        match (self.zhimu_app_id.as_deref(), self.zhimu_app_key.as_deref()) {
+        match (
+            self.zhimu_app_id.as_deref(),
+            self.zhimu_app_key.as_ref().map(ExposeSecret::expose_secret),
+        ) {
             (Some(id), Some(key)) if !id.trim().is_empty() && !key.trim().is_empty() => {
                 Some((id, key))
             }
@@ -1071,8 +1070,39 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_shows_no_secret_setting() {
+        use secrecy::SecretString;
+        let mut config = Config::defaults();
+        let secrets = [
+            "pgpass-7d1c9b0e",
+            "callback-key-5a8e2f4c11",
+            "lianke-key-93b1",
+            "zhimu-appkey-40fd",
+            "wecom-model-secret-6e2a",
+            "wecom-ticket-1f9c",
+            "wecom-token-88aa",
+        ];
+        config.database_url =
+            format!("postgres://gateway:{}@db.internal:5432/pg", secrets[0]).into();
+        config.callback_secrets = Some(secrets[1].into());
+        config.lianke.lianke_api_key = Some(secrets[2].into());
+        config.zhimu.zhimu_app_key = Some(secrets[3].into());
+        config.wecom.wecom_model_secret = Some(SecretString::from(secrets[4]));
+        config.wecom.wecom_model_ticket = Some(SecretString::from(secrets[5]));
+        config.wecom.wecom_callback_token = Some(SecretString::from(secrets[6]));
+        config.wecom.wecom_callback_aes_key = Some(SecretString::from("k".repeat(43)));
+        let printed = format!("{config:?} {config:#?}");
+        for secret in secrets {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        assert!(!printed.contains(&"k".repeat(43)));
+        // the settings themselves are still there, redacted
+        assert!(printed.contains("lianke_api_key"), "{printed}");
+    }
+
+    #[test]
     fn wecom_settings_are_checked_together() {
-        use super::Secret;
+        use secrecy::SecretString;
         let mut config = Config::defaults();
         config.wecom.wecom_model_id = Some("model".into());
         assert!(
@@ -1081,30 +1111,30 @@ mod tests {
                 .unwrap_err()
                 .contains("WECOM_MODEL_SECRET")
         );
-        config.wecom.wecom_model_secret = Some(Secret::new("s"));
+        config.wecom.wecom_model_secret = Some(SecretString::from("s"));
         assert!(
             config
                 .validate()
                 .unwrap_err()
                 .contains("WECOM_MODEL_TICKET")
         );
-        config.wecom.wecom_model_ticket = Some(Secret::new("t"));
+        config.wecom.wecom_model_ticket = Some(SecretString::from("t"));
         assert!(config.validate().is_ok());
-        config.wecom.wecom_callback_token = Some(Secret::new("tok"));
+        config.wecom.wecom_callback_token = Some(SecretString::from("tok"));
         assert!(
             config
                 .validate()
                 .unwrap_err()
                 .contains("WECOM_CALLBACK_AES_KEY")
         );
-        config.wecom.wecom_callback_aes_key = Some(Secret::new("too-short"));
+        config.wecom.wecom_callback_aes_key = Some(SecretString::from("too-short"));
         assert!(
             config
                 .validate()
                 .unwrap_err()
                 .contains("WECOM_CALLBACK_AES_KEY")
         );
-        config.wecom.wecom_callback_aes_key = Some(Secret::new("a".repeat(43)));
+        config.wecom.wecom_callback_aes_key = Some(SecretString::from("a".repeat(43)));
         assert!(config.validate().is_ok());
         config.wecom.wecom_base_url = "ftp://x".into();
         assert!(config.validate().unwrap_err().contains("WECOM_BASE_URL"));

@@ -107,7 +107,7 @@ async fn serve_waits_for_postgres_and_starts_when_it_comes() {
     let (tx, mut retries) = tokio::sync::mpsc::unbounded_channel();
     let connecting = tokio::spawn(async move {
         print_gateway::store::connect_waiting(
-            &config.database_url,
+            secrecy::ExposeSecret::expose_secret(&config.database_url),
             2,
             Duration::from_secs(10),
             Duration::from_secs(config.db_wait_max_secs),

@@ -11,8 +11,8 @@ use common::scripted::ScriptedBackend;
 use common::{TestApp, assert_problem, spawn_app_with};
 use print_gateway::app::Role;
 use print_gateway::backends::BackendRegistry;
-use print_gateway::config::Secret;
 use reqwest::StatusCode;
+use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -27,8 +27,9 @@ const GUARD: Duration = Duration::from_secs(30);
 async fn app_with(tweak: impl FnOnce(&mut print_gateway::config::Config)) -> TestApp {
     let registry = BackendRegistry::new().with(ScriptedBackend::named("scripted"));
     spawn_app_with(registry, Role::Api, |c| {
-        c.wecom.wecom_callback_token = Some(Secret::new("push-token"));
-        c.wecom.wecom_callback_aes_key = Some(Secret::new(sim_crypto::new_encoding_aes_key()));
+        c.wecom.wecom_callback_token = Some(SecretString::from("push-token"));
+        c.wecom.wecom_callback_aes_key =
+            Some(SecretString::from(sim_crypto::new_encoding_aes_key()));
         tweak(c);
     })
     .await

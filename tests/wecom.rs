@@ -13,11 +13,12 @@ use common::{TestApp, spawn_app_with};
 use print_gateway::app::{Role, lianke_settings};
 use print_gateway::backends::lianke::LiankeBackend;
 use print_gateway::backends::{BackendRegistry, TaskProgress};
-use print_gateway::config::{Config, Secret};
+use print_gateway::config::Config;
 use print_gateway::domain::{ErrorCode, JobError};
 use print_gateway::engine::wecom::WecomBridge;
 use print_gateway::store;
 use reqwest::StatusCode;
+use secrecy::SecretString;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -56,15 +57,15 @@ enum Push {
 fn wecom_config(config: &mut Config, sim: &Sim, push: Push, aes_key: &str) {
     config.wecom.wecom_base_url = sim.base_url();
     config.wecom.wecom_model_id = Some(MODEL.into());
-    config.wecom.wecom_model_secret = Some(Secret::new(MODEL_SECRET));
-    config.wecom.wecom_model_ticket = Some(Secret::new(TICKET));
+    config.wecom.wecom_model_secret = Some(SecretString::from(MODEL_SECRET));
+    config.wecom.wecom_model_ticket = Some(SecretString::from(TICKET));
     // Pulls only when a test asks (`sync_now`), unless it says otherwise.
     config.wecom.wecom_sync_interval_secs = 0;
     config.wecom.wecom_tenant = "acme".into();
     config.wecom.wecom_rate_limit_pause_secs = 1;
     if push == Push::On {
-        config.wecom.wecom_callback_token = Some(Secret::new(CALLBACK_TOKEN));
-        config.wecom.wecom_callback_aes_key = Some(Secret::new(aes_key));
+        config.wecom.wecom_callback_token = Some(SecretString::from(CALLBACK_TOKEN));
+        config.wecom.wecom_callback_aes_key = Some(SecretString::from(aes_key));
     }
 }
 

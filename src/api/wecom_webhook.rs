@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -59,10 +60,10 @@ fn keys(state: &AppState) -> Result<CallbackKeys, ApiError> {
             "WeCom pushes are not configured on this gateway (WECOM_CALLBACK_TOKEN, WECOM_CALLBACK_AES_KEY).",
         ));
     };
-    let key = AesKey::from_encoding_aes_key(key.expose())
+    let key = AesKey::from_encoding_aes_key(key.expose_secret())
         .map_err(|_| ApiError::Internal("WECOM_CALLBACK_AES_KEY is invalid".into()))?;
     Ok(CallbackKeys {
-        token: token.expose().to_owned(),
+        token: token.expose_secret().to_owned(),
         key,
     })
 }

@@ -89,7 +89,7 @@ pub async fn fresh_database() -> (String, PgPool) {
 /// Test settings: fast retries and sweeps, nothing slow by default.
 pub fn test_config(database_url: &str) -> Config {
     let mut config = Config::defaults();
-    config.database_url = database_url.to_owned();
+    config.database_url = database_url.to_owned().into();
     config.bind_addr = "127.0.0.1:0".parse().expect("literal address");
     config.worker_concurrency = 8;
     config.sweep_interval_ms = 50;
