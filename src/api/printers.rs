@@ -641,7 +641,7 @@ async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<PrinterRow,
     store::printers::get(&state.pool, id)
         .await?
         .filter(|row| caller.is_admin() || row.usable_by(&caller.tenant))
-        .ok_or_else(|| ApiError::not_found(&format!("Printer `{}`", super::bounds::quote(&id))))
+        .ok_or_else(|| ApiError::not_found(&format!("Printer `{}`", super::bounds::quote(id))))
 }
 
 /// A printer the caller's tenant owns (to change it): 404 when invisible, 403 when only
@@ -652,7 +652,7 @@ async fn load_owned(state: &AppState, caller: &Caller, id: &str) -> Result<Print
         // an admin key reads every printer but changes only its own tenant's
         return Err(ApiError::not_found(&format!(
             "Printer `{}`",
-            super::bounds::quote(&id)
+            super::bounds::quote(id)
         )));
     }
     if row.owner_tenant != caller.tenant {

@@ -23,11 +23,7 @@ pub fn text(s: &str) -> Cow<'_, str> {
 /// In place: every string and key of `value` with U+0000 escaped.
 pub fn escape_json(value: &mut Value) {
     match value {
-        Value::String(s) => {
-            if s.contains('\0') {
-                *s = s.replace('\0', NUL_ESCAPE);
-            }
-        }
+        Value::String(s) if s.contains('\0') => *s = s.replace('\0', NUL_ESCAPE),
         Value::Array(items) => items.iter_mut().for_each(escape_json),
         Value::Object(map) => {
             if map.keys().any(|k| k.contains('\0')) {
