@@ -262,21 +262,19 @@ impl Application {
             tracker.spawn(async move { keys.listen(&pool, &stop).await });
             let router = api::router(state.clone());
             let stop = shutdown.clone();
-            if let Some((cert, key)) = config.tls_files() {
-                tls = true;
-                serve_tls(listener, router, cert, key, stop, &tracker).await?;
-                tracing::info!(address = %local, "API listening (HTTPS)");
-            } else {
-                tracker.spawn(async move {
-                    let served = axum::serve(listener, router)
-                        .with_graceful_shutdown(stop.cancelled_owned())
-                        .await;
-                    if let Err(err) = served {
-                        tracing::error!(error = %err, "HTTP server stopped with an error");
-                    }
-                });
-                tracing::info!(address = %local, "API listening");
-            }
+            let limits = crate::serve::ServeLimits {
+                header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+                tls_handshake_timeout: Duration::from_millis(config.tls_handshake_timeout_ms),
+                max_connections: config.max_connections as usize,
+                http2_max_concurrent_streams: config.http2_max_concurrent_streams,
+            };
+            let acceptor = match config.tls_files() {
+                Some((cert, key)) => Some(tls_acceptor(cert, key).await?),
+                None => None,
+            };
+            tls = acceptor.is_some();
+            tracker.spawn(crate::serve::run(listener, router, acceptor, limits, stop));
+            tracing::info!(address = %local, tls, "API listening");
         }
         if matches!(role, Role::Worker | Role::All) {
             engine.spawn(&tracker, shutdown.clone());
@@ -373,15 +371,11 @@ impl Application {
     }
 }
 
-/// Serves the router over TLS (rustls) on `listener` until `stop` fires.
-async fn serve_tls(
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
+/// The TLS acceptor for HTTPS (rustls; ALPN offers h2 and http/1.1).
+async fn tls_acceptor(
     cert: &std::path::Path,
     key: &std::path::Path,
-    stop: CancellationToken,
-    tracker: &TaskTracker,
-) -> Result<(), StartError> {
+) -> Result<tokio_rustls::TlsAcceptor, StartError> {
     // One process-wide crypto provider (ring, as reqwest uses); a second install is a no-op.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
@@ -391,21 +385,7 @@ async fn serve_tls(
                 "TLS_CERT_PATH/TLS_KEY_PATH could not be loaded as a PEM certificate and key: {err}"
             ))
         })?;
-    let std_listener = listener
-        .into_std()
-        .map_err(|err| StartError::Config(format!("cannot serve TLS on the listener: {err}")))?;
-    let handle = axum_server::Handle::new();
-    let server = axum_server::from_tcp_rustls(std_listener, tls).handle(handle.clone());
-    tracker.spawn(async move {
-        stop.cancelled().await;
-        handle.graceful_shutdown(Some(Duration::from_secs(10)));
-    });
-    tracker.spawn(async move {
-        if let Err(err) = server.serve(router.into_make_service()).await {
-            tracing::error!(error = %err, "HTTPS server stopped with an error");
-        }
-    });
-    Ok(())
+    Ok(tokio_rustls::TlsAcceptor::from(tls.get_inner()))
 }
 
 async fn wait_for_signal() {

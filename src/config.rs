@@ -170,6 +170,27 @@ pub struct Config {
           default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout_secs: u64,
 
+    /// Time a client has to send a request's complete head (request line and headers);
+    /// a slower one is disconnected. Applies to every request on a connection.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", value_name = "HEADER_READ_TIMEOUT_MS", global = true,
+          default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub header_read_timeout_ms: u64,
+
+    /// Time a client has to finish the TLS handshake (HTTPS only).
+    #[arg(long, env = "TLS_HANDSHAKE_TIMEOUT_MS", value_name = "TLS_HANDSHAKE_TIMEOUT_MS", global = true,
+          default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub tls_handshake_timeout_ms: u64,
+
+    /// Connections served at once; further ones wait in the listen backlog.
+    #[arg(long, env = "MAX_CONNECTIONS", value_name = "MAX_CONNECTIONS", global = true,
+          default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// HTTP/2: streams one connection may have open at once.
+    #[arg(long, env = "HTTP2_MAX_CONCURRENT_STREAMS", value_name = "HTTP2_MAX_CONCURRENT_STREAMS", global = true,
+          default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub http2_max_concurrent_streams: u32,
+
     /// Requests per second each API key may send (0 = no limit); over it: 429.
     #[arg(long, env = "RATE_LIMIT_RPS", value_name = "RATE_LIMIT_RPS", global = true,
           default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]

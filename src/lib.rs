@@ -14,6 +14,7 @@ pub mod domain;
 pub mod engine;
 pub mod observe;
 pub mod retention;
+pub mod serve;
 pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -30,6 +30,8 @@ pub const VENDOR_DURATION: &str = "print_gateway_vendor_call_duration_seconds";
 pub const SUBMITS: &str = "print_gateway_submits_total";
 pub const TOKEN_REFRESHES: &str = "print_gateway_token_refreshes_total";
 pub const CALLBACKS: &str = "print_gateway_callbacks_total";
+/// Bytes of vendor webhook bodies read (only after the request was authenticated).
+pub const WEBHOOK_BODY_BYTES: &str = "print_gateway_webhook_body_bytes_read_total";
 pub const BREAKER_CHANGES: &str = "print_gateway_breaker_transitions_total";
 pub const PRINTER_BREAKER: &str = "print_gateway_printer_breaker_state";
 pub const PRINTER_ONLINE: &str = "print_gateway_printer_online";
@@ -53,6 +55,11 @@ pub const JOB_BUCKETS: &[f64] = &[
 
 /// Registers help texts and units (once per process).
 pub fn describe() {
+    describe_counter!(
+        WEBHOOK_BODY_BYTES,
+        Unit::Bytes,
+        "Bytes of vendor webhook bodies read, by vendor (read only after the URL or signature parameters were checked)"
+    );
     describe_counter!(
         HTTP_REQUESTS,
         "HTTP requests by route template, method and status"
@@ -321,6 +328,11 @@ pub fn callback_result(code: Result<&'static str, &'static str>) -> &'static str
         Err("callback_not_ready") => "not_ready",
         Err(_) => "invalid",
     }
+}
+
+/// Bytes read from one vendor webhook body.
+pub fn webhook_body_bytes(vendor: &'static str, bytes: usize) {
+    counter!(WEBHOOK_BODY_BYTES, "vendor" => vendor).increment(bytes as u64);
 }
 
 pub fn callback(vendor: &'static str, result: &'static str) {

@@ -113,11 +113,50 @@ impl ApiError {
     }
 }
 
+/// A vendor's answer to a read or housekeeping call made for the caller: the vendor refusing
+/// what the caller sent (a parameter, a name, a task id: `VendorRejected`) is the caller's
+/// error, `422 vendor_refused_input` with the vendor's code and words; anything else (the
+/// vendor down, slow, or answering nonsense) is `502 vendor_error`.
+pub fn vendor_answer(vendor: &str, err: &crate::backends::VendorError) -> ApiError {
+    let words = match (&err.vendor_code, &err.vendor_message) {
+        (Some(code), Some(msg)) => format!(" (vendor code {code}: {msg})"),
+        (Some(code), None) => format!(" (vendor code {code})"),
+        _ => String::new(),
+    };
+    if err.code == crate::domain::ErrorCode::BackendUnavailable {
+        // The printer's backend has no such call (a WeCom printer has no capabilities).
+        return ApiError::unprocessable("not_supported", format!("{}{words}.", err.message));
+    }
+    if err.code == crate::domain::ErrorCode::VendorRejected && !err.outcome_unknown {
+        ApiError::unprocessable(
+            "vendor_refused_input",
+            format!("{vendor} refused what was sent: {}{words}.", err.message),
+        )
+    } else {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "vendor_error",
+            format!(
+                "{vendor} could not answer ({}): {}{words}",
+                err.code, err.message
+            ),
+        )
+    }
+}
+
 fn title(status: StatusCode) -> String {
     status.canonical_reason().unwrap_or("Error").to_owned()
 }
 
+/// A `detail` is cut to this many characters (caller input quoted in it is already cut to
+/// [`super::bounds::QUOTE_MAX_CHARS`]; this is the backstop for every other sentence).
+const DETAIL_MAX_CHARS: usize = 1024;
+
 pub fn problem_response(status: StatusCode, code: &str, detail: String) -> Response {
+    let detail = match detail.char_indices().nth(DETAIL_MAX_CHARS) {
+        Some((at, _)) => format!("{}…", &detail[..at]),
+        None => detail,
+    };
     let body = Problem {
         kind: format!("/problems/{code}"),
         title: title(status),

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{JobsRead, JobsWrite, PrintersAdmin, Scoped};
 use super::error::{ApiError, Json, Path, Problem, Query};
 use crate::domain::document::Sniffed;
 use crate::domain::{
@@ -58,13 +58,15 @@ pub struct DocumentInput {
 /// and `text`/`html` inline, not PDF or GIF; a WeCom printer takes no jobs from the API
 /// (submit to its target printer).
 pub struct CreateJob {
+    #[schema(min_length = 1, max_length = 64)]
     pub printer_id: String,
     pub document: DocumentInput,
     #[serde(default)]
     pub options: JobOptions,
     #[serde(default)]
     pub options_mode: OptionsMode,
-    /// Free JSON, returned as given.
+    /// Free JSON object, returned as given: at most 16 KiB serialized, 64 keys, 8 levels deep.
+    #[schema(schema_with = super::bounds::metadata_schema)]
     pub metadata: Option<Value>,
     /// Fail the job with `expired` if it has not reached the vendor by then.
     pub expires_at: Option<DateTime<Utc>>,
@@ -75,13 +77,15 @@ pub struct CreateJob {
 #[derive(Debug, ToSchema)]
 #[expect(dead_code, reason = "documents the multipart form for OpenAPI")]
 pub struct CreateJobForm {
+    #[schema(min_length = 1, max_length = 64)]
     printer_id: String,
     #[schema(format = Binary, content_media_type = "application/octet-stream")]
     file: String,
     #[schema(value_type = Option<String>, example = "{\"copies\":2}")]
     options: Option<String>,
     options_mode: Option<OptionsMode>,
-    #[schema(value_type = Option<String>)]
+    /// A JSON object as text: at most 16 KiB, 64 keys, 8 levels deep.
+    #[schema(value_type = Option<String>, max_length = 16384)]
     metadata: Option<String>,
     expires_at: Option<DateTime<Utc>>,
 }
@@ -297,10 +301,9 @@ const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
     ))]
 pub async fn create_job(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<JobsWrite>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    caller.require("jobs:write")?;
     let idempotency_key = idempotency_key(request.headers())?;
     let content_type = request
         .headers()
@@ -768,10 +771,9 @@ fn checked_type(declared: Option<DocumentType>, bytes: &[u8]) -> Result<Document
     ))]
 pub async fn get_job(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<JobsRead>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<JobView>, ApiError> {
-    caller.require("jobs:read")?;
     let row = store::jobs::get_visible(&state.pool, caller.readable_tenant(), id)
         .await?
         .ok_or_else(|| ApiError::not_found(&format!("Job {id}")))?;
@@ -790,10 +792,9 @@ pub async fn get_job(
     ))]
 pub async fn list_jobs(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<JobsRead>,
     Query(query): Query<ListJobsQuery>,
 ) -> Result<Json<JobPage>, ApiError> {
-    caller.require("jobs:read")?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -897,10 +898,9 @@ fn decode_cursor(raw: &str) -> Result<ListCursor, ApiError> {
     ))]
 pub async fn job_events(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<JobsRead>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<JobEvents>, ApiError> {
-    caller.require("jobs:read")?;
     store::jobs::get_visible(&state.pool, caller.readable_tenant(), id)
         .await?
         .ok_or_else(|| ApiError::not_found(&format!("Job {id}")))?;
@@ -947,10 +947,9 @@ pub async fn job_events(
     ))]
 pub async fn cancel_job(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<JobsWrite>,
     Path(id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
-    caller.require("jobs:write")?;
     let request = CancelRequest {
         source: EventSource::Api,
         reason: "canceled",
@@ -1017,12 +1016,11 @@ const MAX_NOTE_CHARS: usize = 1000;
     ))]
 pub async fn resolve_job(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersAdmin>,
     Path(id): Path<Uuid>,
     request: Request,
 ) -> Result<Json<JobView>, ApiError> {
     // The scope is checked before the body is read.
-    caller.require("printers:admin")?;
     let Json(body) = Json::<ResolveRequest>::from_request(request, &state).await?;
     let note = body
         .note

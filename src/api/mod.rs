@@ -2,6 +2,8 @@
 //! OpenAPI document assembled from the same route list that serves requests.
 
 pub mod auth;
+pub mod body;
+pub mod bounds;
 pub mod error;
 pub mod events;
 pub mod health;
@@ -144,12 +146,94 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document, exactly as served at `/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().split_for_parts().1
+    let mut spec = api_routes().split_for_parts().1;
+    common_responses(&mut spec);
+    spec
+}
+
+/// Answers every route can give for reasons common to all routes of its kind, added where
+/// the route's own list lacks them: the spec lists every status a route can answer.
+fn common_responses(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let problem = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    error::PROBLEM_JSON,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for item in spec.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let mut add: Vec<(&str, &str)> = Vec::new();
+            let params = operation.parameters.as_deref().unwrap_or_default();
+            let has = |place: ParameterIn| {
+                params.iter().any(|p| {
+                    std::mem::discriminant(&p.parameter_in) == std::mem::discriminant(&place)
+                })
+            };
+            if operation.request_body.is_some() {
+                add.push((
+                    "400",
+                    "The body is not valid JSON (`invalid_json`) or not readable",
+                ));
+                add.push(("413", "The body is larger than MAX_BODY_BYTES (28 MiB by default) or the route's own limit"));
+                add.push(("415", "The body is not `Content-Type: application/json`"));
+                add.push((
+                    "422",
+                    "A field is missing, malformed or out of its bounds (`invalid_field`)",
+                ));
+            }
+            if has(ParameterIn::Path) {
+                add.push(("400", "A path parameter is malformed (`invalid_path`)"));
+                add.push(("404", "No such resource (or another tenant's)"));
+            }
+            if has(ParameterIn::Query) {
+                add.push(("400", "A query parameter is malformed (`invalid_query`)"));
+            }
+            if operation.security.is_some() {
+                add.push(("401", "Missing or invalid API key"));
+                add.push((
+                    "403",
+                    "The key lacks the route's scope (checked before anything else)",
+                ));
+                add.push((
+                    "429",
+                    "The key's rate limit (RATE_LIMIT_RPS) is exceeded; see `Retry-After`",
+                ));
+            }
+            add.push((
+                "503",
+                "The database is unavailable; nothing was changed (see `Retry-After`)",
+            ));
+            for (status, description) in add {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| problem(description));
+            }
+        }
+    }
 }
 
 /// The whole HTTP application with its middleware.
 pub fn router(state: AppState) -> Router {
-    let (routes, spec) = api_routes().split_for_parts();
+    let (routes, mut spec) = api_routes().split_for_parts();
+    common_responses(&mut spec);
     let request_id = HeaderName::from_static("x-request-id");
     let max_body = state.config.max_body_bytes as usize;
     let timeout = Duration::from_secs(state.config.request_timeout_secs);

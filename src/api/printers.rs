@@ -10,7 +10,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{Caller, PrintersAdmin, PrintersRead, Scoped};
 use super::error::{ApiError, Json, Path, Problem, Query, vendor_refusal};
 use crate::backends::{DiscoveredPrinter, Housekeeping, PrinterStatus, VendorError};
 use crate::domain::ErrorCode;
@@ -33,9 +33,12 @@ use crate::store::{self};
 }))]
 pub struct CreatePrinter {
     /// Slug: 1-64 of a-z, 0-9, `-`, `_`.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[a-z0-9][a-z0-9_-]*$")]
     pub id: String,
+    #[schema(max_length = 200)]
     pub display_name: Option<String>,
     /// `lianke`, `zhimu` or `wecom`.
+    #[schema(pattern = "^(lianke|zhimu|wecom)$")]
     pub backend: String,
     /// Backend-specific, non-secret settings.
     #[serde(default = "empty_object")]
@@ -53,6 +56,7 @@ pub struct CreatePrinter {
     pub max_in_flight: Option<u32>,
     /// Other tenants that may see this printer and print on it (the key's tenant owns it).
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub shared_with: Vec<String>,
 }
 
@@ -79,6 +83,7 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"display_name": "2nd floor office", "default_options": {"paper": "A4"}}))]
 pub struct UpdatePrinter {
+    #[schema(max_length = 200)]
     pub display_name: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub locator: Option<Value>,
@@ -88,6 +93,7 @@ pub struct UpdatePrinter {
     pub enabled: Option<bool>,
     pub max_in_flight: Option<u32>,
     /// Replaces the list of tenants the printer is shared with.
+    #[schema(max_items = 100)]
     pub shared_with: Option<Vec<String>>,
 }
 
@@ -337,8 +343,6 @@ pub struct CapabilitiesQuery {
     pub refresh: bool,
 }
 
-const ADMIN: &str = "printers:admin";
-
 /// Register a printer.
 #[utoipa::path(post, path = "/v1/printers", tag = "printers",
     security(("bearer" = [])),
@@ -355,11 +359,10 @@ const ADMIN: &str = "printers:admin";
     ))]
 pub async fn create_printer(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersAdmin>,
     Query(verify): Query<VerifyQuery>,
     Json(input): Json<CreatePrinter>,
 ) -> Result<Response, ApiError> {
-    caller.require(ADMIN)?;
     let id = PrinterId::parse(&input.id)
         .map_err(|detail| ApiError::unprocessable("invalid_field", detail))?;
     let draft = PrinterDraft {
@@ -400,9 +403,8 @@ pub async fn create_printer(
     ))]
 pub async fn list_printers(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersRead>,
 ) -> Result<Json<PrinterList>, ApiError> {
-    caller.require_any(&["jobs:read", ADMIN])?;
     let threshold = state.engine.settings().breaker_threshold;
     let rows = if caller.is_admin() {
         store::printers::list(&state.pool).await?
@@ -423,7 +425,7 @@ async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<PrinterRow,
     store::printers::get(&state.pool, id)
         .await?
         .filter(|row| caller.is_admin() || row.usable_by(&caller.tenant))
-        .ok_or_else(|| ApiError::not_found(&format!("Printer `{id}`")))
+        .ok_or_else(|| ApiError::not_found(&format!("Printer `{}`", super::bounds::quote(id))))
 }
 
 /// A printer the caller's tenant owns (to change it): 404 when invisible, 403 when only
@@ -432,7 +434,10 @@ async fn load_owned(state: &AppState, caller: &Caller, id: &str) -> Result<Print
     let row = load(state, caller, id).await?;
     if !row.usable_by(&caller.tenant) {
         // an admin key reads every printer but changes only its own tenant's
-        return Err(ApiError::not_found(&format!("Printer `{id}`")));
+        return Err(ApiError::not_found(&format!(
+            "Printer `{}`",
+            super::bounds::quote(id)
+        )));
     }
     if row.owner_tenant != caller.tenant {
         return Err(ApiError::new(
@@ -459,10 +464,9 @@ async fn load_owned(state: &AppState, caller: &Caller, id: &str) -> Result<Print
     ))]
 pub async fn get_printer(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersRead>,
     Path(id): Path<String>,
 ) -> Result<Json<PrinterView>, ApiError> {
-    caller.require_any(&["jobs:read", ADMIN])?;
     let row = load(&state, &caller, &id).await?;
     Ok(Json(view_with_queue(&state, row, &caller.tenant).await?))
 }
@@ -483,12 +487,11 @@ pub async fn get_printer(
     ))]
 pub async fn update_printer(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersAdmin>,
     Path(id): Path<String>,
     Query(verify): Query<VerifyQuery>,
     Json(input): Json<UpdatePrinter>,
 ) -> Result<Json<PrinterView>, ApiError> {
-    caller.require(ADMIN)?;
     let row = load_owned(&state, &caller, &id).await?;
     let changes = PrinterChanges {
         display_name: input.display_name,
@@ -521,14 +524,16 @@ pub async fn update_printer(
     ))]
 pub async fn delete_printer(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersAdmin>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(ADMIN)?;
     load_owned(&state, &caller, &id).await?;
     match store::printers::delete(&state.pool, &id).await? {
         Deleted::Yes => Ok(StatusCode::NO_CONTENT),
-        Deleted::NotFound => Err(ApiError::not_found(&format!("Printer `{id}`"))),
+        Deleted::NotFound => Err(ApiError::not_found(&format!(
+            "Printer `{}`",
+            super::bounds::quote(&id)
+        ))),
         Deleted::HasJobs => Err(ApiError::conflict(
             "printer_has_jobs",
             format!(
@@ -539,14 +544,7 @@ pub async fn delete_printer(
 }
 
 fn vendor_problem(err: VendorError) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        "vendor_error",
-        format!(
-            "The vendor could not answer ({}): {}",
-            err.code, err.message
-        ),
-    )
+    super::error::vendor_answer("The vendor", &err)
 }
 
 /// A device to look behind.
@@ -558,6 +556,8 @@ fn vendor_problem(err: VendorError) -> ApiError {
     "secrets": {"device_key": "demo-lk-key"}
 }))]
 pub struct DiscoverRequest {
+    /// `lianke`, `zhimu` or `wecom`.
+    #[schema(pattern = "^(lianke|zhimu|wecom)$")]
     pub backend: String,
     #[schema(value_type = Object)]
     pub locator: Value,
@@ -589,10 +589,19 @@ pub struct DiscoveredPrinters {
     ))]
 pub async fn discover_printers(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Scoped<PrintersAdmin>,
     Json(input): Json<DiscoverRequest>,
 ) -> Result<Json<DiscoveredPrinters>, ApiError> {
-    caller.require(ADMIN)?;
+    if state.backends.get(&input.backend).is_none() {
+        return Err(ApiError::unprocessable(
+            "unknown_backend",
+            format!(
+                "Backend `{}` is not configured in this gateway; configured: {:?}.",
+                super::bounds::quote(&input.backend),
+                state.backends.names()
+            ),
+        ));
+    }
     let found = state
         .service()
         .discover(&input.backend, &input.locator, &input.secrets)
@@ -677,10 +686,9 @@ async fn housekeeping(
     ))]
 pub async fn reset_error_limit(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersAdmin>,
     Path(id): Path<String>,
 ) -> Result<Json<HousekeepingResult>, ApiError> {
-    caller.require(ADMIN)?;
     housekeeping(
         &state,
         &caller,
@@ -709,10 +717,9 @@ pub async fn reset_error_limit(
     ))]
 pub async fn flush_queue(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersAdmin>,
     Path(id): Path<String>,
 ) -> Result<Json<HousekeepingResult>, ApiError> {
-    caller.require(ADMIN)?;
     housekeeping(
         &state,
         &caller,
@@ -732,15 +739,15 @@ pub async fn flush_queue(
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks `jobs:read` and `printers:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such printer", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The vendor refused what was sent (`vendor_refused_input`, with the vendor's code and words)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The vendor failed", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn printer_capabilities(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersRead>,
     Path(id): Path<String>,
     Query(query): Query<CapabilitiesQuery>,
 ) -> Result<Json<CapabilitiesView>, ApiError> {
-    caller.require_any(&["jobs:read", ADMIN])?;
     let row = load(&state, &caller, &id).await?;
     if !query.refresh
         && let (Some(caps), Some(at)) = (&row.capabilities, row.capabilities_at)
@@ -776,14 +783,14 @@ pub async fn printer_capabilities(
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks `jobs:read` and `printers:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such printer", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The vendor refused what was sent (`vendor_refused_input`, with the vendor's code and words)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The vendor failed", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn printer_status(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersRead>,
     Path(id): Path<String>,
 ) -> Result<Json<StatusView>, ApiError> {
-    caller.require_any(&["jobs:read", ADMIN])?;
     let row = load(&state, &caller, &id).await?;
     state.backend(&row.backend)?;
     let status = crate::engine::status::check(

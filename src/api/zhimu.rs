@@ -12,14 +12,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{PrintersAdmin, Scoped};
 use super::error::{ApiError, Json, Path, Problem, Query};
 use crate::backends::VendorError;
 use crate::backends::zhimu::{self, ZhimuBackend, ZhimuLocator, ZhimuPrinter};
 use crate::domain::{Decision, ErrorCode};
 use crate::store;
-
-const ADMIN: &str = "printers:admin";
 
 /// A share code and verification code, as the Zhimu service shows them on the sharing PC.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -79,11 +77,7 @@ fn zhimu_backend(state: &AppState) -> Result<Arc<ZhimuBackend>, ApiError> {
 }
 
 fn vendor_problem(err: VendorError) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        "vendor_error",
-        format!("Zhimu could not answer ({}): {}", err.code, err.message),
-    )
+    super::error::vendor_answer("Zhimu", &err)
 }
 
 /// The gateway's Zhimu printers with their locators, read once per request.
@@ -123,10 +117,9 @@ fn registered_as(registered: &[(String, ZhimuLocator)], locator: &ZhimuLocator) 
     ))]
 pub async fn bind_share(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Scoped<PrintersAdmin>,
     Json(input): Json<BindShare>,
 ) -> Result<Response, ApiError> {
-    caller.require(ADMIN)?;
     for (field, value) in [
         ("share_ticket", &input.share_ticket),
         ("password", &input.password),
@@ -169,14 +162,14 @@ pub async fn bind_share(
         (status = 200, description = "The app's printers", body = ZhimuPrinterList),
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks `printers:admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The vendor refused what was sent (`vendor_refused_input`, with the vendor's code and words)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "Zhimu failed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The zhimu backend is not configured", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_printers(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Scoped<PrintersAdmin>,
 ) -> Result<Json<ZhimuPrinterList>, ApiError> {
-    caller.require(ADMIN)?;
     let backend = zhimu_backend(&state)?;
     let printers = backend.bound_printers().await.map_err(vendor_problem)?;
     // One read of the printers for the whole list (not one per Zhimu printer).
@@ -213,16 +206,16 @@ pub async fn list_printers(
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks `printers:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The app has no such printer", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The vendor refused what was sent (`vendor_refused_input`, with the vendor's code and words)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "Zhimu failed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The zhimu backend is not configured", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn unbind_printer(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Scoped<PrintersAdmin>,
     Path((share_sn, printer_name)): Path<(String, String)>,
     Query(query): Query<UnbindQuery>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(ADMIN)?;
     let backend = zhimu_backend(&state)?;
     let locator = ZhimuLocator {
         share_sn,

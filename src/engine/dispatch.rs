@@ -5,6 +5,97 @@
 use super::*;
 
 impl Engine {
+    /// Strict means checked: a pending `strict` job whose options name something the
+    /// printer's capabilities decide (paper, colour, sides, orientation, tray, copies) is
+    /// checked against them before any submit. When the API had no cached capabilities to
+    /// check against, they are fetched now (and cached); when they cannot be fetched, or
+    /// the printer does not list an option, the job fails with `unsupported_option` and is
+    /// never sent. False when the job was failed here.
+    pub(super) async fn strict_options_checked(
+        &self,
+        job: &JobRow,
+        printer: &PrinterRow,
+        backend: &dyn PrintTarget,
+        context: &mut PrinterContext,
+        token: Uuid,
+    ) -> EngineResult<bool> {
+        let options = &job.options.0;
+        let decided_by_capabilities = options.paper.is_some()
+            || options.color.is_some()
+            || options.sides.is_some()
+            || options.orientation.is_some()
+            || options.tray.is_some()
+            || options.copies.is_some_and(|c| c > 1);
+        if job.options_mode != "strict"
+            || !decided_by_capabilities
+            || job.cancel_requested
+            || job.submit_started_at.is_some()
+        {
+            return Ok(true);
+        }
+        if context.capabilities.is_none() {
+            match self.call(backend.capabilities(context)).await {
+                Ok(report) => {
+                    if let Err(err) = store::printers::save_capabilities(
+                        &self.pool,
+                        &printer.id,
+                        &report.capabilities,
+                        &report.raw,
+                    )
+                    .await
+                    {
+                        tracing::warn!(printer_id = %printer.id, error = %err, "could not cache capabilities fetched at dispatch");
+                    }
+                    context.capabilities = Some(report.capabilities);
+                }
+                Err(err) => {
+                    let error = JobError {
+                        code: ErrorCode::UnsupportedOption,
+                        message: format!(
+                            "strict options could not be checked: printer `{}` did not say what it supports ({}); the job was not sent (send options_mode \"best_effort\" to print without the check)",
+                            printer.id, err.message
+                        ),
+                        vendor_code: err.vendor_code,
+                        vendor_message: err.vendor_message,
+                    };
+                    self.fail_now(
+                        job,
+                        JobState::Pending,
+                        token,
+                        error,
+                        EventSource::Dispatcher,
+                    )
+                    .await?;
+                    return Ok(false);
+                }
+            }
+        }
+        let Some(caps) = &context.capabilities else {
+            return Ok(true);
+        };
+        if let Err(problem) = caps.check(options, crate::domain::OptionsMode::Strict) {
+            let error = JobError {
+                code: ErrorCode::UnsupportedOption,
+                message: format!(
+                    "printer `{}` cannot honour {problem}; the job was not sent",
+                    printer.id
+                ),
+                vendor_code: None,
+                vendor_message: None,
+            };
+            self.fail_now(
+                job,
+                JobState::Pending,
+                token,
+                error,
+                EventSource::Dispatcher,
+            )
+            .await?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
     pub(super) fn submit_request(
         &self,
         w: &Work<'_>,

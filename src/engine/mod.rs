@@ -242,7 +242,7 @@ impl Engine {
                 .release(&job, token, after(self.settings.sweep_interval * 10))
                 .await;
         };
-        let context = match printer_context(&printer) {
+        let mut context = match printer_context(&printer) {
             Ok(context) => context,
             Err(detail) => {
                 let error = JobError {
@@ -256,6 +256,13 @@ impl Engine {
                     .await;
             }
         };
+        if state == JobState::Pending
+            && !self
+                .strict_options_checked(&job, &printer, backend.as_ref(), &mut context, token)
+                .await?
+        {
+            return Ok(());
+        }
         let work = Work {
             job: &job,
             printer: &printer,

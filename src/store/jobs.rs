@@ -10,6 +10,7 @@ use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::documents::NewDocument;
+use super::storable;
 use super::{StoreError, StoreResult};
 use crate::domain::{EventSource, JobError, JobOptions, JobState, Transition};
 
@@ -625,6 +626,46 @@ impl<'a> ApplyArgs<'a> {
     }
 }
 
+/// `u` with every U+0000 in vendor words and payloads written as `\u0000` (see
+/// [`storable`]), or `None` when it has none (the common case: no copy).
+fn storable_update(u: &JobUpdate) -> Option<JobUpdate> {
+    let has = |s: &Option<String>| s.as_deref().is_some_and(|s| s.contains('\0'));
+    let error_has = u
+        .error
+        .as_ref()
+        .is_some_and(|e| e.message.contains('\0') || has(&e.vendor_code) || has(&e.vendor_message));
+    let any = has(&u.reason)
+        || has(&u.message)
+        || has(&u.vendor_status)
+        || has(&u.vendor_task_id)
+        || error_has
+        || u.vendor_payload
+            .as_ref()
+            .is_some_and(storable::json_has_nul);
+    if !any {
+        return None;
+    }
+    let fix = |s: &mut Option<String>| {
+        if let Some(v) = s {
+            *v = storable::text(v).into_owned();
+        }
+    };
+    let mut clean = u.clone();
+    fix(&mut clean.reason);
+    fix(&mut clean.message);
+    fix(&mut clean.vendor_status);
+    fix(&mut clean.vendor_task_id);
+    if let Some(e) = &mut clean.error {
+        e.message = storable::text(&e.message).into_owned();
+        fix(&mut e.vendor_code);
+        fix(&mut e.vendor_message);
+    }
+    if let Some(payload) = &mut clean.vendor_payload {
+        storable::escape_json(payload);
+    }
+    Some(clean)
+}
+
 /// The record type of [`ApplyArgs`] for `jsonb_to_record`.
 const APPLY_ARGS: &str = "job uuid, from_state text, to_state text, new_reason text,
     new_vendor_status text, new_error jsonb, new_vendor_task_id text, is_terminal bool,
@@ -680,6 +721,9 @@ pub async fn apply(
          SELECT {COLUMNS}, (SELECT p.backend FROM printers p WHERE p.id = updated.printer_id) AS printer_backend
          FROM updated"
     );
+    // Vendor words and payloads may hold U+0000: stored escaped (see `storable`).
+    let escaped = storable_update(u);
+    let u = escaped.as_ref().unwrap_or(u);
     let row = sqlx::query(&sql)
         .bind(Json(ApplyArgs::of(id, u)))
         .fetch_optional(conn)

@@ -7,6 +7,7 @@ pub mod jobs;
 pub mod printers;
 pub mod retention;
 pub mod slots;
+pub mod storable;
 pub mod webhooks;
 pub mod wecom;
 

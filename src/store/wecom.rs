@@ -12,6 +12,7 @@ use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::StoreResult;
+use super::storable;
 use crate::domain::JobError;
 
 /// A WeCom job about to be recorded with its gateway job.
@@ -209,12 +210,13 @@ pub async fn enqueue_push(pool: &PgPool, push: &NewPush) -> StoreResult<bool> {
         "INSERT INTO wecom_inbox (req_id, event, device_sn, jobid, open_userid, payload)
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (req_id) DO NOTHING",
     )
-    .bind(&push.req_id)
-    .bind(&push.event)
-    .bind(&push.device_sn)
-    .bind(&push.jobid)
-    .bind(&push.open_userid)
-    .bind(&push.payload)
+    // What WeCom sent, NUL characters escaped (see `storable`).
+    .bind(storable::text(&push.req_id))
+    .bind(storable::text(&push.event))
+    .bind(storable::opt_text(&push.device_sn))
+    .bind(storable::opt_text(&push.jobid))
+    .bind(storable::opt_text(&push.open_userid))
+    .bind(storable::json(&push.payload).as_ref())
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)

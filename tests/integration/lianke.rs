@@ -1415,3 +1415,51 @@ async fn printer_credentials_are_checked_with_lianke_on_create_and_change() {
     assert_eq!(renamed.status(), StatusCode::OK);
     lk.stop().await;
 }
+
+/// Issue 18: a U+0000 in a callback body is stored escaped (`\u0000`) with the job's event,
+/// and the state change it carries applies: never a 500.
+#[tokio::test]
+async fn a_callback_with_a_nul_character_still_applies_and_is_stored_escaped() {
+    let lk = start(Results::Callbacks, |c| {
+        c.lianke.lianke_confirm_callbacks = false
+    })
+    .await;
+    lk.sim.set_lianke_paused(DEVICE, true);
+    lk.printer("office", DEVICE).await;
+    let job = lk.app.submit_text("office", "nul").await;
+    let processing = lk
+        .app
+        .drive_until(&id(&job), "processing", Duration::from_secs(10))
+        .await;
+    let task = processing["vendor_task_id"].as_str().unwrap();
+    let token = lk
+        .app
+        .app
+        .as_ref()
+        .unwrap()
+        .engine()
+        .callback_keys()
+        .sign(uuid::Uuid::parse_str(&id(&job)).unwrap());
+    let mut body = body_for(task, DEVICE, "SUCCESS", 200);
+    body["task_result"]["msg"] = json!("ok\u{0}done");
+    body["extra\u{0}key"] = json!("v\u{0}");
+    let url = lk
+        .app
+        .url(&format!("/webhooks/lianke/{}?token={token}", id(&job)));
+    let response = lk.app.client.post(url).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let ack: Value = response.json().await.unwrap();
+    assert_eq!(ack["job_state"], "completed");
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT vendor_payload::text FROM job_events WHERE job_id = $1 AND vendor_payload IS NOT NULL",
+    )
+    .bind(uuid::Uuid::parse_str(&id(&job)).unwrap())
+    .fetch_all(&lk.app.pool)
+    .await
+    .unwrap();
+    assert!(
+        stored.iter().any(|p| p.contains(r"ok\\u0000done")),
+        "{stored:?}"
+    );
+    lk.stop().await;
+}

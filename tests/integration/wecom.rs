@@ -894,3 +894,40 @@ async fn a_job_wecom_will_not_hand_over_does_not_hold_up_the_others() {
         "the skipped job comes in next round: {second:?}"
     );
 }
+
+/// Issue 18: a U+0000 in a push (here in its `req_id`, which is only stored) is stored
+/// escaped as `\u0000`, the push is answered `success`, and its job is still imported.
+#[tokio::test]
+async fn a_push_with_a_nul_character_is_stored_escaped_and_still_imports_its_job() {
+    let w = world(Role::Api, Push::On, |_| {}).await;
+    w.add_wecom_printer(&[], true).await;
+    let jobid = w
+        .sim
+        .seed_wecom_job({
+            let mut s = WecomJobSeed::new(SN, "ivan", "x.pdf", &pdf(5));
+            s.push = false;
+            s
+        })
+        .unwrap();
+    let message = json!({
+        "base_info": {"req_id": "req-\u{0}-1", "create_time": 1, "model_id": MODEL, "device_sn": SN},
+        "event": "printer_job_submit", "open_userid": "ivan", "jobid": jobid
+    });
+    let answer = w.post_push(&message, CALLBACK_TOKEN, &w.aes_key).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.text().await.unwrap(), "success");
+    let (req_id, stored): (String, String) =
+        sqlx::query_as("SELECT req_id, payload->'base_info'->>'req_id' FROM wecom_inbox")
+            .fetch_one(&w.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(req_id, "req-\\u0000-1");
+    assert_eq!(stored, "req-\\u0000-1");
+    assert_eq!(w.bridge().run_inbox_now().await.unwrap(), 1);
+    assert!(
+        w.job_of(&jobid).await.is_some(),
+        "the push imported its job"
+    );
+    w.app.shutdown().await;
+    w.sim.shutdown().await;
+}

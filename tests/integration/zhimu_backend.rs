@@ -520,8 +520,14 @@ async fn each_document_kind_reaches_zhimu_with_its_media_combination_and_config(
     });
     let mut jobs = Vec::new();
     for (document, format, source, content) in &cases {
+        // best_effort: with no capabilities cached the options go as asked (a strict job
+        // would be checked against the fetched capabilities first: this printer is
+        // monochrome).
         let job = app
-            .submit(json!({"printer_id": "office", "document": document, "options": options}))
+            .submit(
+                json!({"printer_id": "office", "document": document, "options": options,
+                "options_mode": "best_effort"}),
+            )
             .await;
         jobs.push((id(&job), *format, *source, content.clone()));
     }
@@ -1061,4 +1067,77 @@ async fn a_thousand_jobs_with_five_percent_errors_all_end_with_one_accepted_subm
         sim.ledger_count(&zhimu("POST", GET_TOKEN)),
     );
     app.shutdown().await;
+}
+
+// ----- issue 18: strict means checked; a vendor's refusal of the input is the caller's ---
+
+/// A strict job on a printer whose capabilities were never cached: they are fetched at
+/// dispatch, before any submit, and an option the printer does not list fails the job with
+/// `unsupported_option` — Zhimu never sees it. A supported one prints.
+#[tokio::test]
+async fn strict_options_without_cached_capabilities_are_checked_before_any_submit() {
+    let (sim, app) = setup().await;
+    let before = sim.ledger_count(&zhimu("POST", "/openapi/control/queryPrinterDetail"));
+    let job = app
+        .submit(json!({"printer_id": "office", "document": {"text": "x"},
+            "options": {"paper": "Z9"}}))
+        .await;
+    let failed = finish(&app, &id(&job), "failed").await;
+    assert_eq!(failed["error"]["code"], "unsupported_option", "{failed:#}");
+    assert!(failed["error"]["message"].as_str().unwrap().contains("Z9"));
+    assert!(
+        submits_of(&sim, &id(&job)).is_empty(),
+        "never sent to Zhimu"
+    );
+    assert_eq!(
+        sim.ledger_count(&zhimu("POST", "/openapi/control/queryPrinterDetail")),
+        before + 1,
+        "the capabilities were fetched once"
+    );
+    // Now cached: the next such job is refused at accept, a supported one prints.
+    let refused = app
+        .post(
+            "/v1/jobs",
+            &json!({"printer_id": "office", "document": {"text": "x"}, "options": {"paper": "Z9"}}),
+        )
+        .await;
+    assert_problem(
+        refused,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unsupported_option",
+    )
+    .await;
+    let good = app
+        .submit(json!({"printer_id": "office", "document": {"text": "x"},
+            "options": {"paper": "A4"}}))
+        .await;
+    finish(&app, &id(&good), "completed").await;
+    assert_eq!(submits_of(&sim, &id(&good)).len(), 1);
+}
+
+/// Zhimu refusing a parameter the caller sent ("参数…不能为空") is a 422 with Zhimu's words,
+/// not a 502.
+#[tokio::test]
+async fn a_zhimu_refusal_of_the_callers_input_is_422_with_its_words() {
+    let (_sim, app) = setup().await;
+    let response = app
+        .client
+        .delete(app.url(&format!(
+            "/v1/backends/zhimu/printers/{SN}/{}?device_type=",
+            urlencode(PRINTER)
+        )))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "vendor_refused_input",
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("不能为空"),
+        "{problem:#}"
+    );
 }
