@@ -9,6 +9,7 @@ mod api_jobs;
 mod api_printers;
 mod cli;
 mod engine;
+mod hostile_input;
 mod lianke;
 mod observability;
 mod operations;
