@@ -127,6 +127,28 @@ pub fn vendor_answer(vendor: &str, err: &crate::backends::VendorError) -> ApiErr
         // The printer's backend has no such call (a WeCom printer has no capabilities).
         return ApiError::unprocessable("not_supported", format!("{}{words}.", err.message));
     }
+    if matches!(
+        err.code,
+        crate::domain::ErrorCode::DeviceBusy | crate::domain::ErrorCode::DeviceOffline
+    ) {
+        // Not a fault of the gateway or the vendor: the device is taken (another call holds
+        // it) or offline, a state of the printer that conflicts with asking it now.
+        return ApiError::new(
+            StatusCode::CONFLICT,
+            err.code.as_str(),
+            format!("{}{words}; try again shortly.", err.message),
+        );
+    }
+    if err.code == crate::domain::ErrorCode::VendorRateLimited {
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            err.code.as_str(),
+            format!(
+                "{vendor} limits how often this may be asked: {}{words}.",
+                err.message
+            ),
+        );
+    }
     if err.code == crate::domain::ErrorCode::VendorRejected && !err.outcome_unknown {
         ApiError::unprocessable(
             "vendor_refused_input",
@@ -486,7 +508,9 @@ pub fn vendor_refusal(err: VendorError) -> ApiError {
     let status = match err.code {
         ErrorCode::VendorRejected => StatusCode::CONFLICT,
         ErrorCode::VendorRateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::DeviceBusy | ErrorCode::DeviceOffline => StatusCode::SERVICE_UNAVAILABLE,
+        // The printer's state conflicts with the call now (taken by another call, or
+        // offline); try again later. Not a 5xx: nothing on the gateway's side failed.
+        ErrorCode::DeviceBusy | ErrorCode::DeviceOffline => StatusCode::CONFLICT,
         _ => StatusCode::BAD_GATEWAY,
     };
     let vendor = match (&err.vendor_code, &err.vendor_message) {

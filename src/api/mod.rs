@@ -151,6 +151,20 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     spec
 }
 
+/// Routes that ask a printer's vendor about one device (live status, capabilities,
+/// housekeeping, discovery): the device gate or the vendor may find the device taken.
+fn is_device_call(path: &str) -> bool {
+    path == "/v1/printers/discover"
+        || [
+            "/status",
+            "/capabilities",
+            "/flush-queue",
+            "/reset-error-limit",
+        ]
+        .iter()
+        .any(|tail| path.starts_with("/v1/printers/") && path.ends_with(tail))
+}
+
 /// Answers every route can give for reasons common to all routes of its kind, added where
 /// the route's own list lacks them: the spec lists every status a route can answer.
 fn common_responses(spec: &mut utoipa::openapi::OpenApi) {
@@ -169,7 +183,7 @@ fn common_responses(spec: &mut utoipa::openapi::OpenApi) {
                 .build(),
         )
     };
-    for item in spec.paths.paths.values_mut() {
+    for (path, item) in spec.paths.paths.iter_mut() {
         let operations = [
             &mut item.get,
             &mut item.put,
@@ -203,6 +217,12 @@ fn common_responses(spec: &mut utoipa::openapi::OpenApi) {
             }
             if has(ParameterIn::Query) {
                 add.push(("400", "A query parameter is malformed (`invalid_query`)"));
+            }
+            if is_device_call(path) {
+                add.push((
+                    "409",
+                    "The device is busy with another call or offline (`device_busy`, `device_offline`); try again shortly",
+                ));
             }
             if operation.security.is_some() {
                 add.push(("401", "Missing or invalid API key"));

@@ -678,11 +678,10 @@ async fn housekeeping(
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks `printers:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such printer", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Nothing to reset (Lianke 11201)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Nothing to reset (Lianke 11201), or the device is busy (Lianke 10009) or offline; try again", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The backend has no such call", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Today's resets are used up (Lianke 11200)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The vendor failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The device is busy (Lianke 10009); try again", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn reset_error_limit(
     State(state): State<AppState>,
@@ -713,7 +712,7 @@ pub async fn reset_error_limit(
         (status = 404, description = "No such printer", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The backend has no such call", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The vendor failed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The device is busy; try again", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The device is busy or offline; try again", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn flush_queue(
     State(state): State<AppState>,
