@@ -111,6 +111,31 @@ pub async fn prepare_database(config: &Config) -> Result<PgPool, StartError> {
     Ok(pool)
 }
 
+/// With keys configured, seals the secrets still stored in clear (written before keys were
+/// set); replicas starting together each lock a row before sealing it.
+async fn seal_clear_secrets(
+    config: &Config,
+    pool: &PgPool,
+    keyring: &crate::secrets_at_rest::Keyring,
+) -> Result<(), StartError> {
+    use store::secrets::{Reseal, reseal};
+    let sealed = reseal(pool, keyring, Reseal::ClearOnly)
+        .await
+        .map_err(|source| StartError::Database {
+            url: redact_password(&config.database_url),
+            source,
+        })?;
+    if sealed != store::secrets::Resealed::default() {
+        tracing::info!(
+            printers = sealed.printers,
+            webhook_endpoints = sealed.webhook_endpoints,
+            key_id = keyring.active_key_id().unwrap_or(""),
+            "secrets stored in clear were sealed"
+        );
+    }
+    Ok(())
+}
+
 /// `addr` with an unspecified IP (all interfaces) replaced by loopback.
 pub fn reachable(addr: SocketAddr) -> SocketAddr {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -181,6 +206,8 @@ impl Application {
         role: Role,
     ) -> Result<Application, StartError> {
         config.validate().map_err(StartError::Config)?;
+        let keyring = Arc::new(config.secrets.keyring().map_err(StartError::Config)?);
+        seal_clear_secrets(&config, &pool, &keyring).await?;
         // WeCom printers exist when a WeCom model is configured: the backend validates
         // them, the bridge pulls, imports and reports.
         let mut backends = backends;
@@ -199,6 +226,7 @@ impl Application {
                 client,
                 backends.clone(),
                 WecomBridgeSettings::from_config(&config),
+                Arc::clone(&keyring),
             )
         });
         for warning in config.startup_warnings(&backends.names()) {
@@ -210,12 +238,14 @@ impl Application {
             backends.clone(),
             EngineSettings::from_config(&config),
             callback_keys,
+            Arc::clone(&keyring),
         );
         let breaker_threshold = config.breaker_threshold as i32;
         let outbox = Outbox::new(
             pool.clone(),
             OutboxSettings::from_config(&config),
             Arc::new(move |event| api::events::render_body(event, breaker_threshold)),
+            Arc::clone(&keyring),
         )
         .map_err(StartError::Config)?;
         let state = AppState {
@@ -277,8 +307,7 @@ impl Application {
                 shutdown.clone(),
             ));
             crate::engine::status::spawn(
-                state.pool.clone(),
-                state.backends.clone(),
+                &engine,
                 Duration::from_secs(config.printer_status_every_secs),
                 config.vendor_timeout(),
                 config.lease(),

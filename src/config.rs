@@ -241,6 +241,45 @@ pub struct Config {
 
     #[command(flatten)]
     pub webhooks: WebhookConfig,
+
+    #[command(flatten)]
+    pub secrets: SecretsConfig,
+}
+
+/// The keys that seal printer secrets and webhook signing secrets at rest.
+#[derive(Debug, Clone, Args)]
+pub struct SecretsConfig {
+    /// Keys sealing printer and webhook secrets in the database, comma-separated
+    /// `KEY_ID:BASE64` (32 bytes each: `openssl rand -base64 32`); every listed key opens,
+    /// SECRETS_ACTIVE_KEY seals. Unset: secrets are stored in clear (a warning says so).
+    #[arg(
+        long,
+        env = "SECRETS_KEYS",
+        value_name = "SECRETS_KEYS",
+        global = true,
+        hide_env_values = true
+    )]
+    pub secrets_keys: Option<Secret>,
+
+    /// The key id of SECRETS_KEYS that seals new values (default: the first listed).
+    /// `print-gateway secrets rotate` re-seals every stored value with it.
+    #[arg(
+        long,
+        env = "SECRETS_ACTIVE_KEY",
+        value_name = "SECRETS_ACTIVE_KEY",
+        global = true
+    )]
+    pub secrets_active_key: Option<String>,
+}
+
+impl SecretsConfig {
+    /// The keyring these settings describe.
+    pub fn keyring(&self) -> Result<crate::secrets_at_rest::Keyring, String> {
+        crate::secrets_at_rest::Keyring::parse(
+            self.secrets_keys.as_ref().map(Secret::expose),
+            self.secrets_active_key.as_deref(),
+        )
+    }
 }
 
 /// Outbound webhooks (Standard Webhooks) to tenants' endpoints.
@@ -719,6 +758,7 @@ impl Config {
         {
             return Err("DATABASE_URL must be a postgres:// URL".into());
         }
+        self.secrets.keyring()?;
         if let Some(url) = &self.public_base_url {
             let parsed = reqwest::Url::parse(url)
                 .map_err(|err| format!("PUBLIC_BASE_URL is not a URL ({err}): {url}"))?;
@@ -844,6 +884,9 @@ impl Config {
     /// operator probably expects. `backends` are the names of the configured backends.
     pub fn startup_warnings(&self, backends: &[&str]) -> Vec<String> {
         let mut warnings = Vec::new();
+        if self.secrets.secrets_keys.is_none() {
+            warnings.push("printer secrets and webhook signing secrets are stored in clear in the database: set SECRETS_KEYS (and SECRETS_ACTIVE_KEY) to seal them; the next start with keys seals the rows already stored".to_owned());
+        }
         if backends.is_empty() {
             warnings.push("no vendor backend is configured, so no printer can be registered or print: set LIANKE_API_KEY (Lianke), ZHIMU_APP_ID and ZHIMU_APP_KEY (Zhimu) or WECOM_MODEL_ID (WeCom)".to_owned());
         }
@@ -993,6 +1036,12 @@ mod tests {
     #[test]
     fn startup_warnings_name_the_variable() {
         let mut config = Config::defaults();
+        let clear = config.startup_warnings(&["lianke"]);
+        assert_eq!(clear.len(), 1);
+        assert!(clear[0].contains("SECRETS_KEYS"));
+        config.secrets.secrets_keys = Some(super::Secret::new(
+            "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ));
         let none = config.startup_warnings(&[]);
         assert_eq!(none.len(), 1);
         assert!(none[0].contains("LIANKE_API_KEY") && none[0].contains("ZHIMU_APP_ID"));

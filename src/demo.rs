@@ -185,6 +185,12 @@ fn configure_for_simulator(config: &mut Config, sim_url: &str) {
         // One process: a fresh key per demo run is enough.
         config.callback_secrets = Some(uuid::Uuid::new_v4().simple().to_string());
     }
+    if config.secrets.secrets_keys.is_none() {
+        // Sealed at rest like anywhere else, under the demo's fixed key.
+        config.secrets.secrets_keys =
+            Some(Secret::new(crate::secrets_at_rest::demo_keys_setting()));
+        config.secrets.secrets_active_key = None;
+    }
     config.lianke.lianke_base_url = sim_url.to_owned();
     config.lianke.lianke_api_key = Some(vendor_sim_lianke_api_key().to_owned());
     config.lianke.lianke_allow_http_callback = true;
@@ -278,8 +284,12 @@ pub async fn run(
             owner_tenant: DEMO_TENANT.to_owned(),
             shared_with: Vec::new(),
         };
-        if store::printers::insert(&pool, &fields).await?.is_none() {
-            store::printers::update(&pool, &fields).await?;
+        let keyring = application.engine().keyring();
+        if store::printers::insert(&pool, keyring, &fields)
+            .await?
+            .is_none()
+        {
+            store::printers::update(&pool, keyring, &fields).await?;
         }
         registered.push(printer.id);
     }

@@ -14,6 +14,7 @@ pub mod domain;
 pub mod engine;
 pub mod observe;
 pub mod retention;
+pub mod secrets_at_rest;
 pub mod store;
 pub mod telemetry;
 pub mod webhook_listen;

@@ -451,7 +451,7 @@ async fn verify_with_vendor(backend: &dyn Backend, fields: &PrinterFields) -> Re
         id: PrinterId::parse(&fields.id)
             .map_err(|detail| ApiError::unprocessable("invalid_field", detail))?,
         locator: fields.locator.clone(),
-        secrets: crate::backends::Secrets(fields.secrets.clone()),
+        secrets: crate::backends::Secrets::from_plain(&fields.secrets),
         capabilities: None,
     };
     match backend.printer_status(&context).await {
@@ -583,7 +583,7 @@ pub async fn create_printer(
     if verify.verify {
         verify_with_vendor(backend.as_ref(), &fields).await?;
     }
-    let row = store::printers::insert(&state.pool, &fields)
+    let row = store::printers::insert(&state.pool, state.engine.keyring(), &fields)
         .await?
         .ok_or_else(|| printer_exists(&id.to_string()))?;
     let location = format!("/v1/printers/{id}");
@@ -708,7 +708,11 @@ pub async fn update_printer(
     let row = load_owned(&state, &caller, &id).await?;
     let credentials_change = input.secrets.is_some() || input.locator.is_some();
     let backend = state.backend(&row.backend)?;
-    let mut secrets = row.secrets.clone();
+    let mut secrets = state
+        .engine
+        .keyring()
+        .open_printer_secrets_json(&row.id, &row.secrets)
+        .map_err(|detail| ApiError::Internal(format!("printer `{}`: {detail}", row.id)))?;
     if let Some(changes) = input.secrets {
         object_or_err(&changes, "secrets")?;
         if let (Some(target), Some(changes)) = (secrets.as_object_mut(), changes.as_object()) {
@@ -737,7 +741,7 @@ pub async fn update_printer(
     if credentials_change && verify.verify {
         verify_with_vendor(backend.as_ref(), &fields).await?;
     }
-    let updated = store::printers::update(&state.pool, &fields)
+    let updated = store::printers::update(&state.pool, state.engine.keyring(), &fields)
         .await?
         .ok_or_else(|| ApiError::not_found(&format!("Printer `{id}`")))?;
     Ok(Json(
@@ -908,7 +912,7 @@ async fn housekeeping(
 ) -> Result<Json<HousekeepingResult>, ApiError> {
     let row = load_owned(state, caller, id).await?;
     let backend = state.backend(&row.backend)?;
-    let context = printer_context(&row).map_err(ApiError::Internal)?;
+    let context = printer_context(&row, state.engine.keyring()).map_err(ApiError::Internal)?;
     let outcome = backend
         .housekeeping(&context, action)
         .await
@@ -1031,7 +1035,7 @@ pub async fn printer_capabilities(
         }));
     }
     let backend = state.backend(&row.backend)?;
-    let context = printer_context(&row).map_err(ApiError::Internal)?;
+    let context = printer_context(&row, state.engine.keyring()).map_err(ApiError::Internal)?;
     let report = backend
         .capabilities(&context)
         .await
@@ -1068,6 +1072,7 @@ pub async fn printer_status(
     let status = crate::engine::status::check(
         &state.pool,
         &state.backends,
+        state.engine.keyring(),
         &row,
         state.config.vendor_timeout(),
     )

@@ -30,6 +30,7 @@ use crate::domain::{
     Decision, DocumentKind, DocumentType, ErrorCode, EventSource, JobError, JobState, PrinterId,
     Transition,
 };
+use crate::secrets_at_rest::Keyring;
 use crate::store::jobs::{AttributionRefused, JobRow, JobUpdate};
 use crate::store::printers::{BreakerEffect, Failure, PrinterRow};
 use crate::store::{self, StoreError};
@@ -110,6 +111,8 @@ pub struct Engine {
     backends: BackendRegistry,
     settings: EngineSettings,
     callback_keys: CallbackKeys,
+    /// Opens printer secrets for a vendor call (sealed at rest).
+    keyring: Arc<Keyring>,
     wake: Notify,
     /// Set when jobs became due here; the announcer tells the other replicas (coalesced).
     announce: Notify,
@@ -119,12 +122,12 @@ fn after(d: Duration) -> DateTime<Utc> {
     Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
-/// Builds the backend's view of a printer row.
-pub fn printer_context(row: &PrinterRow) -> Result<PrinterContext, String> {
+/// Builds the backend's view of a printer row, its secrets opened in memory for the call.
+pub fn printer_context(row: &PrinterRow, keyring: &Keyring) -> Result<PrinterContext, String> {
     Ok(PrinterContext {
         id: PrinterId::parse(&row.id)?,
         locator: row.locator.clone(),
-        secrets: Secrets(row.secrets.clone()),
+        secrets: Secrets::new(keyring.open_printer_secrets(&row.id, &row.secrets)?),
         capabilities: row.capabilities.as_ref().map(|c| c.0.clone()),
     })
 }
@@ -135,12 +138,14 @@ impl Engine {
         backends: BackendRegistry,
         settings: EngineSettings,
         callback_keys: CallbackKeys,
+        keyring: Arc<Keyring>,
     ) -> Arc<Engine> {
         Arc::new(Engine {
             pool,
             backends,
             settings,
             callback_keys,
+            keyring,
             wake: Notify::new(),
             announce: Notify::new(),
         })
@@ -148,6 +153,11 @@ impl Engine {
 
     pub fn settings(&self) -> &EngineSettings {
         &self.settings
+    }
+
+    /// The keys that seal and open printer and webhook secrets at rest.
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
     }
 
     /// The keys that sign and verify callback URLs (the webhook checks tokens with them).
@@ -288,7 +298,7 @@ impl Engine {
                 .release(&job, token, after(self.settings.sweep_interval * 10))
                 .await;
         };
-        let context = match printer_context(&printer) {
+        let context = match printer_context(&printer, &self.keyring) {
             Ok(context) => context,
             Err(detail) => {
                 let error = JobError {

@@ -41,11 +41,13 @@ use crate::domain::{
     Decision, DocumentKind, DocumentType, ErrorCode, EventSource, JobError, JobOptions, JobState,
     OptionsMode, Transition,
 };
+use crate::secrets_at_rest::Keyring;
 use crate::store::documents::NewDocument;
 use crate::store::jobs::{JobUpdate, NewJob};
 use crate::store::printers::PrinterRow;
 use crate::store::wecom::{NewWecomJob, PushRow, ReportRow};
 use crate::store::{self, StoreError};
+use secrecy::ExposeSecret;
 
 /// The channel the WeCom triggers signal on (inbox rows, due reports).
 pub const WECOM_CHANNEL: &str = "print_gateway_wecom";
@@ -134,6 +136,8 @@ pub struct WecomBridge {
     client: Arc<WecomClient>,
     backends: BackendRegistry,
     settings: WecomBridgeSettings,
+    /// Opens the device secrets (sealed at rest).
+    keyring: Arc<Keyring>,
     /// This replica, as a sync lease holder.
     owner: Uuid,
     wake: Notify,
@@ -156,12 +160,14 @@ impl WecomBridge {
         client: Arc<WecomClient>,
         backends: BackendRegistry,
         settings: WecomBridgeSettings,
+        keyring: Arc<Keyring>,
     ) -> Arc<WecomBridge> {
         Arc::new(WecomBridge {
             pool,
             client,
             backends,
             settings,
+            keyring,
             owner: Uuid::new_v4(),
             wake: Notify::new(),
         })
@@ -169,6 +175,16 @@ impl WecomBridge {
 
     pub fn client(&self) -> &Arc<WecomClient> {
         &self.client
+    }
+
+    /// A printer's device secret, opened in memory; `None` when it has none. A secret that
+    /// cannot be opened (its key is not configured) is an error naming the printer.
+    fn device_secret(&self, row: &PrinterRow) -> Result<Option<String>, String> {
+        let opened = self.keyring.open_printer_secrets(&row.id, &row.secrets)?;
+        Ok(opened
+            .get("device_secret")
+            .map(|s| s.expose_secret().to_owned())
+            .filter(|s| !s.is_empty()))
     }
 
     /// Starts the pull loop (when an interval is set), the inbox/report loop and its
@@ -245,12 +261,15 @@ impl WecomBridge {
 
     fn source(&self, row: PrinterRow) -> Result<Option<Source>, String> {
         let locator = WecomLocator::parse(&row.locator)?;
-        let Some(secret) = wecom::device_secret(&row.secrets) else {
+        let Some(secret) = self
+            .device_secret(&row)
+            .map_err(|detail| format!("printer `{}`: {detail}", row.id))?
+        else {
             return Ok(None);
         };
         let device = DeviceCredentials {
             device_sn: locator.device_sn.clone(),
-            device_secret: secret.to_owned(),
+            device_secret: secret,
         };
         Ok(Some(Source {
             row,
@@ -858,7 +877,13 @@ impl WecomBridge {
                     .await
                     .map_err(BridgeError::Vendor)?;
                 for printer in printers {
-                    store::wecom::set_device_secret(&self.pool, &printer.id, &secret).await?;
+                    store::wecom::set_device_secret(
+                        &self.pool,
+                        &self.keyring,
+                        &printer.id,
+                        &secret,
+                    )
+                    .await?;
                     tracing::info!(printer_id = %printer.id, "WeCom device bound: device secret stored");
                 }
                 Ok("bound")
@@ -936,9 +961,16 @@ impl WecomBridge {
         };
         let printer = store::printers::get(&self.pool, &row.printer_id).await?;
         let device = printer.and_then(|p| {
-            wecom::device_secret(&p.secrets).map(|secret| DeviceCredentials {
+            match self.device_secret(&p) {
+                Ok(secret) => secret,
+                Err(detail) => {
+                    tracing::warn!(printer_id = %p.id, error = %detail, "WeCom device secret unreadable");
+                    None
+                }
+            }
+            .map(|secret| DeviceCredentials {
                 device_sn: row.device_sn.clone(),
-                device_secret: secret.to_owned(),
+                device_secret: secret,
             })
         });
         let Some(device) = device else {

@@ -6,6 +6,7 @@ pub mod events;
 pub mod jobs;
 pub mod printers;
 pub mod retention;
+pub mod secrets;
 pub mod slots;
 pub mod webhooks;
 pub mod wecom;

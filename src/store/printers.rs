@@ -10,6 +10,7 @@ use sqlx::{FromRow, PgConnection, PgPool};
 use super::StoreResult;
 use crate::domain::{Capabilities, JobError, JobOptions};
 use crate::observe::BreakerChange;
+use crate::secrets_at_rest::Keyring;
 
 /// A printer row (also read back from an outbox event's snapshot, which carries secret names
 /// only, without capabilities).
@@ -19,6 +20,8 @@ pub struct PrinterRow {
     pub display_name: String,
     pub backend: String,
     pub locator: Value,
+    /// As stored: each value sealed (`secrets_at_rest`), names readable. Opened only for a
+    /// vendor call (`engine::printer_context`).
     pub secrets: Value,
     pub default_options: Json<JobOptions>,
     pub enabled: bool,
@@ -66,6 +69,7 @@ pub struct PrinterFields {
     pub display_name: String,
     pub backend: String,
     pub locator: Value,
+    /// In clear: sealed by `insert` and `update`.
     pub secrets: Value,
     pub default_options: JobOptions,
     pub enabled: bool,
@@ -75,8 +79,12 @@ pub struct PrinterFields {
     pub shared_with: Vec<String>,
 }
 
-/// Inserts a printer; `None` when the id is taken.
-pub async fn insert(pool: &PgPool, p: &PrinterFields) -> StoreResult<Option<PrinterRow>> {
+/// Inserts a printer, its secrets sealed with `keyring`; `None` when the id is taken.
+pub async fn insert(
+    pool: &PgPool,
+    keyring: &Keyring,
+    p: &PrinterFields,
+) -> StoreResult<Option<PrinterRow>> {
     Ok(sqlx::query_as::<_, PrinterRow>(&format!(
         "INSERT INTO printers (id, display_name, backend, locator, secrets, default_options, enabled, device, max_in_flight,
              owner_tenant, shared_with)
@@ -87,7 +95,7 @@ pub async fn insert(pool: &PgPool, p: &PrinterFields) -> StoreResult<Option<Prin
     .bind(&p.display_name)
     .bind(&p.backend)
     .bind(&p.locator)
-    .bind(&p.secrets)
+    .bind(keyring.seal_printer_secrets(&p.id, &p.secrets))
     .bind(Json(&p.default_options))
     .bind(p.enabled)
     .bind(&p.device)
@@ -99,8 +107,13 @@ pub async fn insert(pool: &PgPool, p: &PrinterFields) -> StoreResult<Option<Prin
 }
 
 /// Replaces the operator-set fields of an existing printer. Capabilities are dropped when
-/// the locator changed (they may describe another printer now).
-pub async fn update(pool: &PgPool, p: &PrinterFields) -> StoreResult<Option<PrinterRow>> {
+/// the locator changed (they may describe another printer now). The secrets (given in
+/// clear) are sealed with `keyring`.
+pub async fn update(
+    pool: &PgPool,
+    keyring: &Keyring,
+    p: &PrinterFields,
+) -> StoreResult<Option<PrinterRow>> {
     Ok(sqlx::query_as::<_, PrinterRow>(&format!(
         "UPDATE printers SET display_name = $2, locator = $4, secrets = $5, default_options = $6, enabled = $7,
              device = $8, max_in_flight = $9, shared_with = $10, updated_at = now(),
@@ -113,7 +126,7 @@ pub async fn update(pool: &PgPool, p: &PrinterFields) -> StoreResult<Option<Prin
     .bind(&p.display_name)
     .bind(&p.backend)
     .bind(&p.locator)
-    .bind(&p.secrets)
+    .bind(keyring.seal_printer_secrets(&p.id, &p.secrets))
     .bind(Json(&p.default_options))
     .bind(p.enabled)
     .bind(&p.device)
