@@ -617,6 +617,12 @@ pub struct RetentionConfig {
           default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub retention_documents_days: u32,
 
+    /// Days an outbox event (webhooks, the `/v1/events` feed) is kept with its deliveries
+    /// and their attempts; one still waiting to be delivered to an enabled endpoint stays.
+    #[arg(long, env = "RETENTION_WEBHOOKS_DAYS", value_name = "RETENTION_WEBHOOKS_DAYS", global = true,
+          default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub retention_webhooks_days: u32,
+
     /// Hours an Idempotency-Key is remembered; after that the same key makes a new job.
     #[arg(long, env = "IDEMPOTENCY_KEY_TTL_HOURS", value_name = "IDEMPOTENCY_KEY_TTL_HOURS", global = true,
           default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=87_600))]

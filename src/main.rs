@@ -249,8 +249,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let verb = if dry_run { "would remove" } else { "removed" };
             out(format_args!(
-                "{verb}: {} finished jobs (with their events and documents), {} events, {} document contents, {} idempotency keys",
-                counts.jobs, counts.events, counts.document_contents, counts.idempotency_keys
+                "{verb}: {} finished jobs (with their events and documents), {} events, {} document contents, {} idempotency keys, {} webhook events (with {} deliveries)",
+                counts.jobs,
+                counts.events,
+                counts.document_contents,
+                counts.idempotency_keys,
+                counts.webhook_events,
+                counts.webhook_deliveries
             ))?;
         }
         Command::Webhooks(WebhooksCommand::Listen {

@@ -18,6 +18,8 @@ pub struct Cutoffs {
     pub events: DateTime<Utc>,
     pub documents: DateTime<Utc>,
     pub idempotency_keys: DateTime<Utc>,
+    /// Outbox events (with their deliveries) created before this go, once delivered.
+    pub webhooks: DateTime<Utc>,
 }
 
 impl Cutoffs {
@@ -29,20 +31,24 @@ impl Cutoffs {
             documents: days(config.retention_documents_days),
             idempotency_keys: now
                 - chrono::Duration::hours(i64::from(config.idempotency_key_ttl_hours)),
+            webhooks: days(config.retention_webhooks_days),
         }
     }
 }
 
 /// What a purge would remove (dry run).
 pub async fn preview(pool: &PgPool, cutoffs: Cutoffs) -> StoreResult<Counts> {
-    store::retention::count(
+    let mut counts = store::retention::count(
         pool,
         cutoffs.jobs,
         cutoffs.events,
         cutoffs.documents,
         cutoffs.idempotency_keys,
     )
-    .await
+    .await?;
+    (counts.webhook_events, counts.webhook_deliveries) =
+        store::retention::count_webhooks(pool, cutoffs.webhooks).await?;
+    Ok(counts)
 }
 
 /// Removes what the cutoffs say, batch by batch, until nothing is left; returns the
@@ -84,6 +90,16 @@ pub async fn purge(pool: &PgPool, cutoffs: Cutoffs, batch: u32) -> StoreResult<C
         }
         tokio::task::yield_now().await;
     }
+    loop {
+        let (events, deliveries) =
+            store::retention::delete_webhook_events(pool, cutoffs.webhooks, batch).await?;
+        counts.webhook_events += events;
+        counts.webhook_deliveries += deliveries;
+        if !full(events) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
     Ok(counts)
 }
 
@@ -103,6 +119,8 @@ pub async fn run_worker(pool: PgPool, config: RetentionConfig, stop: Cancellatio
                     events = counts.events,
                     document_contents = counts.document_contents,
                     idempotency_keys = counts.idempotency_keys,
+                    webhook_events = counts.webhook_events,
+                    webhook_deliveries = counts.webhook_deliveries,
                     "purged data past its retention"
                 ),
                 Ok(_) => {}

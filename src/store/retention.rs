@@ -95,6 +95,46 @@ pub async fn expire_idempotency_keys(
     .rows_affected())
 }
 
+/// Outbox events past the webhook line that no delivery still waits on: none pending to
+/// an enabled endpoint (a disabled endpoint's backlog that old is dropped with them).
+const OUTBOX_EXPIRED: &str = "e.created_at < $1 AND NOT EXISTS (
+        SELECT 1 FROM webhook_deliveries d JOIN webhook_endpoints ep ON ep.id = d.endpoint_id
+        WHERE d.event_id = e.id AND d.state = 'pending' AND ep.enabled)";
+
+/// Deletes up to `batch` outbox events created before `cutoff` that no delivery waits on,
+/// with their deliveries and those deliveries' attempts. Returns (events, deliveries).
+pub async fn delete_webhook_events(
+    pool: &PgPool,
+    cutoff: DateTime<Utc>,
+    batch: i64,
+) -> StoreResult<(u64, u64)> {
+    let mut tx = pool.begin().await?;
+    let events: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT e.id FROM outbox_events e WHERE {OUTBOX_EXPIRED}
+         ORDER BY e.created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+    ))
+    .bind(cutoff)
+    .bind(batch)
+    .fetch_all(&mut *tx)
+    .await?;
+    if events.is_empty() {
+        return Ok((0, 0));
+    }
+    // Deliveries first (their attempts cascade), counted; then the events.
+    let deliveries = sqlx::query("DELETE FROM webhook_deliveries WHERE event_id = ANY ($1)")
+        .bind(&events)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    let removed = sqlx::query("DELETE FROM outbox_events WHERE id = ANY ($1)")
+        .bind(&events)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok((removed, deliveries))
+}
+
 /// What a purge with these cutoffs would remove, counted without changing anything.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
@@ -102,6 +142,23 @@ pub struct Counts {
     pub events: u64,
     pub document_contents: u64,
     pub idempotency_keys: u64,
+    /// Outbox events (webhooks and the events feed).
+    pub webhook_events: u64,
+    /// Their deliveries (each with its attempts).
+    pub webhook_deliveries: u64,
+}
+
+/// Outbox events and deliveries a purge with `cutoff` would remove.
+pub async fn count_webhooks(pool: &PgPool, cutoff: DateTime<Utc>) -> StoreResult<(u64, u64)> {
+    let (events, deliveries): (i64, i64) = sqlx::query_as(&format!(
+        "WITH gone AS (SELECT e.id FROM outbox_events e WHERE {OUTBOX_EXPIRED})
+         SELECT (SELECT count(*) FROM gone),
+                (SELECT count(*) FROM webhook_deliveries d JOIN gone ON gone.id = d.event_id)"
+    ))
+    .bind(cutoff)
+    .fetch_one(pool)
+    .await?;
+    Ok((events as u64, deliveries as u64))
 }
 
 pub async fn count(
@@ -134,5 +191,6 @@ pub async fn count(
         events: events as u64,
         document_contents: document_contents as u64,
         idempotency_keys: idempotency_keys as u64,
+        ..Counts::default()
     })
 }
