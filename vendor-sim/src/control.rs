@@ -1,8 +1,6 @@
 //! The control API under `/_sim/...`: the same operations as [`crate::SimControl`], over
 //! JSON, for the binary (docker-compose, demo, benchmarks). Not recorded in the ledger.
 
-use std::sync::Arc;
-
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -12,19 +10,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::SimControl;
-use crate::core::Core;
 use crate::faults::{CallbackFault, FaultRule};
 use crate::ledger::{LedgerFilter, Vendor};
 use crate::lianke::{LiankeDeviceSpec, LiankeOutcome, LiankePrinterSpec};
 use crate::wecom::{WecomDeviceSpec, WecomJobSeed, WecomModelSpec, WecomPushConfig};
 use crate::zhimu::{ZhimuAppSpec, ZhimuOutcome, ZhimuShareSpec};
 
-type S = State<Arc<Core>>;
+type S = State<SimControl>;
 
-fn ctl(core: &Arc<Core>) -> SimControl {
-    SimControl {
-        core: Arc::clone(core),
-    }
+fn ctl(control: &SimControl) -> &SimControl {
+    control
 }
 
 fn found(ok: bool) -> Response {
@@ -39,7 +34,7 @@ fn not_found(e: impl std::fmt::Display) -> Response {
     (StatusCode::NOT_FOUND, Json(json!({"error": e.to_string()}))).into_response()
 }
 
-pub(crate) fn router() -> Router<Arc<Core>> {
+pub(crate) fn router() -> Router<SimControl> {
     Router::new()
         .route("/_sim/health", get(|| async { Json(json!({"ok": true})) }))
         .route("/_sim/reset", post(reset))

@@ -9,12 +9,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::SimConfig;
 use crate::faults::{CallbackMischief, Faults};
 use crate::ledger::{Ledger, Vendor, lock};
-use crate::lianke::LiankeWorld;
-use crate::wecom::{WecomPushConfig, WecomWorld};
-use crate::zhimu::ZhimuWorld;
 
 /// One outbound delivery attempt (a Lianke callback or a WeCom push).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,18 +30,18 @@ pub struct CallbackAttempt {
     pub body: String,
 }
 
+/// What every simulated vendor shares: the ledger, the faults, outbound deliveries and
+/// shutdown. It knows no vendor: each vendor module keeps its own world and settings in a
+/// state of its own that dereferences to this.
 pub(crate) struct Core {
-    pub config: SimConfig,
     pub base_url: String,
+    /// How long a `Hang` fault holds a request (it also ends at shutdown).
+    pub hang_duration: Duration,
     pub ledger: Ledger,
     pub faults: Faults,
     pub outbox: Mutex<Vec<CallbackAttempt>>,
     pub http: reqwest::Client,
     pub cancel: CancellationToken,
-    pub lianke: Mutex<LiankeWorld>,
-    pub zhimu: Mutex<ZhimuWorld>,
-    pub wecom: Mutex<WecomWorld>,
-    pub wecom_push: Mutex<Option<WecomPushConfig>>,
 }
 
 impl Core {

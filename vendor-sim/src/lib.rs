@@ -57,9 +57,9 @@ pub use crate::zhimu::{
 
 use crate::core::Core;
 use crate::ledger::{Ledger, lock};
-use crate::lianke::LiankeWorld;
-use crate::wecom::WecomWorld;
-use crate::zhimu::ZhimuWorld;
+use crate::lianke::{LiankeSettings, LiankeSim, LiankeWorld};
+use crate::wecom::{WecomSettings, WecomSim, WecomWorld};
+use crate::zhimu::{ZhimuSettings, ZhimuSim, ZhimuWorld};
 
 /// A running simulator. Dereferences to [`SimControl`] for the control helpers.
 pub struct Sim {
@@ -80,18 +80,50 @@ impl Sim {
         let f = &config.fixtures;
         let core = Arc::new(Core {
             base_url: format!("http://{addr}"),
+            hang_duration: config.hang_duration,
             ledger: Ledger::default(),
             faults: faults::Faults::new(config.fault_seed),
             outbox: Mutex::new(Vec::new()),
             http,
             cancel: CancellationToken::new(),
+        });
+        let lianke = Arc::new(LiankeSim {
+            core: Arc::clone(&core),
             lianke: Mutex::new(LiankeWorld::new(&config.lianke_api_keys, &f.lianke_devices)),
+            config: LiankeSettings {
+                allow_http_callbacks: config.allow_http_callbacks,
+                lianke_stage_delay: config.lianke_stage_delay,
+                lianke_status_query_delay: config.lianke_status_query_delay,
+                lianke_callback_schedule: config.lianke_callback_schedule.clone(),
+            },
+        });
+        let zhimu = Arc::new(ZhimuSim {
+            core: Arc::clone(&core),
             zhimu: Mutex::new(ZhimuWorld::new(&f.zhimu_apps, &f.zhimu_shares)),
+            config: ZhimuSettings {
+                zhimu_token_ttl: config.zhimu_token_ttl,
+                zhimu_stage_delay: config.zhimu_stage_delay,
+            },
+        });
+        let wecom = Arc::new(WecomSim {
+            core: Arc::clone(&core),
             wecom: Mutex::new(WecomWorld::new(&f.wecom_models, &f.wecom_devices)),
             wecom_push: Mutex::new(config.wecom_push.clone()),
-            config,
+            config: WecomSettings {
+                wecom_token_ttl: config.wecom_token_ttl,
+                wecom_retention: config.wecom_retention,
+                wecom_download_ttl: config.wecom_download_ttl,
+                wecom_push_schedule: config.wecom_push_schedule.clone(),
+            },
         });
-        let app = router::build(Arc::clone(&core));
+        let control = SimControl {
+            core: Arc::clone(&core),
+            lianke,
+            zhimu,
+            wecom,
+            config: Arc::new(config),
+        };
+        let app = router::build(control.clone());
         let cancel = core.cancel.clone();
         let server = tokio::spawn(async move {
             let result = axum::serve(listener, app)
@@ -103,7 +135,7 @@ impl Sim {
         });
         tracing::info!(%addr, "vendor-sim listening");
         Ok(Sim {
-            control: SimControl { core },
+            control,
             addr,
             server,
         })
@@ -146,9 +178,29 @@ impl Deref for Sim {
 #[derive(Clone)]
 pub struct SimControl {
     core: Arc<Core>,
+    lianke: Arc<LiankeSim>,
+    zhimu: Arc<ZhimuSim>,
+    wecom: Arc<WecomSim>,
+    config: Arc<SimConfig>,
 }
 
 impl SimControl {
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    pub(crate) fn lianke(&self) -> &Arc<LiankeSim> {
+        &self.lianke
+    }
+
+    pub(crate) fn zhimu(&self) -> &Arc<ZhimuSim> {
+        &self.zhimu
+    }
+
+    pub(crate) fn wecom(&self) -> &Arc<WecomSim> {
+        &self.wecom
+    }
+
     pub fn base_url(&self) -> String {
         self.core.base_url.clone()
     }
@@ -186,14 +238,15 @@ impl SimControl {
     /// and registers the configured fixtures again.
     pub fn reset(&self) {
         let c = &self.core;
-        let f = &c.config.fixtures;
+        let f = &self.config.fixtures;
         c.ledger.clear();
         c.faults.clear();
         lock(&c.outbox).clear();
-        *lock(&c.lianke) = LiankeWorld::new(&c.config.lianke_api_keys, &f.lianke_devices);
-        *lock(&c.zhimu) = ZhimuWorld::new(&f.zhimu_apps, &f.zhimu_shares);
-        *lock(&c.wecom) = WecomWorld::new(&f.wecom_models, &f.wecom_devices);
-        *lock(&c.wecom_push) = c.config.wecom_push.clone();
+        *lock(&self.lianke.lianke) =
+            LiankeWorld::new(&self.config.lianke_api_keys, &f.lianke_devices);
+        *lock(&self.zhimu.zhimu) = ZhimuWorld::new(&f.zhimu_apps, &f.zhimu_shares);
+        *lock(&self.wecom.wecom) = WecomWorld::new(&f.wecom_models, &f.wecom_devices);
+        *lock(&self.wecom.wecom_push) = self.config.wecom_push.clone();
     }
 
     // ----- faults
@@ -223,22 +276,22 @@ impl SimControl {
     // ----- Lianke
 
     pub fn add_lianke_api_key(&self, key: &str) {
-        lock(&self.core.lianke).add_api_key(key);
+        lock(&self.lianke.lianke).add_api_key(key);
     }
 
     /// Registers (or replaces) a box.
     pub fn add_lianke_device(&self, spec: LiankeDeviceSpec) {
-        lock(&self.core.lianke).add_device(spec);
+        lock(&self.lianke.lianke).add_device(spec);
     }
 
     /// `Some(true)` online, `Some(false)` offline (5002), `None` never configured (5001).
     pub fn set_lianke_online(&self, device_id: &str, online: Option<bool>) -> bool {
-        lock(&self.core.lianke).set_online(device_id, online)
+        lock(&self.lianke.lianke).set_online(device_id, online)
     }
 
     /// A paused box keeps its tasks in READY (to test revoke and flush).
     pub fn set_lianke_paused(&self, device_id: &str, paused: bool) -> bool {
-        lock(&self.core.lianke).set_paused(device_id, paused)
+        lock(&self.lianke.lianke).set_paused(device_id, paused)
     }
 
     /// Plugs a printer into `port`, or unplugs it with `None`.
@@ -248,41 +301,41 @@ impl SimControl {
         port: u32,
         printer: Option<LiankePrinterSpec>,
     ) -> bool {
-        lock(&self.core.lianke).set_printer(device_id, port, printer)
+        lock(&self.lianke.lianke).set_printer(device_id, port, printer)
     }
 
     /// Outcomes for the next tasks submitted to the box, in order (then: success).
     pub fn script_lianke_outcomes(&self, device_id: &str, outcomes: Vec<LiankeOutcome>) -> bool {
-        lock(&self.core.lianke).script_outcomes(device_id, outcomes)
+        lock(&self.lianke.lianke).script_outcomes(device_id, outcomes)
     }
 
     pub fn lianke_task(&self, task_id: &str) -> Option<LiankeTaskView> {
-        lock(&self.core.lianke).task(task_id)
+        lock(&self.lianke.lianke).task(task_id)
     }
 
     pub fn lianke_tasks(&self) -> Vec<LiankeTaskView> {
-        lock(&self.core.lianke).tasks()
+        lock(&self.lianke.lianke).tasks()
     }
 
     /// The box's current run of failed tasks (11203 at `errLimitNum`).
     pub fn lianke_consecutive_failures(&self, device_id: &str) -> Option<u32> {
-        lock(&self.core.lianke).consecutive_failures(device_id)
+        lock(&self.lianke.lianke).consecutive_failures(device_id)
     }
 
     // ----- Zhimu
 
     pub fn add_zhimu_app(&self, app: ZhimuAppSpec) {
-        lock(&self.core.zhimu).add_app(app);
+        lock(&self.zhimu.zhimu).add_app(app);
     }
 
     /// Makes a printer shareable (addable with its share code and password).
     pub fn add_zhimu_share(&self, share: ZhimuShareSpec) {
-        lock(&self.core.zhimu).add_share(share);
+        lock(&self.zhimu.zhimu).add_share(share);
     }
 
     /// An offline printer refuses new tasks and keeps queued ones QUEUED.
     pub fn set_zhimu_online(&self, sn: &str, printer_name: &str, online: bool) -> bool {
-        lock(&self.core.zhimu).set_online(sn, printer_name, online)
+        lock(&self.zhimu.zhimu).set_online(sn, printer_name, online)
     }
 
     pub fn script_zhimu_outcomes(
@@ -291,66 +344,66 @@ impl SimControl {
         printer_name: &str,
         outcomes: Vec<ZhimuOutcome>,
     ) -> bool {
-        lock(&self.core.zhimu).script_outcomes(sn, printer_name, outcomes)
+        lock(&self.zhimu.zhimu).script_outcomes(sn, printer_name, outcomes)
     }
 
     /// Cancels a task as the sharing PC's user would (Zhimu has no cancel API).
     pub fn cancel_zhimu_task(&self, task_id: &str) -> bool {
-        lock(&self.core.zhimu).cancel(task_id)
+        lock(&self.zhimu.zhimu).cancel(task_id)
     }
 
     pub fn zhimu_task(&self, task_id: &str) -> Option<ZhimuTaskView> {
-        lock(&self.core.zhimu).task(task_id)
+        lock(&self.zhimu.zhimu).task(task_id)
     }
 
     /// Every Zhimu task, oldest first.
     pub fn zhimu_tasks(&self) -> Vec<ZhimuTaskView> {
-        lock(&self.core.zhimu).tasks()
+        lock(&self.zhimu.zhimu).tasks()
     }
 
     /// Expires every Zhimu token now.
     pub fn expire_zhimu_tokens(&self) {
-        lock(&self.core.zhimu).expire_tokens();
+        lock(&self.zhimu.zhimu).expire_tokens();
     }
 
     // ----- WeCom
 
     pub fn add_wecom_model(&self, model: WecomModelSpec) {
-        lock(&self.core.wecom).add_model(model);
+        lock(&self.wecom.wecom).add_model(model);
     }
 
     pub fn add_wecom_device(&self, device: WecomDeviceSpec) {
-        lock(&self.core.wecom).add_device(device);
+        lock(&self.wecom.wecom).add_device(device);
     }
 
     /// Sets (or disables with `None`) where pushes go.
     pub fn set_wecom_push(&self, push: Option<WecomPushConfig>) {
-        *lock(&self.core.wecom_push) = push;
+        *lock(&self.wecom.wecom_push) = push;
     }
 
     /// A fresh single-use `auth_code` for the device (as a `bind` event carries; pushed as
     /// `bind` when pushes are configured).
     pub fn wecom_auth_code(&self, device_sn: &str) -> Result<String, WecomControlError> {
-        wecom::new_auth_code(&self.core, device_sn)
+        wecom::new_auth_code(&self.wecom, device_sn)
     }
 
     /// Adds a job as if a WeCom user submitted it; pushes `printer_job_submit` when asked
     /// and configured. Returns the jobid.
     pub fn seed_wecom_job(&self, seed: WecomJobSeed) -> Result<String, WecomControlError> {
-        wecom::seed_job(&self.core, seed)
+        wecom::seed_job(&self.wecom, seed)
     }
 
     /// Deletes a job as its user would; pushes `printer_job_del`.
     pub fn delete_wecom_job(&self, jobid: &str) -> Result<(), WecomControlError> {
-        wecom::delete_job(&self.core, jobid)
+        wecom::delete_job(&self.wecom, jobid)
     }
 
     pub fn wecom_job(&self, jobid: &str) -> Option<WecomJobView> {
-        lock(&self.core.wecom).job(jobid)
+        lock(&self.wecom.wecom).job(jobid)
     }
 
     /// Expires every WeCom token now.
     pub fn expire_wecom_tokens(&self) {
-        lock(&self.core.wecom).expire_tokens();
+        lock(&self.wecom.wecom).expire_tokens();
     }
 }

@@ -17,22 +17,22 @@ use crate::core::Core;
 use crate::faults::{FaultAction, FaultTarget};
 use crate::form::{parse_multipart, parse_query};
 use crate::ledger::{LedgerEntry, LedgerFile, Vendor, field_value, flatten_json, mask, sha256_hex};
-use crate::{control, lianke, wecom, zhimu};
+use crate::{SimControl, control, lianke, wecom, zhimu};
 
 /// Bodies above this are refused before any vendor logic (Lianke's own limit is 20 MB).
 const MAX_BODY: usize = 64 * 1024 * 1024;
 /// Replies larger than this are not inspected for a vendor code.
 const MAX_SNIFF: usize = 1024 * 1024;
 
-pub(crate) fn build(core: Arc<Core>) -> Router {
+pub(crate) fn build(sim: SimControl) -> Router {
+    let core = Arc::clone(sim.core());
     Router::new()
-        .merge(lianke::router())
-        .merge(zhimu::router())
-        .merge(wecom::router())
-        .merge(control::router())
-        .layer(middleware::from_fn_with_state(Arc::clone(&core), observe))
+        .merge(lianke::router().with_state(Arc::clone(sim.lianke())))
+        .merge(zhimu::router().with_state(Arc::clone(sim.zhimu())))
+        .merge(wecom::router().with_state(Arc::clone(sim.wecom())))
+        .merge(control::router().with_state(sim))
+        .layer(middleware::from_fn_with_state(core, observe))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(core)
 }
 
 /// The vendor's own error envelope for a scripted `VendorError` fault.
@@ -128,7 +128,7 @@ async fn observe(State(core): State<Arc<Core>>, req: Request, next: Next) -> Res
             true,
         ),
         Some(FaultAction::Hang) => {
-            core.sleep(core.config.hang_duration).await;
+            core.sleep(core.hang_duration).await;
             (StatusCode::GATEWAY_TIMEOUT.into_response(), true)
         }
         Some(FaultAction::HttpStatusAfter { status }) => {
@@ -144,7 +144,7 @@ async fn observe(State(core): State<Arc<Core>>, req: Request, next: Next) -> Res
         Some(FaultAction::HangAfter) => {
             let req = Request::from_parts(parts, Body::from(bytes));
             let _ = next.run(req).await;
-            core.sleep(core.config.hang_duration).await;
+            core.sleep(core.hang_duration).await;
             (StatusCode::GATEWAY_TIMEOUT.into_response(), true)
         }
         Some(FaultAction::Latency { .. }) | None => {

@@ -27,6 +27,27 @@ use crate::core::Core;
 use crate::form::{json_object, json_text};
 use crate::ledger::{lock, sha256_hex};
 
+/// The Zhimu simulator's state: its world and settings beside the shared [`Core`].
+pub(crate) struct ZhimuSim {
+    pub core: Arc<Core>,
+    pub zhimu: std::sync::Mutex<ZhimuWorld>,
+    pub config: ZhimuSettings,
+}
+
+/// The part of [`crate::SimConfig`] this vendor reads (same field names).
+#[derive(Debug, Clone)]
+pub(crate) struct ZhimuSettings {
+    pub zhimu_token_ttl: std::time::Duration,
+    pub zhimu_stage_delay: std::time::Duration,
+}
+
+impl std::ops::Deref for ZhimuSim {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
 /// The Zhimu signature: lower-case hex SHA-1 of appid, timestamp, oncestr and appkey
 /// concatenated in that order, without separators (doc §3.1.2).
 pub fn zhimu_signature(appid: &str, timestamp: &str, oncestr: &str, appkey: &str) -> String {
@@ -296,7 +317,7 @@ fn required(v: &Value, k: &str) -> Result<String, ZmError> {
 }
 
 /// The app owning the request's `Api-Access-Token`.
-fn authorize(core: &Core, headers: &HeaderMap) -> Result<String, ZmError> {
+fn authorize(core: &ZhimuSim, headers: &HeaderMap) -> Result<String, ZmError> {
     let token = headers
         .get("Api-Access-Token")
         .and_then(|v| v.to_str().ok())
@@ -310,7 +331,7 @@ fn authorize(core: &Core, headers: &HeaderMap) -> Result<String, ZmError> {
     }
 }
 
-pub(crate) fn router() -> Router<Arc<Core>> {
+pub(crate) fn router() -> Router<Arc<ZhimuSim>> {
     Router::new()
         .route("/openapi/getToken", post(get_token))
         .route("/openapi/control/addSharePrinter", post(add_share_printer))
@@ -327,7 +348,7 @@ pub(crate) fn router() -> Router<Arc<Core>> {
         .route("/openapi/task/get", post(get_task))
 }
 
-async fn get_token(State(core): State<Arc<Core>>, body: Bytes) -> ZmResult {
+async fn get_token(State(core): State<Arc<ZhimuSim>>, body: Bytes) -> ZmResult {
     let v = body_json(&body)?;
     let appid = required(&v, "appid")?;
     let timestamp = required(&v, "timestamp")?;
@@ -361,7 +382,7 @@ fn printer_json(p: &ZhimuShareSpec) -> Value {
 }
 
 async fn add_share_printer(
-    State(core): State<Arc<Core>>,
+    State(core): State<Arc<ZhimuSim>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ZmResult {
@@ -397,7 +418,7 @@ fn bound_printer<'a>(
 }
 
 async fn revoke_share_printer(
-    State(core): State<Arc<Core>>,
+    State(core): State<Arc<ZhimuSim>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ZmResult {
@@ -409,7 +430,7 @@ async fn revoke_share_printer(
     Ok(axum::Json(json!({"success": true})).into_response())
 }
 
-async fn query_printers(State(core): State<Arc<Core>>, headers: HeaderMap) -> ZmResult {
+async fn query_printers(State(core): State<Arc<ZhimuSim>>, headers: HeaderMap) -> ZmResult {
     let app = authorize(&core, &headers)?;
     let world = lock(&core.zhimu);
     let mut list: Vec<&ZhimuShareSpec> = world
@@ -423,7 +444,7 @@ async fn query_printers(State(core): State<Arc<Core>>, headers: HeaderMap) -> Zm
 }
 
 async fn query_printer_detail(
-    State(core): State<Arc<Core>>,
+    State(core): State<Arc<ZhimuSim>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ZmResult {
@@ -491,7 +512,7 @@ fn check_config(config: &Value) -> Result<(), ZmError> {
     Ok(())
 }
 
-async fn command(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> ZmResult {
+async fn command(State(core): State<Arc<ZhimuSim>>, headers: HeaderMap, body: Bytes) -> ZmResult {
     let app = authorize(&core, &headers)?;
     let v = body_json(&body)?;
     let command = required(&v, "command")?;
@@ -621,7 +642,7 @@ fn advance(world: &mut ZhimuWorld, task_id: &str) -> bool {
     !status.is_terminal()
 }
 
-async fn run_task(core: Arc<Core>, task_id: String) {
+async fn run_task(core: Arc<ZhimuSim>, task_id: String) {
     loop {
         if !core.sleep(core.config.zhimu_stage_delay).await {
             return;
@@ -632,7 +653,7 @@ async fn run_task(core: Arc<Core>, task_id: String) {
     }
 }
 
-async fn get_task(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> ZmResult {
+async fn get_task(State(core): State<Arc<ZhimuSim>>, headers: HeaderMap, body: Bytes) -> ZmResult {
     let app = authorize(&core, &headers)?;
     let v = body_json(&body)?;
     let task_id = required(&v, "taskId")?;

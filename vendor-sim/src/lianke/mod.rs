@@ -32,6 +32,29 @@ const ERR_LIMIT_MAX: u32 = 30;
 /// `reset_printing_error_limit` may be called 10 times a day per device.
 const RESETS_PER_DAY: u32 = 10;
 
+/// The Lianke simulator's state: its world and settings beside the shared [`Core`].
+pub(crate) struct LiankeSim {
+    pub core: Arc<Core>,
+    pub lianke: std::sync::Mutex<LiankeWorld>,
+    pub config: LiankeSettings,
+}
+
+/// The part of [`crate::SimConfig`] this vendor reads (same field names).
+#[derive(Debug, Clone)]
+pub(crate) struct LiankeSettings {
+    pub allow_http_callbacks: bool,
+    pub lianke_stage_delay: std::time::Duration,
+    pub lianke_status_query_delay: std::time::Duration,
+    pub lianke_callback_schedule: Vec<std::time::Duration>,
+}
+
+impl std::ops::Deref for LiankeSim {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Public specs (control API and library)
 
@@ -416,7 +439,7 @@ impl Params {
     }
 }
 
-fn check_api_key(core: &Core, headers: &HeaderMap) -> Result<(), LkError> {
+fn check_api_key(core: &LiankeSim, headers: &HeaderMap) -> Result<(), LkError> {
     let key = headers.get("ApiKey").and_then(|v| v.to_str().ok());
     match key {
         Some(k) if lock(&core.lianke).api_keys.contains(k) => Ok(()),
@@ -426,13 +449,17 @@ fn check_api_key(core: &Core, headers: &HeaderMap) -> Result<(), LkError> {
 
 /// Marks an exclusive call on a device (10009 for a second one) until dropped.
 struct Exclusive {
-    core: Arc<Core>,
+    core: Arc<LiankeSim>,
     device_id: String,
     what: &'static str,
 }
 
 impl Exclusive {
-    fn acquire(core: &Arc<Core>, device: &mut Device, what: &'static str) -> Result<Self, LkError> {
+    fn acquire(
+        core: &Arc<LiankeSim>,
+        device: &mut Device,
+        what: &'static str,
+    ) -> Result<Self, LkError> {
         if !device.busy.insert(what) {
             return Err(LkError::busy());
         }
@@ -464,7 +491,7 @@ fn china_time(t: DateTime<Utc>) -> String {
 // ---------------------------------------------------------------------------------------
 // Router
 
-pub(crate) fn router() -> Router<Arc<Core>> {
+pub(crate) fn router() -> Router<Arc<LiankeSim>> {
     Router::new()
         .route("/api/external_api/printer_list", get(printer_list))
         .route("/api/print/printer_params", get(printer_params))
@@ -511,7 +538,7 @@ fn printer_state(p: &LiankePrinterSpec) -> &'static str {
 }
 
 async fn printer_list(
-    State(core): State<Arc<Core>>,
+    State(core): State<Arc<LiankeSim>>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> LkResult {
@@ -558,7 +585,7 @@ fn known_model(world: &LiankeWorld, model: &str) -> Option<bool> {
 }
 
 async fn printer_params(
-    State(core): State<Arc<Core>>,
+    State(core): State<Arc<LiankeSim>>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> LkResult {
@@ -571,7 +598,7 @@ async fn printer_params(
 }
 
 async fn paper_dimension_list(
-    State(core): State<Arc<Core>>,
+    State(core): State<Arc<LiankeSim>>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> LkResult {
@@ -642,7 +669,11 @@ fn page_range_ok(v: &str) -> bool {
     })
 }
 
-async fn submit_job(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> LkResult {
+async fn submit_job(
+    State(core): State<Arc<LiankeSim>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> LkResult {
     check_api_key(&core, &headers)?;
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
@@ -881,7 +912,7 @@ fn advance(world: &mut LiankeWorld, task_id: &str) -> Step {
     Step::Wait
 }
 
-async fn run_task(core: Arc<Core>, task_id: String) {
+async fn run_task(core: Arc<LiankeSim>, task_id: String) {
     loop {
         if !core.sleep(core.config.lianke_stage_delay).await {
             return;
@@ -893,7 +924,7 @@ async fn run_task(core: Arc<Core>, task_id: String) {
             Step::Finished(Some((url, body))) => {
                 let bytes = Bytes::from(body.to_string());
                 deliver(
-                    &core,
+                    &core.core,
                     Vendor::Lianke,
                     url,
                     bytes,
@@ -938,7 +969,7 @@ fn task_data(task: &Task) -> Value {
 }
 
 async fn get_job(
-    State(core): State<Arc<Core>>,
+    State(core): State<Arc<LiankeSim>>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> LkResult {
@@ -954,7 +985,7 @@ async fn get_job(
 }
 
 async fn revoke_job(
-    State(core): State<Arc<Core>>,
+    State(core): State<Arc<LiankeSim>>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> LkResult {
@@ -980,7 +1011,7 @@ async fn revoke_job(
 }
 
 async fn query_device_task(
-    State(core): State<Arc<Core>>,
+    State(core): State<Arc<LiankeSim>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> LkResult {
@@ -1018,7 +1049,7 @@ async fn query_device_task(
 // Device calls
 
 async fn device_info(
-    State(core): State<Arc<Core>>,
+    State(core): State<Arc<LiankeSim>>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> LkResult {
@@ -1049,7 +1080,7 @@ async fn device_info(
 }
 
 async fn printer_status(
-    State(core): State<Arc<Core>>,
+    State(core): State<Arc<LiankeSim>>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> LkResult {
@@ -1105,7 +1136,7 @@ async fn printer_status(
 }
 
 async fn reset_error_limit(
-    State(core): State<Arc<Core>>,
+    State(core): State<Arc<LiankeSim>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> LkResult {
@@ -1142,7 +1173,11 @@ async fn reset_error_limit(
     result
 }
 
-async fn flush_jobs(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> LkResult {
+async fn flush_jobs(
+    State(core): State<Arc<LiankeSim>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> LkResult {
     check_api_key(&core, &headers)?;
     let q = Params::from_json(&body)?;
     let port = q.port("devicePort")?;
@@ -1163,13 +1198,13 @@ async fn flush_jobs(State(core): State<Arc<Core>>, headers: HeaderMap, body: Byt
     ok(json!({"queue_num": queue_num}))
 }
 
-async fn printer_enum(State(core): State<Arc<Core>>, headers: HeaderMap) -> LkResult {
+async fn printer_enum(State(core): State<Arc<LiankeSim>>, headers: HeaderMap) -> LkResult {
     check_api_key(&core, &headers)?;
     ok(json!(fixtures::PRINTER_MODELS))
 }
 
 async fn search_printer_enum(
-    State(core): State<Arc<Core>>,
+    State(core): State<Arc<LiankeSim>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> LkResult {
@@ -1190,7 +1225,7 @@ async fn search_printer_enum(
 }
 
 async fn uninstall_driver_event(
-    State(core): State<Arc<Core>>,
+    State(core): State<Arc<LiankeSim>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> LkResult {
@@ -1205,7 +1240,7 @@ async fn uninstall_driver_event(
 }
 
 async fn async_refresh(
-    State(core): State<Arc<Core>>,
+    State(core): State<Arc<LiankeSim>>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> LkResult {
@@ -1222,7 +1257,7 @@ async fn async_refresh(
 }
 
 async fn refresh_network_printer(
-    State(core): State<Arc<Core>>,
+    State(core): State<Arc<LiankeSim>>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> LkResult {
@@ -1236,7 +1271,11 @@ async fn refresh_network_printer(
     ok(json!({"total": 0}))
 }
 
-async fn file_pages(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> LkResult {
+async fn file_pages(
+    State(core): State<Arc<LiankeSim>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> LkResult {
     check_api_key(&core, &headers)?;
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
@@ -1262,7 +1301,11 @@ async fn file_pages(State(core): State<Arc<Core>>, headers: HeaderMap, body: Byt
     ok(json!({"pages": pages}))
 }
 
-async fn async_reboot(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> LkResult {
+async fn async_reboot(
+    State(core): State<Arc<LiankeSim>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> LkResult {
     check_api_key(&core, &headers)?;
     let q = Params::from_json(&body)?;
     let guard = {

@@ -34,6 +34,30 @@ const MAX_JOBID_LIST: usize = 200;
 /// `auth_code` from a bind event is valid 10 minutes, once.
 const AUTH_CODE_TTL: Duration = Duration::from_secs(600);
 
+/// The WeCom simulator's state: its world, push target and settings beside the shared [`Core`].
+pub(crate) struct WecomSim {
+    pub core: Arc<Core>,
+    pub wecom: std::sync::Mutex<WecomWorld>,
+    pub wecom_push: std::sync::Mutex<Option<WecomPushConfig>>,
+    pub config: WecomSettings,
+}
+
+/// The part of [`crate::SimConfig`] this vendor reads (same field names).
+#[derive(Debug, Clone)]
+pub(crate) struct WecomSettings {
+    pub wecom_token_ttl: std::time::Duration,
+    pub wecom_retention: std::time::Duration,
+    pub wecom_download_ttl: std::time::Duration,
+    pub wecom_push_schedule: Vec<std::time::Duration>,
+}
+
+impl std::ops::Deref for WecomSim {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
 /// A hardware model registered with WeCom.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WecomModelSpec {
@@ -310,7 +334,7 @@ fn text(v: &Value, k: &str) -> Result<String, WxError> {
         .ok_or_else(|| WxError::param(format!("{k} missing or not a string")))
 }
 
-pub(crate) fn router() -> Router<Arc<Core>> {
+pub(crate) fn router() -> Router<Arc<WecomSim>> {
     Router::new()
         .route("/cgi-bin/openhw/get_model_token", post(get_model_token))
         .route("/cgi-bin/openhw/get_device_secret", post(get_device_secret))
@@ -338,7 +362,7 @@ fn ttl_secs(d: Duration) -> u64 {
     d.as_secs()
 }
 
-async fn get_model_token(State(core): State<Arc<Core>>, body: Bytes) -> WxResult {
+async fn get_model_token(State(core): State<Arc<WecomSim>>, body: Bytes) -> WxResult {
     let v = body_json(&body)?;
     let model_id = text(&v, "model_id")?;
     let secret = text(&v, "model_secret")?;
@@ -361,7 +385,7 @@ async fn get_model_token(State(core): State<Arc<Core>>, body: Bytes) -> WxResult
 }
 
 async fn get_device_secret(
-    State(core): State<Arc<Core>>,
+    State(core): State<Arc<WecomSim>>,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> WxResult {
@@ -389,7 +413,7 @@ async fn get_device_secret(
 }
 
 async fn get_device_token(
-    State(core): State<Arc<Core>>,
+    State(core): State<Arc<WecomSim>>,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> WxResult {
@@ -453,7 +477,7 @@ fn parse_cursor(v: &Value) -> Result<Option<(i64, u64)>, WxError> {
 }
 
 async fn get_job_list(
-    State(core): State<Arc<Core>>,
+    State(core): State<Arc<WecomSim>>,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> WxResult {
@@ -529,7 +553,7 @@ async fn get_job_list(
 }
 
 async fn get_download_url(
-    State(core): State<Arc<Core>>,
+    State(core): State<Arc<WecomSim>>,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> WxResult {
@@ -562,7 +586,7 @@ async fn get_download_url(
 }
 
 async fn download(
-    State(core): State<Arc<Core>>,
+    State(core): State<Arc<WecomSim>>,
     Path(token): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -630,7 +654,7 @@ fn parse_range(range: &str, total: usize) -> Option<(usize, usize)> {
 }
 
 async fn report_job_status(
-    State(core): State<Arc<Core>>,
+    State(core): State<Arc<WecomSim>>,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> WxResult {
@@ -667,7 +691,7 @@ async fn report_job_status(
 }
 
 async fn report_device_status(
-    State(core): State<Arc<Core>>,
+    State(core): State<Arc<WecomSim>>,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> WxResult {
@@ -693,7 +717,10 @@ pub enum WecomControlError {
     UnknownJob(String),
 }
 
-pub(crate) fn seed_job(core: &Arc<Core>, seed: WecomJobSeed) -> Result<String, WecomControlError> {
+pub(crate) fn seed_job(
+    core: &Arc<WecomSim>,
+    seed: WecomJobSeed,
+) -> Result<String, WecomControlError> {
     let (jobid, model_id) = {
         let mut world = lock(&core.wecom);
         let model_id = world
@@ -736,7 +763,7 @@ pub(crate) fn seed_job(core: &Arc<Core>, seed: WecomJobSeed) -> Result<String, W
     Ok(jobid)
 }
 
-pub(crate) fn delete_job(core: &Arc<Core>, jobid: &str) -> Result<(), WecomControlError> {
+pub(crate) fn delete_job(core: &Arc<WecomSim>, jobid: &str) -> Result<(), WecomControlError> {
     let (model_id, device_sn) = {
         let mut world = lock(&core.wecom);
         let job = world
@@ -764,7 +791,7 @@ pub(crate) fn delete_job(core: &Arc<Core>, jobid: &str) -> Result<(), WecomContr
 }
 
 pub(crate) fn new_auth_code(
-    core: &Arc<Core>,
+    core: &Arc<WecomSim>,
     device_sn: &str,
 ) -> Result<String, WecomControlError> {
     let model_id = {
@@ -792,7 +819,7 @@ pub(crate) fn new_auth_code(
 }
 
 /// Encrypts, signs and sends one push message (when pushes are configured).
-fn push(core: &Arc<Core>, model_id: &str, device_sn: &str, event: &str, fields: Value) {
+fn push(core: &Arc<WecomSim>, model_id: &str, device_sn: &str, event: &str, fields: Value) {
     let Some(cfg) = lock(&core.wecom_push).clone() else {
         return;
     };
@@ -828,7 +855,7 @@ fn push(core: &Arc<Core>, model_id: &str, device_sn: &str, event: &str, fields: 
     );
     let body = json!({"tousername": cfg.receive_id, "encrypt": encrypt}).to_string();
     deliver(
-        core,
+        &core.core,
         Vendor::Wecom,
         url,
         Bytes::from(body),
