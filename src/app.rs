@@ -21,6 +21,7 @@ use crate::backends::zhimu::token::AppCredentials;
 use crate::backends::zhimu::{ZhimuBackend, ZhimuSettings};
 use crate::callback_token::CallbackKeys;
 use crate::config::{Config, NoPrinterPolicy};
+use crate::document_store::DocumentStore;
 use crate::engine::outbox::{Outbox, OutboxSettings};
 use crate::engine::wecom::{WecomBridge, WecomBridgeSettings};
 use crate::engine::{Engine, EngineSettings};
@@ -207,6 +208,8 @@ impl Application {
     ) -> Result<Application, StartError> {
         config.validate().map_err(StartError::Config)?;
         let keyring = Arc::new(config.secrets.keyring().map_err(StartError::Config)?);
+        let documents = DocumentStore::from_url(config.retention.document_store_url.as_deref())
+            .map_err(StartError::Config)?;
         seal_clear_secrets(&config, &pool, &keyring).await?;
         // WeCom printers exist when a WeCom model is configured: the backend validates
         // them, the bridge pulls, imports and reports.
@@ -239,6 +242,7 @@ impl Application {
             EngineSettings::from_config(&config),
             callback_keys,
             Arc::clone(&keyring),
+            documents.clone(),
         );
         let breaker_threshold = config.breaker_threshold as i32;
         let outbox = Outbox::new(
@@ -303,6 +307,7 @@ impl Application {
             engine.spawn(&tracker, shutdown.clone());
             tracker.spawn(crate::retention::run_worker(
                 state.pool.clone(),
+                documents.clone(),
                 config.retention.clone(),
                 shutdown.clone(),
             ));

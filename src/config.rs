@@ -611,6 +611,18 @@ pub struct RetentionConfig {
           value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub retention_events_days: Option<u32>,
 
+    /// Where document bytes are stored: unset = in Postgres; `file:///DIR` (a local or
+    /// mounted directory) or `s3://BUCKET/PREFIX` (S3 or S3-compatible; credentials and
+    /// region from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT for
+    /// MinIO, AWS_ALLOW_HTTP). The purge deletes the objects of what it removes.
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_URL",
+        value_name = "DOCUMENT_STORE_URL",
+        global = true
+    )]
+    pub document_store_url: Option<String>,
+
     /// Days a finished job's document bytes are kept (the job keeps the document's name,
     /// type, size and hash).
     #[arg(long, env = "RETENTION_DOCUMENTS_DAYS", value_name = "RETENTION_DOCUMENTS_DAYS", global = true,

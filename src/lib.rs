@@ -10,6 +10,7 @@ pub mod callback_token;
 pub mod config;
 pub mod console;
 pub mod demo;
+pub mod document_store;
 pub mod domain;
 pub mod engine;
 pub mod observe;

@@ -245,7 +245,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let counts = if dry_run {
                 print_gateway::retention::preview(&pool, cutoffs).await?
             } else {
-                print_gateway::retention::purge(&pool, cutoffs, retention.purge_batch_size).await?
+                let documents = print_gateway::document_store::DocumentStore::from_url(
+                    retention.document_store_url.as_deref(),
+                )
+                .map_err(anyhow::Error::msg)?;
+                print_gateway::retention::purge(
+                    &pool,
+                    &documents,
+                    cutoffs,
+                    retention.purge_batch_size,
+                )
+                .await?
             };
             let verb = if dry_run { "would remove" } else { "removed" };
             out(format_args!(

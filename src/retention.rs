@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RetentionConfig;
+use crate::document_store::DocumentStore;
 use crate::store::{self, StoreResult, retention::Counts};
 
 /// The cutoffs of one purge run: what finished (or, for idempotency keys, was created)
@@ -53,12 +54,21 @@ pub async fn preview(pool: &PgPool, cutoffs: Cutoffs) -> StoreResult<Counts> {
 
 /// Removes what the cutoffs say, batch by batch, until nothing is left; returns the
 /// counts (documents of deleted jobs are not counted separately).
-pub async fn purge(pool: &PgPool, cutoffs: Cutoffs, batch: u32) -> StoreResult<Counts> {
+///
+/// Objects of the document store are deleted after the rows naming them are committed.
+pub async fn purge(
+    pool: &PgPool,
+    documents: &DocumentStore,
+    cutoffs: Cutoffs,
+    batch: u32,
+) -> StoreResult<Counts> {
     let batch = i64::from(batch);
     let full = |n: u64| n as i64 >= batch;
     let mut counts = Counts::default();
     loop {
-        let (jobs, _) = store::retention::delete_finished_jobs(pool, cutoffs.jobs, batch).await?;
+        let (jobs, _, objects) =
+            store::retention::delete_finished_jobs(pool, cutoffs.jobs, batch).await?;
+        documents.delete(&objects).await;
         counts.jobs += jobs;
         if !full(jobs) {
             break;
@@ -74,7 +84,9 @@ pub async fn purge(pool: &PgPool, cutoffs: Cutoffs, batch: u32) -> StoreResult<C
         tokio::task::yield_now().await;
     }
     loop {
-        let docs = store::retention::drop_document_content(pool, cutoffs.documents, batch).await?;
+        let (docs, objects) =
+            store::retention::drop_document_content(pool, cutoffs.documents, batch).await?;
+        documents.delete(&objects).await;
         counts.document_contents += docs;
         if !full(docs) {
             break;
@@ -104,7 +116,12 @@ pub async fn purge(pool: &PgPool, cutoffs: Cutoffs, batch: u32) -> StoreResult<C
 }
 
 /// Runs the purge every `purge_interval_secs` until `stop` (nothing when it is 0).
-pub async fn run_worker(pool: PgPool, config: RetentionConfig, stop: CancellationToken) {
+pub async fn run_worker(
+    pool: PgPool,
+    documents: DocumentStore,
+    config: RetentionConfig,
+    stop: CancellationToken,
+) {
     if config.purge_interval_secs == 0 {
         return;
     }
@@ -113,7 +130,7 @@ pub async fn run_worker(pool: PgPool, config: RetentionConfig, stop: Cancellatio
         let cutoffs = Cutoffs::at(Utc::now(), &config);
         tokio::select! {
             _ = stop.cancelled() => return,
-            result = purge(&pool, cutoffs, config.purge_batch_size) => match result {
+            result = purge(&pool, &documents, cutoffs, config.purge_batch_size) => match result {
                 Ok(counts) if counts != Counts::default() => tracing::info!(
                     jobs = counts.jobs,
                     events = counts.events,

@@ -7,6 +7,7 @@ use chrono::{Duration, Utc};
 use common::scripted::ScriptedBackend;
 use common::{TestApp, spawn_app};
 use print_gateway::backends::BackendRegistry;
+use print_gateway::document_store::DocumentStore;
 use print_gateway::retention::{self, Cutoffs};
 use print_gateway::store::retention::Counts;
 use serde_json::json;
@@ -118,7 +119,9 @@ async fn a_purge_removes_what_retention_says_and_nothing_else() {
     assert!(has_content(&app, document_gone).await);
 
     // Batches of 1: the loop goes on until nothing is left.
-    let done = retention::purge(&app.pool, cutoffs, 1).await.unwrap();
+    let done = retention::purge(&app.pool, &DocumentStore::postgres(), cutoffs, 1)
+        .await
+        .unwrap();
     assert_eq!(done, expected);
 
     for gone in [old_completed, old_failed, old_canceled] {
@@ -185,7 +188,9 @@ async fn a_purge_removes_what_retention_says_and_nothing_else() {
     assert!(exists(&app, events_gone).await);
 
     // A second run finds nothing.
-    let again = retention::purge(&app.pool, cutoffs, 100).await.unwrap();
+    let again = retention::purge(&app.pool, &DocumentStore::postgres(), cutoffs, 100)
+        .await
+        .unwrap();
     assert_eq!(again, Counts::default());
 }
 
@@ -325,7 +330,9 @@ async fn the_webhook_outbox_is_purged_past_its_line_unless_a_delivery_waits() {
 
     // Batches of 1: the loop goes on until nothing is left.
     assert_eq!(
-        retention::purge(&app.pool, cutoffs, 1).await.unwrap(),
+        retention::purge(&app.pool, &DocumentStore::postgres(), cutoffs, 1)
+            .await
+            .unwrap(),
         expected
     );
     let mut kept = vec![waiting, recent, fresh];
@@ -338,7 +345,9 @@ async fn the_webhook_outbox_is_purged_past_its_line_unless_a_delivery_waits() {
     assert_eq!(count(&app, "webhook_deliveries").await, 2);
     assert_eq!(count(&app, "webhook_attempts").await, 2);
     assert_eq!(
-        retention::purge(&app.pool, cutoffs, 100).await.unwrap(),
+        retention::purge(&app.pool, &DocumentStore::postgres(), cutoffs, 100)
+            .await
+            .unwrap(),
         Counts::default()
     );
 }

@@ -353,8 +353,25 @@ impl AppState {
         job: &NewJob,
         document: &NewDocument,
     ) -> Result<Option<JobRow>, ApiError> {
-        let row =
-            store::jobs::accept(&self.pool, job, document, crate::domain::EventSource::Api).await?;
+        // With an object store the bytes go there first; the row names them.
+        let documents = self.engine.documents();
+        let object_key = match &document.content {
+            Some(bytes) if documents.is_external() => documents.put(bytes.clone()).await?,
+            _ => None,
+        };
+        let row = store::jobs::accept(
+            &self.pool,
+            job,
+            document,
+            object_key.as_deref(),
+            crate::domain::EventSource::Api,
+        )
+        .await;
+        if let (Ok(None) | Err(_), Some(key)) = (&row, &object_key) {
+            // An idempotent replay (or a failed write) stored no row naming the object.
+            documents.delete(std::slice::from_ref(key)).await;
+        }
+        let row = row?;
         if row.is_some() {
             self.engine.job_due();
             observe::job_accepted(&job.backend, &job.source);

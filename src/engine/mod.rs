@@ -26,6 +26,7 @@ use crate::backends::{
 };
 use crate::callback_token::CallbackKeys;
 use crate::config::Config;
+use crate::document_store::DocumentStore;
 use crate::domain::{
     Decision, DocumentKind, DocumentType, ErrorCode, EventSource, JobError, JobState, PrinterId,
     Transition,
@@ -113,6 +114,8 @@ pub struct Engine {
     callback_keys: CallbackKeys,
     /// Opens printer secrets for a vendor call (sealed at rest).
     keyring: Arc<Keyring>,
+    /// Where document bytes live (Postgres or an object store).
+    documents: DocumentStore,
     wake: Notify,
     /// Set when jobs became due here; the announcer tells the other replicas (coalesced).
     announce: Notify,
@@ -139,6 +142,7 @@ impl Engine {
         settings: EngineSettings,
         callback_keys: CallbackKeys,
         keyring: Arc<Keyring>,
+        documents: DocumentStore,
     ) -> Arc<Engine> {
         Arc::new(Engine {
             pool,
@@ -146,6 +150,7 @@ impl Engine {
             settings,
             callback_keys,
             keyring,
+            documents,
             wake: Notify::new(),
             announce: Notify::new(),
         })
@@ -153,6 +158,11 @@ impl Engine {
 
     pub fn settings(&self) -> &EngineSettings {
         &self.settings
+    }
+
+    /// Where document bytes live.
+    pub fn documents(&self) -> &DocumentStore {
+        &self.documents
     }
 
     /// The keys that seal and open printer and webhook secrets at rest.
@@ -425,7 +435,11 @@ impl Engine {
         let bytes = if doc.url.is_some() {
             None
         } else {
-            store::documents::content(&self.pool, doc.id).await?
+            match store::documents::content_or_key(&self.pool, doc.id).await? {
+                (Some(bytes), _) => Some(bytes),
+                (None, Some(key)) => self.documents.get(&key).await?,
+                (None, None) => None,
+            }
         };
         Ok(Some(self.submit_request(w, bytes, &doc)))
     }

@@ -27,6 +27,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is not readable: {0}")]
     Corrupt(String),
+    /// The document object store (DOCUMENT_STORE_URL) failed.
+    #[error("document store: {0}")]
+    Objects(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

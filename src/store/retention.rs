@@ -11,12 +11,13 @@ use super::StoreResult;
 const FINISHED: &str = "state IN ('completed','failed','canceled')";
 
 /// Deletes up to `batch` finished jobs that finished before `cutoff`, with their events
-/// and documents. Returns (jobs, documents) deleted.
+/// and documents. Returns (jobs, documents) deleted and the object keys of the deleted
+/// documents (to delete from the document store after the commit).
 pub async fn delete_finished_jobs(
     pool: &PgPool,
     cutoff: DateTime<Utc>,
     batch: i64,
-) -> StoreResult<(u64, u64)> {
+) -> StoreResult<(u64, u64, Vec<String>)> {
     let mut tx = pool.begin().await?;
     let documents: Vec<Uuid> = sqlx::query_scalar(&format!(
         "DELETE FROM jobs WHERE id IN (
@@ -29,36 +30,44 @@ pub async fn delete_finished_jobs(
     .fetch_all(&mut *tx)
     .await?;
     let jobs = documents.len() as u64;
-    let removed = sqlx::query(
+    let removed: Vec<Option<String>> = sqlx::query_scalar(
         "DELETE FROM documents d WHERE d.id = ANY ($1)
-           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.document_id = d.id)",
+           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.document_id = d.id)
+         RETURNING d.object_key",
     )
     .bind(&documents)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    .fetch_all(&mut *tx)
+    .await?;
     tx.commit().await?;
-    Ok((jobs, removed))
+    let count = removed.len() as u64;
+    Ok((jobs, count, removed.into_iter().flatten().collect()))
 }
 
 /// Drops the bytes of up to `batch` documents of jobs that finished before `cutoff` (the
-/// job and the document's name, type, size and hash stay).
+/// job and the document's name, type, size and hash stay). Returns how many, and the keys
+/// of the objects to delete from the document store after the commit.
 pub async fn drop_document_content(
     pool: &PgPool,
     cutoff: DateTime<Utc>,
     batch: i64,
-) -> StoreResult<u64> {
-    Ok(sqlx::query(&format!(
-        "UPDATE documents SET content = NULL WHERE id IN (
-             SELECT d.id FROM jobs j JOIN documents d ON d.id = j.document_id
-             WHERE j.{FINISHED} AND j.completed_at < $1 AND d.content IS NOT NULL
-             LIMIT $2 FOR UPDATE OF d SKIP LOCKED)"
+) -> StoreResult<(u64, Vec<String>)> {
+    let dropped: Vec<Option<String>> = sqlx::query_scalar(&format!(
+        "WITH doomed AS (
+             SELECT d.id, d.object_key FROM jobs j JOIN documents d ON d.id = j.document_id
+             WHERE j.{FINISHED} AND j.completed_at < $1
+               AND (d.content IS NOT NULL OR d.object_key IS NOT NULL)
+             LIMIT $2 FOR UPDATE OF d SKIP LOCKED)
+         UPDATE documents d SET content = NULL, object_key = NULL FROM doomed
+         WHERE d.id = doomed.id RETURNING doomed.object_key"
     ))
     .bind(cutoff)
     .bind(batch)
-    .execute(pool)
-    .await?
-    .rows_affected())
+    .fetch_all(pool)
+    .await?;
+    Ok((
+        dropped.len() as u64,
+        dropped.into_iter().flatten().collect(),
+    ))
 }
 
 /// Deletes up to `batch` history events of jobs that finished before `cutoff`.
@@ -176,7 +185,7 @@ pub async fn count(
                  WHERE j.{FINISHED} AND j.completed_at < $2 AND j.completed_at >= $1),
                (SELECT count(*) FROM jobs j JOIN documents d ON d.id = j.document_id
                  WHERE j.{FINISHED} AND j.completed_at < $3 AND j.completed_at >= $1
-                   AND d.content IS NOT NULL),
+                   AND (d.content IS NOT NULL OR d.object_key IS NOT NULL)),
                (SELECT count(*) FROM jobs WHERE idempotency_key IS NOT NULL AND created_at < $4
                  AND NOT ({FINISHED} AND completed_at < $1))"
         ))
