@@ -1,6 +1,7 @@
 //! Builds the state, the router and the workers; starts and stops them. Usable from tests
 //! on port 0 (`BIND_ADDR=127.0.0.1:0`), where it reports the real address.
 
+use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -16,6 +17,7 @@ use crate::api::{self, AppState};
 use crate::backends::BackendRegistry;
 use crate::backends::lianke::{LiankeBackend, LiankeSettings};
 use crate::backends::pacing::PollCadence;
+use crate::backends::wecom::source::WecomSource;
 use crate::backends::wecom::{self, WecomBackend, WecomClient, WecomSettings};
 use crate::backends::zhimu::token::AppCredentials;
 use crate::backends::zhimu::{ZhimuBackend, ZhimuSettings};
@@ -23,9 +25,10 @@ use crate::callback_token::CallbackKeys;
 use crate::config::{Config, NoPrinterPolicy};
 use crate::document_store::DocumentStore;
 use crate::engine::outbox::{Outbox, OutboxSettings};
-use crate::engine::wecom::{WecomBridge, WecomBridgeSettings};
 use crate::engine::{Engine, EngineSettings};
 use crate::observe;
+use crate::service::Service;
+use crate::service::sources::{WecomBridge, WecomBridgeSettings};
 use crate::store::{self, StoreError};
 
 /// What a process runs.
@@ -43,6 +46,8 @@ pub enum Role {
 pub enum StartError {
     #[error("configuration: {0}")]
     Config(String),
+    #[error("configuration: {0}")]
+    Setting(#[from] crate::config::InvalidSetting),
     #[error("database at DATABASE_URL ({url}): {source}")]
     Database { url: String, source: StoreError },
     #[error("cannot listen on BIND_ADDR {addr}: {source}")]
@@ -84,14 +89,14 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// Connects to Postgres (creating the database if needed; waiting up to DB_WAIT_MAX_SECS
 /// for it to answer, each try logged) and applies migrations.
 pub async fn prepare_database(config: &Config) -> Result<PgPool, StartError> {
-    let url = redact_password(&config.database_url);
+    let url = redact_password(config.database_url.expose_secret());
     let failed = |source| StartError::Database {
         url: url.clone(),
         source,
     };
     let max_wait = Duration::from_secs(config.db_wait_max_secs);
     let pool = store::connect_waiting(
-        &config.database_url,
+        config.database_url.expose_secret(),
         config.database_max_connections,
         Duration::from_millis(config.database_acquire_timeout_ms),
         max_wait,
@@ -123,7 +128,7 @@ async fn seal_clear_secrets(
     let sealed = reseal(pool, keyring, Reseal::ClearOnly)
         .await
         .map_err(|source| StartError::Database {
-            url: redact_password(&config.database_url),
+            url: redact_password(config.database_url.expose_secret()),
             source,
         })?;
     if sealed != store::secrets::Resealed::default() {
@@ -183,13 +188,13 @@ pub fn wecom_settings(config: &Config) -> WecomSettings {
             .wecom
             .wecom_model_secret
             .as_ref()
-            .map(|s| s.expose().to_owned())
+            .map(|s| s.expose_secret().to_owned())
             .unwrap_or_default(),
         model_ticket: config
             .wecom
             .wecom_model_ticket
             .as_ref()
-            .map(|s| s.expose().to_owned()),
+            .map(|s| s.expose_secret().to_owned()),
         timeout: config.vendor_timeout(),
         max_document_bytes: config.max_document_bytes,
         push_configured: config.wecom_push_configured(),
@@ -206,7 +211,7 @@ impl Application {
         backends: BackendRegistry,
         role: Role,
     ) -> Result<Application, StartError> {
-        config.validate().map_err(StartError::Config)?;
+        config.validate()?;
         let keyring = Arc::new(config.secrets.keyring().map_err(StartError::Config)?);
         let documents = DocumentStore::from_url(config.retention.document_store_url.as_deref())
             .map_err(StartError::Config)?;
@@ -219,23 +224,19 @@ impl Application {
             let client =
                 Arc::new(WecomClient::new(wecom_settings(&config)).map_err(StartError::Config)?);
             if backends.get(wecom::NAME).is_none() {
-                backends = backends.with(Arc::new(WecomBackend::new(Arc::clone(&client))));
+                backends = backends.with_source(Arc::new(WecomBackend::new(Arc::clone(&client))));
             }
             wecom_client = Some(client);
         }
-        let wecom = wecom_client.map(|client| {
-            WecomBridge::new(
-                pool.clone(),
-                client,
-                backends.clone(),
-                WecomBridgeSettings::from_config(&config),
-                Arc::clone(&keyring),
-            )
-        });
         for warning in config.startup_warnings(&backends.names()) {
             tracing::warn!("{warning}");
         }
-        let callback_keys = CallbackKeys::from_config(config.callback_secrets.as_deref());
+        let callback_keys = CallbackKeys::from_config(
+            config
+                .callback_secrets
+                .as_ref()
+                .map(ExposeSecret::expose_secret),
+        );
         let engine = Engine::new(
             pool.clone(),
             backends.clone(),
@@ -244,6 +245,13 @@ impl Application {
             Arc::clone(&keyring),
             documents.clone(),
         );
+        let wecom = wecom_client.map(|client| {
+            WecomBridge::new(
+                Service::new(pool.clone(), backends.clone(), Arc::clone(&engine)),
+                Arc::new(WecomSource::new(client)),
+                WecomBridgeSettings::from_config(&config),
+            )
+        });
         let breaker_threshold = config.breaker_threshold as i32;
         let outbox = Outbox::new(
             pool.clone(),
@@ -287,21 +295,19 @@ impl Application {
             tracker.spawn(async move { keys.listen(&pool, &stop).await });
             let router = api::router(state.clone());
             let stop = shutdown.clone();
-            if let Some((cert, key)) = config.tls_files() {
-                tls = true;
-                serve_tls(listener, router, cert, key, stop, &tracker).await?;
-                tracing::info!(address = %local, "API listening (HTTPS)");
-            } else {
-                tracker.spawn(async move {
-                    let served = axum::serve(listener, router)
-                        .with_graceful_shutdown(stop.cancelled_owned())
-                        .await;
-                    if let Err(err) = served {
-                        tracing::error!(error = %err, "HTTP server stopped with an error");
-                    }
-                });
-                tracing::info!(address = %local, "API listening");
-            }
+            let limits = crate::serve::ServeLimits {
+                header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+                tls_handshake_timeout: Duration::from_millis(config.tls_handshake_timeout_ms),
+                max_connections: config.max_connections as usize,
+                http2_max_concurrent_streams: config.http2_max_concurrent_streams,
+            };
+            let acceptor = match config.tls_files() {
+                Some((cert, key)) => Some(tls_acceptor(cert, key).await?),
+                None => None,
+            };
+            tls = acceptor.is_some();
+            tracker.spawn(crate::serve::run(listener, router, acceptor, limits, stop));
+            tracing::info!(address = %local, tls, "API listening");
         }
         if matches!(role, Role::Worker | Role::All) {
             engine.spawn(&tracker, shutdown.clone());
@@ -398,15 +404,11 @@ impl Application {
     }
 }
 
-/// Serves the router over TLS (rustls) on `listener` until `stop` fires.
-async fn serve_tls(
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
+/// The TLS acceptor for HTTPS (rustls; ALPN offers h2 and http/1.1).
+async fn tls_acceptor(
     cert: &std::path::Path,
     key: &std::path::Path,
-    stop: CancellationToken,
-    tracker: &TaskTracker,
-) -> Result<(), StartError> {
+) -> Result<tokio_rustls::TlsAcceptor, StartError> {
     // One process-wide crypto provider (ring, as reqwest uses); a second install is a no-op.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
@@ -416,21 +418,7 @@ async fn serve_tls(
                 "TLS_CERT_PATH/TLS_KEY_PATH could not be loaded as a PEM certificate and key: {err}"
             ))
         })?;
-    let std_listener = listener
-        .into_std()
-        .map_err(|err| StartError::Config(format!("cannot serve TLS on the listener: {err}")))?;
-    let handle = axum_server::Handle::new();
-    let server = axum_server::from_tcp_rustls(std_listener, tls).handle(handle.clone());
-    tracker.spawn(async move {
-        stop.cancelled().await;
-        handle.graceful_shutdown(Some(Duration::from_secs(10)));
-    });
-    tracker.spawn(async move {
-        if let Err(err) = server.serve(router.into_make_service()).await {
-            tracing::error!(error = %err, "HTTPS server stopped with an error");
-        }
-    });
-    Ok(())
+    Ok(tokio_rustls::TlsAcceptor::from(tls.get_inner()))
 }
 
 async fn wait_for_signal() {
@@ -459,7 +447,7 @@ async fn wait_for_signal() {
 pub fn default_backends(config: &Config) -> BackendRegistry {
     let mut registry = BackendRegistry::new();
     if let Some(api_key) = &config.lianke.lianke_api_key {
-        match LiankeBackend::new(api_key.clone(), lianke_settings(config)) {
+        match LiankeBackend::new(api_key.expose_secret().to_owned(), lianke_settings(config)) {
             Ok(lianke) => registry = registry.with(Arc::new(lianke)),
             Err(err) => tracing::error!(error = %err, "the Lianke backend could not start"),
         }

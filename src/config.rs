@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -21,9 +22,11 @@ pub struct Config {
         env = "DATABASE_URL",
         value_name = "DATABASE_URL",
         global = true,
-        default_value = "postgres://postgres@127.0.0.1:5432/print_gateway"
+        default_value = "postgres://postgres@127.0.0.1:5432/print_gateway",
+        value_parser = secret,
+        hide_default_value = false
     )]
-    pub database_url: String,
+    pub database_url: SecretString,
 
     /// Maximum Postgres connections in the pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", value_name = "DATABASE_MAX_CONNECTIONS",
@@ -167,6 +170,27 @@ pub struct Config {
           default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout_secs: u64,
 
+    /// Time a client has to send a request's complete head (request line and headers);
+    /// a slower one is disconnected. Applies to every request on a connection.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", value_name = "HEADER_READ_TIMEOUT_MS", global = true,
+          default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub header_read_timeout_ms: u64,
+
+    /// Time a client has to finish the TLS handshake (HTTPS only).
+    #[arg(long, env = "TLS_HANDSHAKE_TIMEOUT_MS", value_name = "TLS_HANDSHAKE_TIMEOUT_MS", global = true,
+          default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub tls_handshake_timeout_ms: u64,
+
+    /// Connections served at once; further ones wait in the listen backlog.
+    #[arg(long, env = "MAX_CONNECTIONS", value_name = "MAX_CONNECTIONS", global = true,
+          default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// HTTP/2: streams one connection may have open at once.
+    #[arg(long, env = "HTTP2_MAX_CONCURRENT_STREAMS", value_name = "HTTP2_MAX_CONCURRENT_STREAMS", global = true,
+          default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub http2_max_concurrent_streams: u32,
+
     /// Requests per second each API key may send (0 = no limit); over it: 429.
     #[arg(long, env = "RATE_LIMIT_RPS", value_name = "RATE_LIMIT_RPS", global = true,
           default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
@@ -209,9 +233,10 @@ pub struct Config {
         env = "CALLBACK_SECRETS",
         value_name = "CALLBACK_SECRETS",
         global = true,
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub callback_secrets: Option<String>,
+    pub callback_secrets: Option<SecretString>,
 
     /// PEM certificate chain: with TLS_KEY_PATH, the gateway serves HTTPS itself (Lianke only
     /// calls back to https URLs). Unset: plain HTTP, e.g. behind a TLS proxy.
@@ -257,9 +282,10 @@ pub struct SecretsConfig {
         env = "SECRETS_KEYS",
         value_name = "SECRETS_KEYS",
         global = true,
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub secrets_keys: Option<Secret>,
+    pub secrets_keys: Option<SecretString>,
 
     /// The key id of SECRETS_KEYS that seals new values (default: the first listed).
     /// `print-gateway secrets rotate` re-seals every stored value with it.
@@ -276,7 +302,7 @@ impl SecretsConfig {
     /// The keyring these settings describe.
     pub fn keyring(&self) -> Result<crate::secrets_at_rest::Keyring, String> {
         crate::secrets_at_rest::Keyring::parse(
-            self.secrets_keys.as_ref().map(Secret::expose),
+            self.secrets_keys.as_ref().map(ExposeSecret::expose_secret),
             self.secrets_active_key.as_deref(),
         )
     }
@@ -336,7 +362,7 @@ pub struct WebhookConfig {
 
 impl WebhookConfig {
     /// WEBHOOK_RETRY_SCHEDULE as durations.
-    pub fn schedule(&self) -> Result<Vec<Duration>, String> {
+    pub fn schedule(&self) -> Result<Vec<Duration>, InvalidSetting> {
         let bad = |part: &str| {
             format!(
                 "WEBHOOK_RETRY_SCHEDULE must be comma-separated durations like 0s,5s,5m,2h (ms, s, m, h); `{part}` is not one"
@@ -386,9 +412,10 @@ pub struct LiankeConfig {
         env = "LIANKE_API_KEY",
         value_name = "LIANKE_API_KEY",
         global = true,
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub lianke_api_key: Option<String>,
+    pub lianke_api_key: Option<SecretString>,
 
     /// How often an accepted task is polled when no callback settles it (Lianke asks for
     /// at least 10 s between polls of one task; lower values are for tests).
@@ -457,9 +484,10 @@ pub struct ZhimuConfig {
         env = "ZHIMU_APP_KEY",
         value_name = "ZHIMU_APP_KEY",
         global = true,
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub zhimu_app_key: Option<String>,
+    pub zhimu_app_key: Option<SecretString>,
 
     /// Timeout of one Zhimu call (the doc gives 3000 ms). A submit that times out is
     /// `unconfirmed`, never sent again.
@@ -524,9 +552,10 @@ pub struct WecomConfig {
         env = "WECOM_MODEL_SECRET",
         value_name = "WECOM_MODEL_SECRET",
         global = true,
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub wecom_model_secret: Option<Secret>,
+    pub wecom_model_secret: Option<SecretString>,
 
     /// A WeCom model ticket to start with; newer ones arrive by push (needed when pushes
     /// are not configured).
@@ -535,9 +564,10 @@ pub struct WecomConfig {
         env = "WECOM_MODEL_TICKET",
         value_name = "WECOM_MODEL_TICKET",
         global = true,
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub wecom_model_ticket: Option<Secret>,
+    pub wecom_model_ticket: Option<SecretString>,
 
     /// The Token of the WeCom push callback (`msg_signature`). With WECOM_CALLBACK_AES_KEY it
     /// enables `POST /webhooks/wecom`.
@@ -546,9 +576,10 @@ pub struct WecomConfig {
         env = "WECOM_CALLBACK_TOKEN",
         value_name = "WECOM_CALLBACK_TOKEN",
         global = true,
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub wecom_callback_token: Option<Secret>,
+    pub wecom_callback_token: Option<SecretString>,
 
     /// The 43-character EncodingAESKey of the WeCom push callback.
     #[arg(
@@ -556,9 +587,10 @@ pub struct WecomConfig {
         env = "WECOM_CALLBACK_AES_KEY",
         value_name = "WECOM_CALLBACK_AES_KEY",
         global = true,
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub wecom_callback_aes_key: Option<Secret>,
+    pub wecom_callback_aes_key: Option<SecretString>,
 
     /// How often each WeCom printer's jobs are pulled (the backstop for missed pushes);
     /// 0 = never (push only).
@@ -658,7 +690,7 @@ impl RetentionConfig {
             .unwrap_or(self.retention_jobs_days)
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         if self.events_days() > self.retention_jobs_days {
             return Err("RETENTION_EVENTS_DAYS must not exceed RETENTION_JOBS_DAYS".into());
         }
@@ -670,7 +702,7 @@ impl RetentionConfig {
 }
 
 /// `IP:PORT`, or `HOST:PORT` resolved now (the first address wins, IPv4 before IPv6).
-pub fn parse_bind_addr(value: &str) -> Result<SocketAddr, String> {
+pub fn parse_bind_addr(value: &str) -> Result<SocketAddr, InvalidSetting> {
     if let Ok(addr) = value.parse::<SocketAddr>() {
         return Ok(addr);
     }
@@ -679,19 +711,19 @@ pub fn parse_bind_addr(value: &str) -> Result<SocketAddr, String> {
         format!("`{value}` is not HOST:PORT (e.g. 127.0.0.1:8080 or localhost:8080)")
     })?;
     if host.is_empty() || port.parse::<u16>().is_err() {
-        return Err(format!(
-            "`{value}` is not HOST:PORT (e.g. 127.0.0.1:8080 or localhost:8080)"
-        ));
+        return Err(
+            format!("`{value}` is not HOST:PORT (e.g. 127.0.0.1:8080 or localhost:8080)").into(),
+        );
     }
     let mut addrs: Vec<SocketAddr> = value
         .to_socket_addrs()
-        .map_err(|err| format!("cannot resolve the host of `{value}`: {err}"))?
+        .map_err(|err| InvalidSetting(format!("cannot resolve the host of `{value}`: {err}")))?
         .collect();
     addrs.sort_by_key(|a| !a.is_ipv4());
     addrs
         .into_iter()
         .next()
-        .ok_or_else(|| format!("the host of `{value}` has no address"))
+        .ok_or_else(|| InvalidSetting(format!("the host of `{value}` has no address")))
 }
 
 /// Postgres settings of the commands that only need the database (`migrate`, `api-keys`,
@@ -704,9 +736,11 @@ pub struct DatabaseArgs {
         env = "DATABASE_URL",
         value_name = "DATABASE_URL",
         global = true,
-        default_value = "postgres://postgres@127.0.0.1:5432/print_gateway"
+        default_value = "postgres://postgres@127.0.0.1:5432/print_gateway",
+        value_parser = secret,
+        hide_default_value = false
     )]
-    pub database_url: String,
+    pub database_url: SecretString,
 
     /// How long to keep trying to reach Postgres (exponential backoff) before giving up.
     #[arg(long, env = "DB_WAIT_MAX_SECS", value_name = "DB_WAIT_MAX_SECS", global = true,
@@ -726,31 +760,27 @@ impl DatabaseArgs {
     }
 }
 
-/// A secret setting: `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// A setting, or a combination of settings, that cannot work. The message names the
+/// variable to change (`serve` prints it and exits with status 2).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSetting(pub String);
 
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
+impl From<String> for InvalidSetting {
+    fn from(message: String) -> Self {
+        InvalidSetting(message)
     }
 }
 
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
+impl From<&str> for InvalidSetting {
+    fn from(message: &str) -> Self {
+        InvalidSetting(message.to_owned())
     }
 }
 
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Secret, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
+/// Parses a secret setting: kept in a [`SecretString`], so `Debug` never shows it.
+fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(value))
 }
 
 impl Config {
@@ -770,27 +800,29 @@ impl Config {
     }
 
     /// Checks what clap cannot: relations between settings and URL shapes.
-    pub fn validate(&self) -> Result<(), String> {
-        if !self.database_url.starts_with("postgres://")
-            && !self.database_url.starts_with("postgresql://")
-        {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let database_url = self.database_url.expose_secret();
+        if !database_url.starts_with("postgres://") && !database_url.starts_with("postgresql://") {
             return Err("DATABASE_URL must be a postgres:// URL".into());
         }
         self.secrets.keyring()?;
         if let Some(url) = &self.public_base_url {
-            let parsed = reqwest::Url::parse(url)
-                .map_err(|err| format!("PUBLIC_BASE_URL is not a URL ({err}): {url}"))?;
+            let parsed = reqwest::Url::parse(url).map_err(|err| {
+                InvalidSetting(format!("PUBLIC_BASE_URL is not a URL ({err}): {url}"))
+            })?;
             if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
                 return Err(format!(
                     "PUBLIC_BASE_URL must be an http(s) URL with a host, got {url}"
-                ));
+                )
+                .into());
             }
         }
         if self.vendor_timeout_secs >= self.lease_secs {
             return Err(format!(
                 "LEASE_SECS ({}) must be longer than VENDOR_TIMEOUT_SECS ({})",
                 self.lease_secs, self.vendor_timeout_secs
-            ));
+            )
+            .into());
         }
         if self.retry_base_ms > self.retry_max_ms {
             return Err("RETRY_BASE_MS must not exceed RETRY_MAX_MS".into());
@@ -808,7 +840,7 @@ impl Config {
             if let Some(path) = path
                 && !path.is_file()
             {
-                return Err(format!("{name} names no readable file: {}", path.display()));
+                return Err(format!("{name} names no readable file: {}", path.display()).into());
             }
         }
         let lianke = reqwest::Url::parse(&self.lianke.lianke_base_url).map_err(|err| {
@@ -823,8 +855,8 @@ impl Config {
         if self
             .lianke
             .lianke_api_key
-            .as_deref()
-            .is_some_and(|k| k.trim().is_empty())
+            .as_ref()
+            .is_some_and(|k| k.expose_secret().trim().is_empty())
         {
             return Err("LIANKE_API_KEY is set but empty".into());
         }
@@ -834,7 +866,10 @@ impl Config {
             return Err("CALLBACK_SECRETS must be set when PUBLIC_BASE_URL is: every replica (API and workers) must sign and check callback URLs with the same key".into());
         }
         if let Some(secrets) = &self.callback_secrets
-            && secrets.split(',').any(|s| s.trim().len() < 16)
+            && secrets
+                .expose_secret()
+                .split(',')
+                .any(|s| s.trim().len() < 16)
         {
             return Err(
                 "CALLBACK_SECRETS must be comma-separated keys of at least 16 characters each"
@@ -845,8 +880,11 @@ impl Config {
         self.validate_wecom()
     }
 
-    fn validate_wecom(&self) -> Result<(), String> {
-        let set = |v: &Option<Secret>| v.as_ref().is_some_and(|s| !s.expose().trim().is_empty());
+    fn validate_wecom(&self) -> Result<(), InvalidSetting> {
+        let set = |v: &Option<SecretString>| {
+            v.as_ref()
+                .is_some_and(|s| !s.expose_secret().trim().is_empty())
+        };
         match (
             &self.wecom.wecom_callback_token,
             &self.wecom.wecom_callback_aes_key,
@@ -857,10 +895,10 @@ impl Config {
                 );
             }
             (Some(token), Some(key)) => {
-                if token.expose().trim().is_empty() {
+                if token.expose_secret().trim().is_empty() {
                     return Err("WECOM_CALLBACK_TOKEN must not be empty".into());
                 }
-                crate::backends::wecom::crypto::AesKey::from_encoding_aes_key(key.expose())
+                crate::backends::wecom::crypto::AesKey::from_encoding_aes_key(key.expose_secret())
                     .map_err(|_| "WECOM_CALLBACK_AES_KEY must be the 43-character EncodingAESKey of the WeCom callback".to_owned())?;
             }
             (None, None) => {}
@@ -890,7 +928,8 @@ impl Config {
             return Err(format!(
                 "WECOM_BASE_URL must be an http(s) URL with a host, got {}",
                 self.wecom.wecom_base_url
-            ));
+            )
+            .into());
         }
         if self.wecom.wecom_tenant.trim().is_empty() || self.wecom.wecom_tenant.len() > 200 {
             return Err("WECOM_TENANT must be 1-200 characters".into());
@@ -963,7 +1002,7 @@ impl Config {
 }
 
 impl ZhimuConfig {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), InvalidSetting> {
         let url = reqwest::Url::parse(&self.zhimu_base_url).map_err(|err| {
             format!(
                 "ZHIMU_BASE_URL is not a URL ({err}): {}",
@@ -973,8 +1012,9 @@ impl ZhimuConfig {
         if !matches!(url.scheme(), "http" | "https") {
             return Err("ZHIMU_BASE_URL must be an http(s) URL".into());
         }
-        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
-        match (set(&self.zhimu_app_id), set(&self.zhimu_app_key)) {
+        let set = |v: Option<&str>| v.is_some_and(|s| !s.trim().is_empty());
+        let key = self.zhimu_app_key.as_ref().map(ExposeSecret::expose_secret);
+        match (set(self.zhimu_app_id.as_deref()), set(key)) {
             (true, false) => return Err("ZHIMU_APP_ID is set but ZHIMU_APP_KEY is not".into()),
             (false, true) => return Err("ZHIMU_APP_KEY is set but ZHIMU_APP_ID is not".into()),
             _ => {}
@@ -987,7 +1027,10 @@ impl ZhimuConfig {
 
     /// The app credentials, when both are set.
     pub fn credentials(&self) -> Option<(&str, &str)> {
-        match (self.zhimu_app_id.as_deref(), self.zhimu_app_key.as_deref()) {
+        match (
+            self.zhimu_app_id.as_deref(),
+            self.zhimu_app_key.as_ref().map(ExposeSecret::expose_secret),
+        ) {
             (Some(id), Some(key)) if !id.trim().is_empty() && !key.trim().is_empty() => {
                 Some((id, key))
             }
@@ -1012,16 +1055,28 @@ mod tests {
     fn validation_names_the_variable() {
         let mut config = Config::defaults();
         config.public_base_url = Some("ftp://x".into());
-        assert!(config.validate().unwrap_err().contains("PUBLIC_BASE_URL"));
+        assert!(config.validate().unwrap_err().0.contains("PUBLIC_BASE_URL"));
         let mut config = Config::defaults();
         config.lease_secs = 5;
-        assert!(config.validate().unwrap_err().contains("LEASE_SECS"));
+        assert!(config.validate().unwrap_err().0.contains("LEASE_SECS"));
         // Callback URLs must verify on every replica: a shared key is required.
         let mut config = Config::defaults();
         config.public_base_url = Some("https://print.example.com".into());
-        assert!(config.validate().unwrap_err().contains("CALLBACK_SECRETS"));
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .0
+                .contains("CALLBACK_SECRETS")
+        );
         config.callback_secrets = Some("short".into());
-        assert!(config.validate().unwrap_err().contains("CALLBACK_SECRETS"));
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .0
+                .contains("CALLBACK_SECRETS")
+        );
         config.callback_secrets = Some("a-long-enough-shared-key".into());
         assert!(config.validate().is_ok());
     }
@@ -1041,12 +1096,14 @@ mod tests {
         assert!(
             parse_bind_addr("localhost")
                 .unwrap_err()
+                .0
                 .contains("HOST:PORT")
         );
         assert!(parse_bind_addr("localhost:http").is_err());
         assert!(
             parse_bind_addr("no-such-host.invalid:80")
                 .unwrap_err()
+                .0
                 .contains("resolve")
         );
     }
@@ -1057,7 +1114,7 @@ mod tests {
         let clear = config.startup_warnings(&["lianke"]);
         assert_eq!(clear.len(), 1);
         assert!(clear[0].contains("SECRETS_KEYS"));
-        config.secrets.secrets_keys = Some(super::Secret::new(
+        config.secrets.secrets_keys = Some(secrecy::SecretString::from(
             "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
         ));
         let none = config.startup_warnings(&[]);
@@ -1095,6 +1152,7 @@ mod tests {
                 config
                     .validate()
                     .unwrap_err()
+                    .0
                     .contains("WEBHOOK_RETRY_SCHEDULE"),
                 "{bad:?}"
             );
@@ -1108,52 +1166,87 @@ mod tests {
         assert_eq!(config.zhimu.zhimu_timeout_ms, 3000);
         assert!(config.zhimu.credentials().is_none());
         config.zhimu.zhimu_app_id = Some("app".into());
-        assert!(config.validate().unwrap_err().contains("ZHIMU_APP_KEY"));
+        assert!(config.validate().unwrap_err().0.contains("ZHIMU_APP_KEY"));
         config.zhimu.zhimu_app_key = Some("key".into());
         assert!(config.validate().is_ok());
         assert_eq!(config.zhimu.credentials(), Some(("app", "key")));
         config.zhimu.zhimu_base_url = "ftp://x".into();
-        assert!(config.validate().unwrap_err().contains("ZHIMU_BASE_URL"));
+        assert!(config.validate().unwrap_err().0.contains("ZHIMU_BASE_URL"));
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret_setting() {
+        use secrecy::SecretString;
+        let mut config = Config::defaults();
+        let secrets = [
+            "pgpass-7d1c9b0e",
+            "callback-key-5a8e2f4c11",
+            "lianke-key-93b1",
+            "zhimu-appkey-40fd",
+            "wecom-model-secret-6e2a",
+            "wecom-ticket-1f9c",
+            "wecom-token-88aa",
+        ];
+        config.database_url =
+            format!("postgres://gateway:{}@db.internal:5432/pg", secrets[0]).into();
+        config.callback_secrets = Some(secrets[1].into());
+        config.lianke.lianke_api_key = Some(secrets[2].into());
+        config.zhimu.zhimu_app_key = Some(secrets[3].into());
+        config.wecom.wecom_model_secret = Some(SecretString::from(secrets[4]));
+        config.wecom.wecom_model_ticket = Some(SecretString::from(secrets[5]));
+        config.wecom.wecom_callback_token = Some(SecretString::from(secrets[6]));
+        config.wecom.wecom_callback_aes_key = Some(SecretString::from("k".repeat(43)));
+        let printed = format!("{config:?} {config:#?}");
+        for secret in secrets {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        assert!(!printed.contains(&"k".repeat(43)));
+        // the settings themselves are still there, redacted
+        assert!(printed.contains("lianke_api_key"), "{printed}");
     }
 
     #[test]
     fn wecom_settings_are_checked_together() {
-        use super::Secret;
+        use secrecy::SecretString;
         let mut config = Config::defaults();
         config.wecom.wecom_model_id = Some("model".into());
         assert!(
             config
                 .validate()
                 .unwrap_err()
+                .0
                 .contains("WECOM_MODEL_SECRET")
         );
-        config.wecom.wecom_model_secret = Some(Secret::new("s"));
+        config.wecom.wecom_model_secret = Some(SecretString::from("s"));
         assert!(
             config
                 .validate()
                 .unwrap_err()
+                .0
                 .contains("WECOM_MODEL_TICKET")
         );
-        config.wecom.wecom_model_ticket = Some(Secret::new("t"));
+        config.wecom.wecom_model_ticket = Some(SecretString::from("t"));
         assert!(config.validate().is_ok());
-        config.wecom.wecom_callback_token = Some(Secret::new("tok"));
+        config.wecom.wecom_callback_token = Some(SecretString::from("tok"));
         assert!(
             config
                 .validate()
                 .unwrap_err()
+                .0
                 .contains("WECOM_CALLBACK_AES_KEY")
         );
-        config.wecom.wecom_callback_aes_key = Some(Secret::new("too-short"));
+        config.wecom.wecom_callback_aes_key = Some(SecretString::from("too-short"));
         assert!(
             config
                 .validate()
                 .unwrap_err()
+                .0
                 .contains("WECOM_CALLBACK_AES_KEY")
         );
-        config.wecom.wecom_callback_aes_key = Some(Secret::new("a".repeat(43)));
+        config.wecom.wecom_callback_aes_key = Some(SecretString::from("a".repeat(43)));
         assert!(config.validate().is_ok());
         config.wecom.wecom_base_url = "ftp://x".into();
-        assert!(config.validate().unwrap_err().contains("WECOM_BASE_URL"));
+        assert!(config.validate().unwrap_err().0.contains("WECOM_BASE_URL"));
         assert!(!format!("{config:?}").contains("tok\""));
     }
 }

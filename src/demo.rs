@@ -14,9 +14,11 @@ use tokio::process::{Child, Command};
 use crate::app::{self, Application, Role};
 use crate::backends::BackendRegistry;
 use crate::backends::zhimu::ZhimuBackend;
-use crate::config::{Config, Secret};
+use crate::config::Config;
 use crate::domain::JobOptions;
-use crate::store::{self, printers::PrinterFields};
+use crate::service::printers::{PrinterDraft, WhenTaken};
+use crate::store;
+use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -183,28 +185,29 @@ fn configure_for_simulator(config: &mut Config, sim_url: &str) {
     }
     if config.callback_secrets.is_none() {
         // One process: a fresh key per demo run is enough.
-        config.callback_secrets = Some(uuid::Uuid::new_v4().simple().to_string());
+        config.callback_secrets = Some(uuid::Uuid::new_v4().simple().to_string().into());
     }
     if config.secrets.secrets_keys.is_none() {
         // Sealed at rest like anywhere else, under the demo's fixed key.
-        config.secrets.secrets_keys =
-            Some(Secret::new(crate::secrets_at_rest::demo_keys_setting()));
+        config.secrets.secrets_keys = Some(SecretString::from(
+            crate::secrets_at_rest::demo_keys_setting(),
+        ));
         config.secrets.secrets_active_key = None;
     }
     config.lianke.lianke_base_url = sim_url.to_owned();
-    config.lianke.lianke_api_key = Some(vendor_sim_lianke_api_key().to_owned());
+    config.lianke.lianke_api_key = Some(vendor_sim_lianke_api_key().into());
     config.lianke.lianke_allow_http_callback = true;
     config.lianke.lianke_poll_interval_ms = 2_000;
     config.lianke.lianke_callback_wait_ms = 5_000;
     config.zhimu.zhimu_base_url = sim_url.to_owned();
     config.zhimu.zhimu_app_id = Some("demo-app".to_owned());
-    config.zhimu.zhimu_app_key = Some("demo-appkey".to_owned());
+    config.zhimu.zhimu_app_key = Some("demo-appkey".into());
     config.zhimu.zhimu_poll_first_ms = 500;
     config.zhimu.zhimu_poll_every_ms = 500;
     config.wecom.wecom_base_url = sim_url.to_owned();
     config.wecom.wecom_model_id = Some("demo-model".to_owned());
-    config.wecom.wecom_model_secret = Some(Secret::new("demo-model-secret"));
-    config.wecom.wecom_model_ticket = Some(Secret::new("demo-model-ticket"));
+    config.wecom.wecom_model_secret = Some(SecretString::from("demo-model-secret"));
+    config.wecom.wecom_model_ticket = Some(SecretString::from("demo-model-ticket"));
     config.wecom.wecom_sync_interval_secs = 2;
     config.wecom.wecom_tenant = DEMO_TENANT.to_owned();
     // Webhooks to a receiver on this machine (`print-gateway webhooks listen`).
@@ -261,6 +264,7 @@ pub async fn run(
     let base = application.base_url();
     // The running app's registry: it also holds the WeCom source backend.
     let backends = application.state().backends.clone();
+    let service = application.state().service();
 
     bind_zhimu_share(&backends).await?;
     let mut registered = Vec::new();
@@ -268,29 +272,21 @@ pub async fn run(
         let Some(backend) = backends.get(printer.backend) else {
             continue;
         };
-        let setup = backend
-            .setup_printer(&printer.locator, &printer.secrets)
-            .map_err(DemoError::Simulator)?;
-        let fields = PrinterFields {
+        let draft = PrinterDraft {
             id: printer.id.into(),
             display_name: printer.display_name.into(),
-            backend: printer.backend.into(),
             locator: printer.locator,
             secrets: printer.secrets,
             default_options: JobOptions::default(),
             enabled: true,
-            device: setup.device,
-            max_in_flight: setup.max_in_flight as i32,
+            max_in_flight: None,
             owner_tenant: DEMO_TENANT.to_owned(),
             shared_with: Vec::new(),
         };
-        let keyring = application.engine().keyring();
-        if store::printers::insert(&pool, keyring, &fields)
-            .await?
-            .is_none()
-        {
-            store::printers::update(&pool, keyring, &fields).await?;
-        }
+        service
+            .register_printer(backend.name(), draft, false, WhenTaken::Replace)
+            .await
+            .map_err(|err| DemoError::Simulator(err.to_string()))?;
         registered.push(printer.id);
     }
     let scopes: Vec<String> = crate::api::auth::SCOPES
@@ -304,7 +300,7 @@ pub async fn run(
         expires_at: None,
     };
     let (_, key) = store::api_keys::create_key(&pool, &new).await?;
-    let database_url = app::redact_password(&config.database_url);
+    let database_url = app::redact_password(config.database_url.expose_secret());
     println!("DATABASE_URL={database_url}");
     println!("PRINT_GATEWAY_URL={base}");
     println!("PRINT_GATEWAY_API_KEY={key}");

@@ -1,7 +1,7 @@
 //! print-gateway: one vendor-neutral print API over Lianke, Zhimu and WeCom cloud printers.
 //!
-//! Layers, arrows pointing one way: `api` and `engine` use `domain`, `store` and
-//! `backends`; `backends` use `domain`; `domain` uses nothing of ours.
+//! Layers, arrows pointing one way: `api` → `service` → `engine`/`backends`/`store` →
+//! `domain` (see ARCHITECTURE.md); `backends` use `domain`; `domain` uses nothing of ours.
 
 pub mod api;
 pub mod app;
@@ -16,6 +16,8 @@ pub mod engine;
 pub mod observe;
 pub mod retention;
 pub mod secrets_at_rest;
+pub mod serve;
+pub mod service;
 pub mod store;
 pub mod telemetry;
 pub mod webhook_listen;

@@ -30,6 +30,8 @@ pub const VENDOR_DURATION: &str = "print_gateway_vendor_call_duration_seconds";
 pub const SUBMITS: &str = "print_gateway_submits_total";
 pub const TOKEN_REFRESHES: &str = "print_gateway_token_refreshes_total";
 pub const CALLBACKS: &str = "print_gateway_callbacks_total";
+/// Bytes of vendor webhook bodies read (only after the request was authenticated).
+pub const WEBHOOK_BODY_BYTES: &str = "print_gateway_webhook_body_bytes_read_total";
 pub const BREAKER_CHANGES: &str = "print_gateway_breaker_transitions_total";
 pub const PRINTER_BREAKER: &str = "print_gateway_printer_breaker_state";
 pub const PRINTER_ONLINE: &str = "print_gateway_printer_online";
@@ -53,6 +55,11 @@ pub const JOB_BUCKETS: &[f64] = &[
 
 /// Registers help texts and units (once per process).
 pub fn describe() {
+    describe_counter!(
+        WEBHOOK_BODY_BYTES,
+        Unit::Bytes,
+        "Bytes of vendor webhook bodies read, by vendor (read only after the URL or signature parameters were checked)"
+    );
     describe_counter!(
         HTTP_REQUESTS,
         "HTTP requests by route template, method and status"
@@ -108,7 +115,7 @@ pub fn describe() {
     );
     describe_counter!(
         CALLBACKS,
-        "Vendor callbacks received, by vendor and result (applied, duplicate, forged, unknown, invalid, not_ready)"
+        "Vendor callbacks received, by vendor and result (applied, recorded, duplicate, forged, unknown, invalid, not_ready)"
     );
     describe_counter!(
         BREAKER_CHANGES,
@@ -155,12 +162,40 @@ pub fn method_label(method: &str) -> &'static str {
     }
 }
 
-pub fn http_request(route: String, method: &'static str, status: u16, elapsed: Duration) {
-    let status = status.to_string();
-    counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status" => status.clone())
-        .increment(1);
-    histogram!(HTTP_DURATION, "route" => route, "method" => method, "status" => status)
-        .record(elapsed.as_secs_f64());
+pub fn http_request(route: &str, method: &'static str, status: u16, elapsed: Duration) {
+    // The handles of each (route, method, status) are looked up once per thread: building
+    // a labelled key and finding it in the registry costs more than the rest of a
+    // `/healthz` request. The handles stay valid: the process installs its one global
+    // recorder (`app::metrics_handle`) before the API serves.
+    HTTP_HANDLES.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some((counter, histogram)) = cache
+            .get(route)
+            .and_then(|by_status| by_status.get(&(method, status)))
+        {
+            counter.increment(1);
+            histogram.record(elapsed.as_secs_f64());
+            return;
+        }
+        let status_label = status.to_string();
+        let counter = counter!(HTTP_REQUESTS, "route" => route.to_owned(), "method" => method, "status" => status_label.clone());
+        let histogram = histogram!(HTTP_DURATION, "route" => route.to_owned(), "method" => method, "status" => status_label);
+        counter.increment(1);
+        histogram.record(elapsed.as_secs_f64());
+        let by_status = cache.entry(route.to_owned()).or_default();
+        // Bounded: routes are templates and statuses few; a thread never holds more than
+        // every route × method × status the API can answer.
+        by_status.insert((method, status), (counter, histogram));
+    });
+}
+
+type HttpHandles = std::collections::HashMap<
+    String,
+    std::collections::HashMap<(&'static str, u16), (metrics::Counter, metrics::Histogram)>,
+>;
+
+thread_local! {
+    static HTTP_HANDLES: std::cell::RefCell<HttpHandles> = std::cell::RefCell::new(HttpHandles::new());
 }
 
 pub fn job_accepted(backend: &str, source: &str) {
@@ -286,12 +321,18 @@ pub fn callback_result(code: Result<&'static str, &'static str>) -> &'static str
     match code {
         Ok("applied") => "applied",
         Ok("duplicate") => "duplicate",
+        Ok("recorded") => "recorded",
         Ok(_) => "applied",
         Err("unauthorized" | "callback_mismatch" | "invalid_signature") => "forged",
         Err("unknown_job" | "not_found") => "unknown",
         Err("callback_not_ready") => "not_ready",
         Err(_) => "invalid",
     }
+}
+
+/// Bytes read from one vendor webhook body.
+pub fn webhook_body_bytes(vendor: &'static str, bytes: usize) {
+    counter!(WEBHOOK_BODY_BYTES, "vendor" => vendor).increment(bytes as u64);
 }
 
 pub fn callback(vendor: &'static str, result: &'static str) {

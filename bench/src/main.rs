@@ -39,7 +39,10 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
-        Command::Run(options) => runtime.block_on(run::run(options)),
+        Command::Run(options) => {
+            run::check_phases(&options.phases)?;
+            runtime.block_on(run::run(options))
+        }
         Command::Baseline {
             bind,
             database_url,

@@ -53,9 +53,21 @@ pub struct Options {
     /// Samples of idle accept → submit latency.
     #[arg(long, default_value_t = 40)]
     pub idle_samples: usize,
-    /// Optional soak phase: seconds of POSTs at half the pgbench insert rate, sampling RSS.
-    #[arg(long, default_value_t = 0)]
+    /// Soak phase: seconds of POSTs at half the pgbench insert rate, sampling RSS (SPEC: 600;
+    /// 0 skips it).
+    #[arg(long, default_value_t = 600)]
     pub soak_secs: u64,
+    /// POSTs per second in the soak when the `limits` phase is not run (else half of pgbench).
+    #[arg(long, default_value_t = 500.0)]
+    pub soak_rate: f64,
+    /// Phases to run, comma-separated (default: all): limits (pgbench), accept, get (GET by
+    /// id and /healthz with their bare baselines), list, dispatch, idle, callbacks, soak.
+    /// `dispatch` without `accept` seeds its backlog with SQL; `callbacks` needs `dispatch`.
+    #[arg(long, value_delimiter = ',', default_value = "all")]
+    pub phases: Vec<String>,
+    /// Jobs seeded for the dispatch phase when `accept` is not run.
+    #[arg(long, default_value_t = 15_000)]
+    pub dispatch_jobs: u64,
     /// Extra gateway environment, `NAME=VALUE` (repeatable), e.g. DATABASE_MAX_CONNECTIONS=40.
     #[arg(long = "gateway-env")]
     pub gateway_env: Vec<String>,
@@ -476,35 +488,41 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     };
     let conns = ctx.opts.connections;
     let mut rows: Vec<Row> = Vec::new();
+    let phases = ctx.opts.phases.clone();
+    let has = |name: &str| phases.iter().any(|p| p == name || p == "all");
 
     // ---- limits: pgbench --------------------------------------------------------------
-    println!("limits");
-    sqlx::query("CREATE TABLE bench_insert (LIKE jobs INCLUDING ALL)")
-        .execute(&ctx.pool)
-        .await?;
-    let insert = "INSERT INTO bench_insert (id, tenant, printer_id, document_id, document_info, source, options, options_mode, state, due_at, request_hash)
+    let mut pg_limit = None;
+    if has("limits") {
+        println!("limits");
+        sqlx::query("CREATE TABLE bench_insert (LIKE jobs INCLUDING ALL)")
+            .execute(&ctx.pool)
+            .await?;
+        let insert = "INSERT INTO bench_insert (id, tenant, printer_id, document_id, document_info, source, options, options_mode, state, due_at, request_hash)
 VALUES (gen_random_uuid(), 'bench', 'bench-lk-1', gen_random_uuid(), '{\"kind\":\"url\",\"url\":\"https://example.com/invoice.pdf\"}', 'api', '{\"copies\":1,\"paper\":\"A4\"}', 'strict', 'pending', clock_timestamp(), '\\x00112233445566778899');\n";
-    let pg = pgbench(&ctx, "insert", insert)?;
-    sqlx::query(
-        "CREATE FUNCTION bench_notify() RETURNS trigger AS $$ BEGIN PERFORM pg_notify('bench_due', ''); RETURN NULL; END; $$ LANGUAGE plpgsql",
-    )
-    .execute(&ctx.pool)
-    .await?;
-    sqlx::query("CREATE TRIGGER bench_notify AFTER INSERT ON bench_insert FOR EACH ROW EXECUTE FUNCTION bench_notify()")
+        let pg = pgbench(&ctx, "insert", insert)?;
+        sqlx::query(
+            "CREATE FUNCTION bench_notify() RETURNS trigger AS $$ BEGIN PERFORM pg_notify('bench_due', ''); RETURN NULL; END; $$ LANGUAGE plpgsql",
+        )
         .execute(&ctx.pool)
         .await?;
-    let pg_notify = pgbench(&ctx, "insert-notify", insert)?;
-    sqlx::query("DROP TABLE bench_insert")
-        .execute(&ctx.pool)
-        .await?;
-    ctx.raw.insert(
-        "pgbench_insert".into(),
-        json!({"tps": pg.tps, "p50_ms": pg.p50_ms, "p99_ms": pg.p99_ms}),
-    );
-    ctx.raw.insert(
-        "pgbench_insert_notify".into(),
-        json!({"tps": pg_notify.tps, "p50_ms": pg_notify.p50_ms, "p99_ms": pg_notify.p99_ms}),
-    );
+        sqlx::query("CREATE TRIGGER bench_notify AFTER INSERT ON bench_insert FOR EACH ROW EXECUTE FUNCTION bench_notify()")
+            .execute(&ctx.pool)
+            .await?;
+        let pg_notify = pgbench(&ctx, "insert-notify", insert)?;
+        sqlx::query("DROP TABLE bench_insert")
+            .execute(&ctx.pool)
+            .await?;
+        ctx.raw.insert(
+            "pgbench_insert".into(),
+            json!({"tps": pg.tps, "p50_ms": pg.p50_ms, "p99_ms": pg.p99_ms}),
+        );
+        ctx.raw.insert(
+            "pgbench_insert_notify".into(),
+            json!({"tps": pg_notify.tps, "p50_ms": pg_notify.p50_ms, "p99_ms": pg_notify.p99_ms}),
+        );
+        pg_limit = Some((pg, pg_notify));
+    }
 
     // ---- the simulator and the printers -----------------------------------------------
     println!(
@@ -547,26 +565,38 @@ VALUES (gen_random_uuid(), 'bench', 'bench-lk-1', gen_random_uuid(), '{\"kind\":
 
     let gateway = ctx.start_gateway("api")?;
     let (idle_rss, _) = rss_mib(gateway.pid());
-    for i in 0..ctx.opts.devices {
-        let resp = ctx
-            .http
-            .post(format!("{}/v1/printers", ctx.gateway_url))
-            .bearer_auth(&ctx.api_key)
-            .json(&json!({
-                "id": format!("bench-lk-{i}"),
-                "backend": "lianke",
-                "locator": {"device_id": format!("bench-lk-{i}"), "device_port": 1, "printer_model": "HP LaserJet P1007"},
-                "secrets": {"device_key": format!("bench-key-{i}")}
-            }))
-            .send()
-            .await?;
-        if !resp.status().is_success() {
-            bail!(
-                "creating printer bench-lk-{i}: {} {}",
-                resp.status(),
-                resp.text().await?
-            );
-        }
+    // the gateway checks each box with the simulator: create them 16 at a time
+    use futures::StreamExt;
+    let created: Vec<anyhow::Result<()>> = futures::stream::iter(0..ctx.opts.devices)
+        .map(|i| {
+            let (http, url, key) = (ctx.http.clone(), ctx.gateway_url.clone(), ctx.api_key.clone());
+            async move {
+                let resp = http
+                    .post(format!("{url}/v1/printers"))
+                    .bearer_auth(&key)
+                    .json(&json!({
+                        "id": format!("bench-lk-{i}"),
+                        "backend": "lianke",
+                        "locator": {"device_id": format!("bench-lk-{i}"), "device_port": 1, "printer_model": "HP LaserJet P1007"},
+                        "secrets": {"device_key": format!("bench-key-{i}")}
+                    }))
+                    .send()
+                    .await?;
+                if !resp.status().is_success() {
+                    bail!(
+                        "creating printer bench-lk-{i}: {} {}",
+                        resp.status(),
+                        resp.text().await?
+                    );
+                }
+                Ok(())
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for result in created {
+        result?;
     }
 
     // ---- gateway: accept ----------------------------------------------------------------
@@ -578,18 +608,62 @@ VALUES (gen_random_uuid(), 'bench', 'bench-lk-1', gen_random_uuid(), '{\"kind\":
         ),
         ("Content-Type".to_string(), "application/json".to_string()),
     ];
-    let posts: Vec<_> = (0..ctx.opts.devices)
-        .map(|i| {
-            (
-                "POST".to_string(),
-                "/v1/jobs".to_string(),
-                auth.clone(),
-                Some(ctx.post_body(i)),
-            )
-        })
-        .collect();
     let gw_url = ctx.gateway_url.clone();
-    let post = ctx.wrk("post-jobs", &gw_url, &wrk::script(&posts), conns)?;
+    if has("accept") {
+        let posts: Vec<_> = (0..ctx.opts.devices)
+            .map(|i| {
+                (
+                    "POST".to_string(),
+                    "/v1/jobs".to_string(),
+                    auth.clone(),
+                    Some(ctx.post_body(i)),
+                )
+            })
+            .collect();
+        let post = ctx.wrk("post-jobs", &gw_url, &wrk::script(&posts), conns)?;
+        match &pg_limit {
+            Some((pg, pg_notify)) => {
+                rows.push(Row::ratio(
+                    "`POST /v1/jobs` accepted/s",
+                    post.ok_per_sec(),
+                    "pgbench insert into `LIKE jobs`",
+                    pg.tps,
+                    0.5,
+                ));
+                rows.push(Row::at_most(
+                    &format!("`POST /v1/jobs` p99 @{conns}"),
+                    post.p99_ms(),
+                    "ms",
+                    format!("pgbench p99 {:.1} ms (p50 {:.1})", pg.p99_ms, pg.p50_ms),
+                    25.0,
+                ));
+                rows.push(Row::info(
+                    "`POST /v1/jobs` p50",
+                    format!("{:.2} ms", post.p50_ms()),
+                    format!(
+                        "pgbench with a `pg_notify` per insert: {} tps",
+                        report::fmt_num(pg_notify.tps)
+                    ),
+                ));
+            }
+            None => rows.push(Row::info(
+                "`POST /v1/jobs` accepted/s (no `limits` phase to compare with)",
+                format!(
+                    "{}, p50 {:.2} ms, p99 {:.2} ms",
+                    report::fmt_rate(post.ok_per_sec()),
+                    post.p50_ms(),
+                    post.p99_ms()
+                ),
+                "—",
+            )),
+        }
+    } else {
+        println!(
+            "  seeding {} pending jobs (no accept phase)",
+            ctx.opts.dispatch_jobs
+        );
+        seed_pending(&ctx.pool, ctx.opts.dispatch_jobs, ctx.opts.devices).await?;
+    }
     let accepted: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
         .fetch_one(&ctx.pool)
         .await?;
@@ -599,103 +673,134 @@ VALUES (gen_random_uuid(), 'bench', 'bench-lk-1', gen_random_uuid(), '{\"kind\":
     let job_id: Uuid = sqlx::query_scalar("SELECT id FROM jobs ORDER BY created_at LIMIT 1")
         .fetch_one(&ctx.pool)
         .await?;
-    let get = ctx.wrk(
-        "get-job",
-        &gw_url,
-        &wrk::script(&[(
-            "GET".into(),
-            format!("/v1/jobs/{job_id}"),
-            vec![auth[0].clone()],
-            None,
-        )]),
-        conns,
-    )?;
-    let healthz = ctx.wrk(
-        "healthz",
-        &gw_url,
-        &wrk::script(&[("GET".into(), "/healthz".into(), vec![], None)]),
-        conns,
-    )?;
+    let mut get_healthz = None;
+    if has("get") {
+        let get = ctx.wrk(
+            "get-job",
+            &gw_url,
+            &wrk::script(&[(
+                "GET".into(),
+                format!("/v1/jobs/{job_id}"),
+                vec![auth[0].clone()],
+                None,
+            )]),
+            conns,
+        )?;
+        let healthz = ctx.wrk(
+            "healthz",
+            &gw_url,
+            &wrk::script(&[("GET".into(), "/healthz".into(), vec![], None)]),
+            conns,
+        )?;
+        get_healthz = Some((get, healthz));
+    }
 
     // ---- list page with many jobs -------------------------------------------------------
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
-        .fetch_one(&ctx.pool)
-        .await?;
-    let seed = (ctx.opts.list_rows as i64 - stored).max(0);
-    println!(
-        "  seeding {seed} finished jobs (list phase: {} stored)",
-        ctx.opts.list_rows
-    );
-    let t = Instant::now();
-    let doc: Uuid = sqlx::query_scalar("SELECT document_id FROM jobs LIMIT 1")
-        .fetch_one(&ctx.pool)
-        .await?;
-    let mut done = 0i64;
-    while done < seed {
-        let n = (seed - done).min(100_000);
-        sqlx::query(
-            "INSERT INTO jobs (id, tenant, printer_id, document_id, document_info, source, options, state, state_reason, created_at, updated_at, completed_at)
-             SELECT gen_random_uuid(), $1, 'bench-lk-' || (g % $4), $2, '{\"kind\":\"url\"}', 'api', '{\"copies\":1}', 'completed', 'printed',
-                    now() - interval '1 day' - g * interval '1 ms', now(), now()
-             FROM generate_series($3::bigint, $3::bigint + $5::bigint - 1) g",
-        )
-        .bind(TENANT)
-        .bind(doc)
-        .bind(done)
-        .bind(ctx.opts.devices as i64)
-        .bind(n)
-        .execute(&ctx.pool)
-        .await?;
-        done += n;
+    if has("list") {
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+            .fetch_one(&ctx.pool)
+            .await?;
+        let seed = (ctx.opts.list_rows as i64 - stored).max(0);
+        println!(
+            "  seeding {seed} finished jobs (list phase: {} stored)",
+            ctx.opts.list_rows
+        );
+        let t = Instant::now();
+        let doc: Uuid = sqlx::query_scalar("SELECT document_id FROM jobs LIMIT 1")
+            .fetch_one(&ctx.pool)
+            .await?;
+        let mut done = 0i64;
+        while done < seed {
+            let n = (seed - done).min(100_000);
+            sqlx::query(
+                "INSERT INTO jobs (id, tenant, printer_id, document_id, document_info, source, options, state, state_reason, created_at, updated_at, completed_at)
+                 SELECT gen_random_uuid(), $1, 'bench-lk-' || (g % $4), $2, '{\"kind\":\"url\"}', 'api', '{\"copies\":1}', 'completed', 'printed',
+                        now() - interval '1 day' - g * interval '1 ms', now(), now()
+                 FROM generate_series($3::bigint, $3::bigint + $5::bigint - 1) g",
+            )
+            .bind(TENANT)
+            .bind(doc)
+            .bind(done)
+            .bind(ctx.opts.devices as i64)
+            .bind(n)
+            .execute(&ctx.pool)
+            .await?;
+            done += n;
+        }
+        sqlx::query("ANALYZE jobs").execute(&ctx.pool).await?;
+        println!("    seeded in {:.1} s", t.elapsed().as_secs_f64());
+        let list = ctx.wrk(
+            "list-page",
+            &gw_url,
+            &wrk::script(&[(
+                "GET".into(),
+                "/v1/jobs?limit=50".into(),
+                vec![auth[0].clone()],
+                None,
+            )]),
+            1,
+        )?;
+        rows.push(Row::at_most(
+            &format!(
+                "list page p99, 1 connection ({} jobs stored)",
+                report::fmt_num(ctx.opts.list_rows as f64)
+            ),
+            list.p99_ms(),
+            "ms",
+            format!("p50 {:.2} ms", list.p50_ms()),
+            10.0,
+        ));
     }
-    sqlx::query("ANALYZE jobs").execute(&ctx.pool).await?;
-    println!("    seeded in {:.1} s", t.elapsed().as_secs_f64());
-    let list = ctx.wrk(
-        "list-page",
-        &gw_url,
-        &wrk::script(&[(
-            "GET".into(),
-            "/v1/jobs?limit=50".into(),
-            vec![auth[0].clone()],
-            None,
-        )]),
-        1,
-    )?;
     ctx.stop_gateway(gateway);
 
     // ---- baselines (same machine, same run) ---------------------------------------------
-    println!("baselines (bare axum)");
-    let baseline = Proc {
-        child: Command::new(ctx.bins.join("bench"))
-            .args([
-                "baseline",
-                "--bind",
-                &format!("127.0.0.1:{}", ctx.opts.port + 1),
-                "--database-url",
-                &ctx.db_url,
-            ])
-            .stdout(Stdio::null())
-            .spawn()?,
-        name: "baseline",
-    };
-    wait_http(&format!("{}/", ctx.baseline_url), "the baseline")?;
-    let base_url = ctx.baseline_url.clone();
-    let base_get = ctx.wrk(
-        "baseline-get-row",
-        &base_url,
-        &wrk::script(&[("GET".into(), format!("/row/{job_id}"), vec![], None)]),
-        conns,
-    )?;
-    let base_trivial = ctx.wrk(
-        "baseline-trivial",
-        &base_url,
-        &wrk::script(&[("GET".into(), "/".into(), vec![], None)]),
-        conns,
-    )?;
-    baseline.stop();
+    if let Some((get, healthz)) = get_healthz {
+        println!("baselines (bare axum)");
+        let baseline = Proc {
+            child: Command::new(ctx.bins.join("bench"))
+                .args([
+                    "baseline",
+                    "--bind",
+                    &format!("127.0.0.1:{}", ctx.opts.port + 1),
+                    "--database-url",
+                    &ctx.db_url,
+                ])
+                .stdout(Stdio::null())
+                .spawn()?,
+            name: "baseline",
+        };
+        wait_http(&format!("{}/", ctx.baseline_url), "the baseline")?;
+        let base_url = ctx.baseline_url.clone();
+        let base_get = ctx.wrk(
+            "baseline-get-row",
+            &base_url,
+            &wrk::script(&[("GET".into(), format!("/row/{job_id}"), vec![], None)]),
+            conns,
+        )?;
+        let base_trivial = ctx.wrk(
+            "baseline-trivial",
+            &base_url,
+            &wrk::script(&[("GET".into(), "/".into(), vec![], None)]),
+            conns,
+        )?;
+        baseline.stop();
+        rows.push(Row::ratio(
+            "`GET /v1/jobs/{id}` req/s",
+            get.ok_per_sec(),
+            "bare axum + sqlx pk select",
+            base_get.ok_per_sec(),
+            0.7,
+        ));
+        rows.push(Row::ratio(
+            "`GET /healthz` req/s",
+            healthz.ok_per_sec(),
+            "trivial axum route",
+            base_trivial.ok_per_sec(),
+            0.8,
+        ));
+    }
 
     // ---- dispatch ------------------------------------------------------------------------
-    println!("gateway (role all): dispatch of the accepted backlog");
     ctx.sim(
         "POST",
         "/_sim/faults",
@@ -703,100 +808,264 @@ VALUES (gen_random_uuid(), 'bench', 'bench-lk-1', gen_random_uuid(), '{\"kind\":
                "action": {"kind": "latency", "fixed_ms": ctx.opts.vendor_latency_ms, "jitter_ms": 0}}),
     )
     .await?;
-    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'pending'")
-        .fetch_one(&ctx.pool)
-        .await?;
-    let before = ctx.submits_seen().await?;
-    let gateway = ctx.start_gateway("all")?;
-    let t0 = Instant::now();
-    let mut samples: Vec<(f64, u64)> = Vec::new();
-    let window = Duration::from_secs(ctx.opts.duration + 1);
-    while t0.elapsed() < window {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let n = ctx.submits_seen().await? - before;
-        samples.push((t0.elapsed().as_secs_f64(), n));
-        if n >= pending as u64 {
-            break;
+    if has("dispatch") {
+        println!("gateway (role all): dispatch of the accepted backlog");
+        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'pending'")
+            .fetch_one(&ctx.pool)
+            .await?;
+        let before = ctx.submits_seen().await?;
+        let gateway = ctx.start_gateway("all")?;
+        let t0 = Instant::now();
+        let mut samples: Vec<(f64, u64)> = Vec::new();
+        let window = Duration::from_secs(ctx.opts.duration + 1);
+        while t0.elapsed() < window {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let n = ctx.submits_seen().await? - before;
+            samples.push((t0.elapsed().as_secs_f64(), n));
+            if n >= pending as u64 {
+                break;
+            }
         }
+        // the rate from the first second on, while the backlog lasted
+        let first = samples
+            .iter()
+            .find(|(t, _)| *t >= 1.0)
+            .copied()
+            .unwrap_or((0.0, 0));
+        let last = samples.last().copied().unwrap_or((0.0, 0));
+        let dispatch_rate = (last.1 - first.1) as f64 / (last.0 - first.0).max(1e-9);
+        println!(
+            "    {pending} pending; {:.0} submits/s ({} in {:.1} s)",
+            dispatch_rate, last.1, last.0
+        );
+        ctx.raw.insert(
+            "dispatch".into(),
+            json!({"pending": pending, "samples": samples, "rate": dispatch_rate}),
+        );
+        ctx.stop_gateway(gateway);
+        rows.push(Row::at_least(
+            &format!(
+                "dispatch jobs/s, {} ms submit latency, {} devices, {} workers",
+                ctx.opts.vendor_latency_ms, ctx.opts.devices, ctx.opts.workers
+            ),
+            dispatch_rate,
+            "/s",
+            format!(
+                "devices ÷ latency: {}",
+                report::fmt_rate(
+                    ctx.opts.devices as f64 * 1000.0 / ctx.opts.vendor_latency_ms as f64
+                )
+            ),
+            500.0,
+        ));
     }
-    // the rate from the first second on, while the backlog lasted
-    let first = samples
-        .iter()
-        .find(|(t, _)| *t >= 1.0)
-        .copied()
-        .unwrap_or((0.0, 0));
-    let last = samples.last().copied().unwrap_or((0.0, 0));
-    let dispatch_rate = (last.1 - first.1) as f64 / (last.0 - first.0).max(1e-9);
-    println!(
-        "    {pending} pending; {:.0} submits/s ({} in {:.1} s)",
-        dispatch_rate, last.1, last.0
-    );
-    ctx.raw.insert(
-        "dispatch".into(),
-        json!({"pending": pending, "samples": samples, "rate": dispatch_rate}),
-    );
-    ctx.stop_gateway(gateway);
     // leave nothing pending: the next phases measure an idle gateway
     sqlx::query("UPDATE jobs SET state = 'canceled', state_reason = 'bench', due_at = NULL, lease_owner = NULL WHERE state = 'pending'")
         .execute(&ctx.pool)
         .await?;
 
-    // ---- idle accept → submit ------------------------------------------------------------
-    println!("gateway (role all): idle accept → submit");
-    let gateway = ctx.start_gateway("all")?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (idle_rss_all, _) = rss_mib(gateway.pid());
-    ctx.sim("DELETE", "/_sim/ledger", Value::Null).await?;
-    let mut after_seq = 0u64;
-    let mut idle = Vec::new();
-    for i in 0..ctx.opts.idle_samples {
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        let sent_at = Utc::now();
-        let resp = ctx
-            .http
-            .post(format!("{}/v1/jobs", ctx.gateway_url))
-            .bearer_auth(&ctx.api_key)
-            .header("content-type", "application/json")
-            .body(ctx.post_body(i as u32))
-            .send()
-            .await?;
-        if resp.status().as_u16() != 202 {
-            bail!("idle POST answered {}", resp.status());
+    let soak_secs = if has("soak") { ctx.opts.soak_secs } else { 0 };
+    let mut idle_rss_all = 0.0;
+    if has("idle") || has("callbacks") || soak_secs > 0 {
+        let gateway = ctx.start_gateway("all")?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        idle_rss_all = rss_mib(gateway.pid()).0;
+
+        // ---- idle accept → submit --------------------------------------------------------
+        if has("idle") {
+            println!("gateway (role all): idle accept → submit");
+            ctx.sim("DELETE", "/_sim/ledger", Value::Null).await?;
+            let mut after_seq = 0u64;
+            let mut idle = Vec::new();
+            for i in 0..ctx.opts.idle_samples {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                let sent_at = Utc::now();
+                let resp = ctx
+                    .http
+                    .post(format!("{}/v1/jobs", ctx.gateway_url))
+                    .bearer_auth(&ctx.api_key)
+                    .header("content-type", "application/json")
+                    .body(ctx.post_body(i as u32))
+                    .send()
+                    .await?;
+                if resp.status().as_u16() != 202 {
+                    bail!("idle POST answered {}", resp.status());
+                }
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    let entries = ctx
+                        .sim(
+                            "GET",
+                            &format!("/_sim/ledger?vendor=lianke&endpoint=/api/print/job&method=POST&after_seq={after_seq}"),
+                            Value::Null,
+                        )
+                        .await?;
+                    if let Some(entry) = entries.as_array().and_then(|a| a.first()) {
+                        after_seq = entry["seq"].as_u64().unwrap_or(after_seq);
+                        let at: DateTime<Utc> =
+                            serde_json::from_value(entry["received_at"].clone())?;
+                        idle.push((at - sent_at).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        bail!("an idle job was not submitted within 10 s");
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            let idle_p50 = percentile(idle.clone(), 50.0);
+            println!(
+                "    p50 {:.1} ms, p99 {:.1} ms",
+                idle_p50,
+                percentile(idle.clone(), 99.0)
+            );
+            ctx.raw
+                .insert("idle_accept_to_submit_ms".into(), json!(idle));
+            // let the last idle jobs' tasks finish at the simulator
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            rows.push(Row::at_most(
+                "idle accept → vendor submit p50",
+                idle_p50,
+                "ms",
+                format!("{} samples", idle.len()),
+                50.0,
+            ));
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let entries = ctx
-                .sim(
-                    "GET",
-                    &format!("/_sim/ledger?vendor=lianke&endpoint=/api/print/job&method=POST&after_seq={after_seq}"),
-                    Value::Null,
-                )
-                .await?;
-            if let Some(entry) = entries.as_array().and_then(|a| a.first()) {
-                after_seq = entry["seq"].as_u64().unwrap_or(after_seq);
-                let at: DateTime<Utc> = serde_json::from_value(entry["received_at"].clone())?;
-                idle.push((at - sent_at).num_microseconds().unwrap_or(0) as f64 / 1000.0);
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("an idle job was not submitted within 10 s");
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+
+        // ---- Lianke callbacks ------------------------------------------------------------
+        if has("callbacks") {
+            callbacks_phase(&mut ctx, &mut rows).await?;
+        }
+
+        // ---- soak: memory under a steady load --------------------------------------------
+        if soak_secs > 0 {
+            let rate = pg_limit
+                .as_ref()
+                .map_or(ctx.opts.soak_rate, |(pg, _)| pg.tps / 2.0);
+            soak_phase(
+                &mut ctx,
+                &mut rows,
+                gateway.pid(),
+                rate,
+                soak_secs,
+                idle_rss_all,
+            )
+            .await?;
+        }
+        ctx.stop_gateway(gateway);
+    }
+    sim.stop();
+
+    rows.push(Row::at_most(
+        "RSS idle",
+        idle_rss.max(idle_rss_all),
+        "MiB",
+        "—".into(),
+        64.0,
+    ));
+    rows.push(Row::at_most(
+        "RSS peak",
+        ctx.peak_rss,
+        "MiB",
+        "—".into(),
+        256.0,
+    ));
+
+    let table = report::markdown(&rows);
+    let machine = machine();
+    let summary = format!(
+        "bench run {} — {} × {}, {}; load average at the end {}\n{} s per phase, {} connections, {} accepted jobs\n\n{}",
+        started.format("%Y-%m-%d %H:%M UTC"),
+        machine["cores"],
+        machine["cpu"].as_str().unwrap_or(""),
+        machine["memory"].as_str().unwrap_or(""),
+        machine["loadavg"].as_str().unwrap_or(""),
+        ctx.opts.duration,
+        conns,
+        accepted,
+        table
+    );
+    println!("\n{summary}");
+    std::fs::write(ctx.opts.out.join("results.md"), &summary)?;
+    let json = json!({
+        "started": started,
+        "machine": machine,
+        "options": {
+            "duration_s": ctx.opts.duration, "connections": conns, "devices": ctx.opts.devices,
+            "vendor_latency_ms": ctx.opts.vendor_latency_ms, "workers": ctx.opts.workers,
+            "list_rows": ctx.opts.list_rows, "gateway_env": ctx.opts.gateway_env,
+        },
+        "rows": rows,
+        "raw": ctx.raw,
+    });
+    std::fs::write(
+        ctx.opts.out.join("results.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    println!(
+        "written: {}/results.md and results.json",
+        ctx.opts.out.display()
+    );
+    Ok(())
+}
+
+const PHASES: &[&str] = &[
+    "all",
+    "limits",
+    "accept",
+    "get",
+    "list",
+    "dispatch",
+    "idle",
+    "callbacks",
+    "soak",
+];
+
+/// Refuses unknown phase names (a typo would silently skip a phase).
+pub fn check_phases(phases: &[String]) -> anyhow::Result<()> {
+    for p in phases {
+        if !PHASES.contains(&p.as_str()) {
+            bail!("unknown phase `{p}`; phases: {}", PHASES.join(", "));
         }
     }
-    let idle_p50 = percentile(idle.clone(), 50.0);
-    println!(
-        "    p50 {:.1} ms, p99 {:.1} ms",
-        idle_p50,
-        percentile(idle.clone(), 99.0)
-    );
-    ctx.raw
-        .insert("idle_accept_to_submit_ms".into(), json!(idle));
-    // let the last idle jobs' tasks finish at the simulator
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(())
+}
 
-    // ---- Lianke callbacks ----------------------------------------------------------------
+/// Pending jobs due now over the bench printers, as if accepted (for runs without the
+/// accept phase): one shared URL document, one `accepted` event each.
+async fn seed_pending(pool: &PgPool, n: u64, devices: u32) -> anyhow::Result<()> {
+    let doc = Uuid::now_v7();
+    sqlx::query("INSERT INTO documents (id, kind, doc_type, url) VALUES ($1, 'url', 'pdf', 'https://example.com/invoice.pdf')")
+        .bind(doc)
+        .execute(pool)
+        .await?;
+    sqlx::query(
+        "WITH j AS (
+             INSERT INTO jobs (id, tenant, printer_id, document_id, document_info, source, options, options_mode, state, due_at)
+             SELECT gen_random_uuid(), $1, 'bench-lk-' || (g % $3), $2,
+                    '{\"kind\":\"url\",\"type\":\"pdf\",\"url\":\"https://example.com/invoice.pdf\",\"size_bytes\":0}', 'api', '{\"copies\":1}', 'strict',
+                    'pending', now()
+             FROM generate_series(0, $4::bigint - 1) g
+             RETURNING id
+         )
+         INSERT INTO job_events (job_id, source, kind, from_state, to_state, reason)
+         SELECT id, 'api', 'accepted', NULL, 'pending', 'accepted' FROM j",
+    )
+    .bind(TENANT)
+    .bind(doc)
+    .bind(devices as i64)
+    .bind(n as i64)
+    .execute(pool)
+    .await?;
+    sqlx::query("ANALYZE jobs").execute(pool).await?;
+    Ok(())
+}
+
+/// The first terminal callback of each processing job (confirmed with the simulator by the
+/// gateway), then the same callbacks again (duplicates).
+async fn callbacks_phase(ctx: &mut Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     println!("gateway: Lianke callbacks");
+    let conns = ctx.opts.connections;
     let keys = print_gateway::callback_token::CallbackKeys::from_config(Some(CALLBACK_SECRET));
     let targets: Vec<(Uuid, String, String)> = sqlx::query_as(
         "SELECT j.id, j.vendor_task_id, p.locator->>'device_id' FROM jobs j JOIN printers p ON p.id = j.printer_id
@@ -844,8 +1113,12 @@ VALUES (gen_random_uuid(), 'bench', 'bench-lk-1', gen_random_uuid(), '{\"kind\":
     let applied_secs = t.elapsed().as_secs_f64();
     let callbacks_rate = applied as f64 / applied_secs.max(1e-9);
     println!(
-        "    {n} sent ({} answered 200, p99 {:.1} ms); {applied} applied in {:.2} s = {:.0}/s",
-        first_pass.ok, first_pass.p99_ms, applied_secs, callbacks_rate
+        "    {n} sent ({} answered 200, {:.0}/s, p99 {:.1} ms); {applied} applied in {:.2} s = {:.0}/s",
+        first_pass.ok,
+        first_pass.per_sec(),
+        first_pass.p99_ms,
+        applied_secs,
+        callbacks_rate
     );
     let replay = load::all_once(reqs, conns as usize).await;
     println!(
@@ -854,125 +1127,15 @@ VALUES (gen_random_uuid(), 'bench', 'bench-lk-1', gen_random_uuid(), '{\"kind\":
         replay.p99_ms
     );
     ctx.raw.insert("callbacks".into(), json!({"sent": n, "first_pass": first_pass, "applied": applied, "applied_secs": applied_secs, "replay": replay}));
-
-    // ---- optional soak -----------------------------------------------------------------
-    let mut soak_row = None;
-    if ctx.opts.soak_secs > 0 {
-        let rate = pg.tps / 2.0;
-        println!("soak: {} s of POSTs at {:.0}/s", ctx.opts.soak_secs, rate);
-        let pid = gateway.pid();
-        let sampler = tokio::spawn(async move {
-            let mut s = Vec::new();
-            loop {
-                s.push(rss_mib(pid).0);
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                if s.len() > 100_000 {
-                    break s;
-                }
-            }
-        });
-        let base = ctx.gateway_url.clone();
-        let key = ctx.api_key.clone();
-        let devices = ctx.opts.devices;
-        let soak = load::at_rate(
-            move |i| Req {
-                url: format!("{base}/v1/jobs"),
-                body: json!({"printer_id": format!("bench-lk-{}", i as u32 % devices), "document": {"url": "https://example.com/invoice.pdf"}}).to_string(),
-                headers: vec![("authorization".into(), format!("Bearer {key}"))],
-            },
-            rate,
-            Duration::from_secs(ctx.opts.soak_secs),
-            256,
-        )
-        .await;
-        let (rss_end, _) = rss_mib(gateway.pid());
-        sampler.abort();
-        let _ = sampler.await;
-        println!(
-            "    sent {} ({} ok); RSS at the end {:.1} MiB",
-            soak.sent, soak.ok, rss_end
-        );
-        ctx.raw.insert(
-            "soak".into(),
-            json!({"rate": rate, "result": soak, "rss_end_mib": rss_end}),
-        );
-        soak_row = Some(rss_end);
-    }
-    ctx.stop_gateway(gateway);
-    sim.stop();
-
-    // ---- the table -----------------------------------------------------------------------
-    rows.push(Row::ratio(
-        "`POST /v1/jobs` accepted/s",
-        post.ok_per_sec(),
-        "pgbench insert into `LIKE jobs`",
-        pg.tps,
-        0.5,
-    ));
-    rows.push(Row::at_most(
-        &format!("`POST /v1/jobs` p99 @{conns}"),
-        post.p99_ms(),
-        "ms",
-        format!("pgbench p99 {:.1} ms (p50 {:.1})", pg.p99_ms, pg.p50_ms),
-        25.0,
-    ));
-    rows.push(Row::info(
-        "`POST /v1/jobs` p50",
-        format!("{:.2} ms", post.p50_ms()),
-        format!(
-            "pgbench with a `pg_notify` per insert: {} tps",
-            report::fmt_num(pg_notify.tps)
-        ),
-    ));
-    rows.push(Row::ratio(
-        "`GET /v1/jobs/{id}` req/s",
-        get.ok_per_sec(),
-        "bare axum + sqlx pk select",
-        base_get.ok_per_sec(),
-        0.7,
-    ));
-    rows.push(Row::ratio(
-        "`GET /healthz` req/s",
-        healthz.ok_per_sec(),
-        "trivial axum route",
-        base_trivial.ok_per_sec(),
-        0.8,
-    ));
-    rows.push(Row::at_most(
-        &format!(
-            "list page p99, 1 connection ({} jobs stored)",
-            report::fmt_num(ctx.opts.list_rows as f64)
-        ),
-        list.p99_ms(),
-        "ms",
-        format!("p50 {:.2} ms", list.p50_ms()),
-        10.0,
-    ));
-    rows.push(Row::at_least(
-        &format!(
-            "dispatch jobs/s, {} ms submit latency, {} devices, {} workers",
-            ctx.opts.vendor_latency_ms, ctx.opts.devices, ctx.opts.workers
-        ),
-        dispatch_rate,
-        "/s",
-        format!(
-            "devices ÷ latency: {}",
-            report::fmt_rate(ctx.opts.devices as f64 * 1000.0 / ctx.opts.vendor_latency_ms as f64)
-        ),
-        500.0,
-    ));
-    rows.push(Row::at_most(
-        "idle accept → vendor submit p50",
-        idle_p50,
-        "ms",
-        format!("{} samples", idle.len()),
-        50.0,
-    ));
     rows.push(Row::at_least(
         "Lianke callbacks applied/s (confirmed with the vendor)",
         callbacks_rate,
         "/s",
-        format!("{n} callbacks @{conns}"),
+        format!(
+            "{n} callbacks @{conns}; answered at {}, p99 {:.1} ms",
+            report::fmt_rate(first_pass.per_sec()),
+            first_pass.p99_ms
+        ),
         3000.0,
     ));
     rows.push(Row::info(
@@ -984,67 +1147,88 @@ VALUES (gen_random_uuid(), 'bench', 'bench-lk-1', gen_random_uuid(), '{\"kind\":
         ),
         "—",
     ));
+    Ok(())
+}
+
+/// POSTs at `rate` for `secs`, sampling the gateway's RSS every 5 s: memory must stay flat
+/// (the last fifth of the samples no more than 10 % or 8 MiB above the first fifth, after a
+/// one-minute warm-up when the soak is that long).
+async fn soak_phase(
+    ctx: &mut Ctx,
+    rows: &mut Vec<Row>,
+    pid: u32,
+    rate: f64,
+    secs: u64,
+    idle_rss: f64,
+) -> anyhow::Result<()> {
+    println!("soak: {secs} s of POSTs at {rate:.0}/s, RSS sampled every 5 s");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = std::sync::Arc::clone(&stop);
+    let sampler = tokio::spawn(async move {
+        let start = Instant::now();
+        let mut s: Vec<(f64, f64)> = Vec::new();
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            s.push((start.elapsed().as_secs_f64(), rss_mib(pid).0));
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        s
+    });
+    let base = ctx.gateway_url.clone();
+    let key = ctx.api_key.clone();
+    let devices = ctx.opts.devices;
+    let soak = load::at_rate(
+        move |i| Req {
+            url: format!("{base}/v1/jobs"),
+            body: json!({"printer_id": format!("bench-lk-{}", i as u32 % devices), "document": {"url": "https://example.com/invoice.pdf"}}).to_string(),
+            headers: vec![("authorization".into(), format!("Bearer {key}"))],
+        },
+        rate,
+        Duration::from_secs(secs),
+        256,
+    )
+    .await;
+    let (rss_end, _) = rss_mib(pid);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let samples = sampler.await.unwrap_or_default();
+    // Flat: the last fifth of the samples against the first fifth (after a minute of
+    // warm-up when the soak is long enough to have one).
+    let warm = if secs >= 180 { 60.0 } else { 0.0 };
+    let kept: Vec<f64> = samples
+        .iter()
+        .filter(|(t, _)| *t >= warm)
+        .map(|(_, r)| *r)
+        .collect();
+    let fifth = (kept.len() / 5).max(1);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let early = mean(&kept[..fifth.min(kept.len())]);
+    let late = mean(&kept[kept.len().saturating_sub(fifth)..]);
+    let growth = late - early;
+    println!(
+        "    sent {} ({} ok); RSS at the end {:.1} MiB",
+        soak.sent, soak.ok, rss_end
+    );
+    ctx.raw.insert(
+        "soak".into(),
+        json!({"rate": rate, "secs": secs, "result": soak, "rss_end_mib": rss_end,
+               "rss_samples": samples, "rss_early_mib": early, "rss_late_mib": late}),
+    );
+    println!("    RSS first fifth {early:.1} MiB, last fifth {late:.1} MiB ({growth:+.1} MiB)");
     rows.push(Row::at_most(
-        "RSS idle",
-        idle_rss.max(idle_rss_all),
+        &format!("RSS growth over a {secs} s soak (last fifth − first fifth)"),
+        growth,
         "MiB",
-        "—".into(),
-        64.0,
+        format!(
+            "{early:.1} → {late:.1} MiB, {} of {} POSTs answered 2xx",
+            soak.ok, soak.sent
+        ),
+        (early * 0.10).max(8.0),
     ));
     rows.push(Row::at_most(
-        "RSS peak",
-        ctx.peak_rss,
+        &format!("RSS after a {secs} s soak at {rate:.0} POST/s"),
+        rss_end,
         "MiB",
-        "—".into(),
+        format!("idle {idle_rss:.1} MiB"),
         256.0,
     ));
-    if let Some(end) = soak_row {
-        rows.push(Row::at_most(
-            &format!(
-                "RSS after a {} s soak at half the insert limit",
-                ctx.opts.soak_secs
-            ),
-            end,
-            "MiB",
-            format!("idle {:.1} MiB", idle_rss_all),
-            256.0,
-        ));
-    }
-
-    let table = report::markdown(&rows);
-    let machine = machine();
-    let summary = format!(
-        "bench run {} — {} × {}, {}; load average at the end {}\n{} s per phase, {} connections, {} accepted jobs\n\n{}",
-        started.format("%Y-%m-%d %H:%M UTC"),
-        machine["cores"],
-        machine["cpu"].as_str().unwrap_or(""),
-        machine["memory"].as_str().unwrap_or(""),
-        machine["loadavg"].as_str().unwrap_or(""),
-        ctx.opts.duration,
-        conns,
-        accepted,
-        table
-    );
-    println!("\n{summary}");
-    std::fs::write(ctx.opts.out.join("results.md"), &summary)?;
-    let json = json!({
-        "started": started,
-        "machine": machine,
-        "options": {
-            "duration_s": ctx.opts.duration, "connections": conns, "devices": ctx.opts.devices,
-            "vendor_latency_ms": ctx.opts.vendor_latency_ms, "workers": ctx.opts.workers,
-            "list_rows": ctx.opts.list_rows, "gateway_env": ctx.opts.gateway_env,
-        },
-        "rows": rows,
-        "raw": ctx.raw,
-    });
-    std::fs::write(
-        ctx.opts.out.join("results.json"),
-        serde_json::to_string_pretty(&json)?,
-    )?;
-    println!(
-        "written: {}/results.md and results.json",
-        ctx.opts.out.display()
-    );
     Ok(())
 }

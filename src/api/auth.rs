@@ -166,3 +166,78 @@ fn expired(prefix: &str, at: chrono::DateTime<chrono::Utc>) -> ApiError {
         at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     ))
 }
+
+/// A scope a route needs, as a type: [`Scoped`] checks it while the request's head is
+/// extracted, before any path, query or body is parsed, so a key without the scope learns
+/// nothing about the route's schema (403 before 400/422).
+pub trait Scope: Send + Sync + 'static {
+    /// Any one of these scopes is enough (the first is named in the refusal).
+    const ANY_OF: &'static [&'static str];
+}
+
+/// `jobs:write`.
+pub struct JobsWrite;
+impl Scope for JobsWrite {
+    const ANY_OF: &'static [&'static str] = &[JOBS_WRITE];
+}
+
+/// `jobs:read` (an `admin` key reads too).
+pub struct JobsRead;
+impl Scope for JobsRead {
+    const ANY_OF: &'static [&'static str] = &[JOBS_READ];
+}
+
+/// Reading printers: `jobs:read` or `printers:admin`.
+pub struct PrintersRead;
+impl Scope for PrintersRead {
+    const ANY_OF: &'static [&'static str] = &[JOBS_READ, PRINTERS_ADMIN];
+}
+
+/// `printers:admin`.
+pub struct PrintersAdmin;
+impl Scope for PrintersAdmin {
+    const ANY_OF: &'static [&'static str] = &[PRINTERS_ADMIN];
+}
+
+/// `webhooks:admin`.
+pub struct WebhooksAdmin;
+impl Scope for WebhooksAdmin {
+    const ANY_OF: &'static [&'static str] = &[WEBHOOKS_ADMIN];
+}
+
+/// `admin` (the operator).
+pub struct Admin;
+impl Scope for Admin {
+    const ANY_OF: &'static [&'static str] = &[ADMIN];
+}
+
+/// A [`Caller`] whose key has scope `S`; refused with 403 at extraction. Put it before
+/// `Path`, `Query` and `Json` in a handler's arguments.
+pub struct Scoped<S: Scope> {
+    pub caller: Caller,
+    _scope: std::marker::PhantomData<S>,
+}
+
+impl<S: Scope> std::ops::Deref for Scoped<S> {
+    type Target = Caller;
+
+    fn deref(&self) -> &Caller {
+        &self.caller
+    }
+}
+
+impl<S: Scope> FromRequestParts<AppState> for Scoped<S> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require_any(S::ANY_OF)?;
+        Ok(Scoped {
+            caller,
+            _scope: std::marker::PhantomData,
+        })
+    }
+}

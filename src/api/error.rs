@@ -8,7 +8,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::backends::VendorError;
+use crate::domain::ErrorCode;
 use crate::engine::EngineError;
+use crate::service::printers::vendor_words;
+use crate::service::{Refusal, ServiceError};
 use crate::store::StoreError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -109,11 +113,50 @@ impl ApiError {
     }
 }
 
+/// A vendor's answer to a read or housekeeping call made for the caller: the vendor refusing
+/// what the caller sent (a parameter, a name, a task id: `VendorRejected`) is the caller's
+/// error, `422 vendor_refused_input` with the vendor's code and words; anything else (the
+/// vendor down, slow, or answering nonsense) is `502 vendor_error`.
+pub fn vendor_answer(vendor: &str, err: &crate::backends::VendorError) -> ApiError {
+    let words = match (&err.vendor_code, &err.vendor_message) {
+        (Some(code), Some(msg)) => format!(" (vendor code {code}: {msg})"),
+        (Some(code), None) => format!(" (vendor code {code})"),
+        _ => String::new(),
+    };
+    if err.code == crate::domain::ErrorCode::BackendUnavailable {
+        // The printer's backend has no such call (a WeCom printer has no capabilities).
+        return ApiError::unprocessable("not_supported", format!("{}{words}.", err.message));
+    }
+    if err.code == crate::domain::ErrorCode::VendorRejected && !err.outcome_unknown {
+        ApiError::unprocessable(
+            "vendor_refused_input",
+            format!("{vendor} refused what was sent: {}{words}.", err.message),
+        )
+    } else {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "vendor_error",
+            format!(
+                "{vendor} could not answer ({}): {}{words}",
+                err.code, err.message
+            ),
+        )
+    }
+}
+
 fn title(status: StatusCode) -> String {
     status.canonical_reason().unwrap_or("Error").to_owned()
 }
 
+/// A `detail` is cut to this many characters (caller input quoted in it is already cut to
+/// [`super::bounds::QUOTE_MAX_CHARS`]; this is the backstop for every other sentence).
+const DETAIL_MAX_CHARS: usize = 1024;
+
 pub fn problem_response(status: StatusCode, code: &str, detail: String) -> Response {
+    let detail = match detail.char_indices().nth(DETAIL_MAX_CHARS) {
+        Some((at, _)) => format!("{}…", &detail[..at]),
+        None => detail,
+    };
     let body = Problem {
         kind: format!("/problems/{code}"),
         title: title(status),
@@ -178,6 +221,31 @@ impl From<sqlx::Error> for ApiError {
             ApiError::Unavailable(err.to_string())
         } else {
             ApiError::Internal(err.to_string())
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        match err {
+            ServiceError::Refused {
+                refusal,
+                code,
+                detail,
+            } => ApiError::new(
+                match refusal {
+                    Refusal::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+                    Refusal::Conflict => StatusCode::CONFLICT,
+                    Refusal::NotFound => StatusCode::NOT_FOUND,
+                    Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                },
+                code,
+                detail,
+            ),
+            // Only printer registration asks the vendor; the printers API words it.
+            ServiceError::Unverified(err) => with_verify_hint(vendor_refusal(err)),
+            ServiceError::Store(err) => err.into(),
+            ServiceError::Internal(message) => ApiError::Internal(message),
         }
     }
 }
@@ -372,4 +440,64 @@ pub async fn problemify(request: axum::extract::Request, next: axum::middleware:
         }
     }
     problem
+}
+
+fn with_verify_hint(err: ApiError) -> ApiError {
+    match err {
+        ApiError::Client {
+            status,
+            code,
+            detail,
+        } => ApiError::Client {
+            status,
+            code,
+            detail: format!(
+                "{detail} The printer was not saved; fix the credentials, or send ?verify=false to save it without asking the vendor."
+            ),
+        },
+        other => other,
+    }
+}
+
+/// A vendor refusal an operator can act on, with a status that says what kind it is. The
+/// vendor's code and message are included; secrets never are (they are not in errors).
+pub fn vendor_refusal(err: VendorError) -> ApiError {
+    if err.code == ErrorCode::PrinterAuthFailed {
+        return ApiError::unprocessable(
+            "vendor_auth_failed",
+            format!(
+                "The vendor refused the printer's credentials: {}{}.",
+                err.message,
+                vendor_words(&err)
+            ),
+        );
+    }
+    if err.code == ErrorCode::VendorAuthFailed {
+        // The gateway's own credentials (not the printer's): a configuration problem.
+        return ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "vendor_app_auth_failed",
+            format!(
+                "The vendor refused the gateway's own credentials: {}{}.",
+                err.message,
+                vendor_words(&err)
+            ),
+        );
+    }
+    let status = match err.code {
+        ErrorCode::VendorRejected => StatusCode::CONFLICT,
+        ErrorCode::VendorRateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::DeviceBusy | ErrorCode::DeviceOffline => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    let vendor = match (&err.vendor_code, &err.vendor_message) {
+        (Some(code), Some(msg)) => format!(" (vendor code {code}: {msg})"),
+        (Some(code), None) => format!(" (vendor code {code})"),
+        _ => String::new(),
+    };
+    ApiError::new(
+        status,
+        err.code.as_str(),
+        format!("{}{vendor}.", err.message),
+    )
 }

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{JobsRead, Scoped};
 use super::error::{ApiError, Json, Problem, Query};
 use super::jobs::JobView;
 use super::printers::PrinterView;
@@ -165,10 +165,9 @@ pub struct EventPage {
     ))]
 pub async fn list_events(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<JobsRead>,
     Query(query): Query<EventsQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
-    caller.require("jobs:read")?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request(

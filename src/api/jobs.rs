@@ -13,13 +13,14 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{JobsRead, JobsWrite, PrintersAdmin, Scoped};
 use super::error::{ApiError, Json, Path, Problem, Query};
 use crate::domain::document::Sniffed;
 use crate::domain::{
     DocumentKind, DocumentType, EventSource, JobError, JobOptions, JobState, OptionsMode,
     Transition,
 };
+use crate::service::jobs::{CancelRequest, Canceled, JobRequest};
 use crate::store::documents::NewDocument;
 use crate::store::jobs::{JobRow, JobUpdate, ListCursor, ListFilter};
 use crate::store::{self};
@@ -57,13 +58,15 @@ pub struct DocumentInput {
 /// and `text`/`html` inline, not PDF or GIF; a WeCom printer takes no jobs from the API
 /// (submit to its target printer).
 pub struct CreateJob {
+    #[schema(min_length = 1, max_length = 64)]
     pub printer_id: String,
     pub document: DocumentInput,
     #[serde(default)]
     pub options: JobOptions,
     #[serde(default)]
     pub options_mode: OptionsMode,
-    /// Free JSON, returned as given.
+    /// Free JSON object, returned as given: at most 16 KiB serialized, 64 keys, 8 levels deep.
+    #[schema(schema_with = super::bounds::metadata_schema)]
     pub metadata: Option<Value>,
     /// Fail the job with `expired` if it has not reached the vendor by then.
     pub expires_at: Option<DateTime<Utc>>,
@@ -74,13 +77,15 @@ pub struct CreateJob {
 #[derive(Debug, ToSchema)]
 #[expect(dead_code, reason = "documents the multipart form for OpenAPI")]
 pub struct CreateJobForm {
+    #[schema(min_length = 1, max_length = 64)]
     printer_id: String,
     #[schema(format = Binary, content_media_type = "application/octet-stream")]
     file: String,
     #[schema(value_type = Option<String>, example = "{\"copies\":2}")]
     options: Option<String>,
     options_mode: Option<OptionsMode>,
-    #[schema(value_type = Option<String>)]
+    /// A JSON object as text: at most 16 KiB, 64 keys, 8 levels deep.
+    #[schema(value_type = Option<String>, max_length = 16384)]
     metadata: Option<String>,
     expires_at: Option<DateTime<Utc>>,
 }
@@ -296,10 +301,9 @@ const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
     ))]
 pub async fn create_job(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<JobsWrite>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    caller.require("jobs:write")?;
     let idempotency_key = idempotency_key(request.headers())?;
     let content_type = request
         .headers()
@@ -345,18 +349,30 @@ pub async fn create_job(
     };
 
     let document = parse_document(&input.document, upload, state.config.max_document_bytes)?;
-    let new_job = state
-        .prepare_job(
-            &caller.tenant,
-            input,
-            document.info(),
-            idempotency_key.clone(),
-            request_hash.clone(),
-            "api",
-            None,
-        )
+    let info = document.info();
+    let service = state.service();
+    let new_job = service
+        .prepare_job(JobRequest {
+            tenant: caller.tenant.clone(),
+            printer_id: input.printer_id,
+            options: input.options,
+            options_mode: input.options_mode,
+            metadata: input.metadata,
+            expires_at: input.expires_at,
+            document_kind: info.kind,
+            doc_type: info.doc_type,
+            document_info: serde_json::to_value(&info)
+                .map_err(|err| ApiError::Internal(err.to_string()))?,
+            idempotency_key: idempotency_key.clone(),
+            request_hash: Some(request_hash.clone()),
+            source: "api".to_owned(),
+            vendor_ids: None,
+        })
         .await?;
-    match state.accept_job(&new_job, &document.new_document).await? {
+    match service
+        .accept_job(&new_job, &document.new_document, EventSource::Api)
+        .await?
+    {
         Some(row) => {
             let location = format!("/v1/jobs/{}", row.id);
             let view = JobView::from_row(row)?;
@@ -755,10 +771,9 @@ fn checked_type(declared: Option<DocumentType>, bytes: &[u8]) -> Result<Document
     ))]
 pub async fn get_job(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<JobsRead>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<JobView>, ApiError> {
-    caller.require("jobs:read")?;
     let row = store::jobs::get_visible(&state.pool, caller.readable_tenant(), id)
         .await?
         .ok_or_else(|| ApiError::not_found(&format!("Job {id}")))?;
@@ -777,10 +792,9 @@ pub async fn get_job(
     ))]
 pub async fn list_jobs(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<JobsRead>,
     Query(query): Query<ListJobsQuery>,
 ) -> Result<Json<JobPage>, ApiError> {
-    caller.require("jobs:read")?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -884,10 +898,9 @@ fn decode_cursor(raw: &str) -> Result<ListCursor, ApiError> {
     ))]
 pub async fn job_events(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<JobsRead>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<JobEvents>, ApiError> {
-    caller.require("jobs:read")?;
     store::jobs::get_visible(&state.pool, caller.readable_tenant(), id)
         .await?
         .ok_or_else(|| ApiError::not_found(&format!("Job {id}")))?;
@@ -934,61 +947,23 @@ pub async fn job_events(
     ))]
 pub async fn cancel_job(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<JobsWrite>,
     Path(id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
-    caller.require("jobs:write")?;
-    // A job may move under us (the engine works concurrently): re-read and retry.
-    for _ in 0..5 {
-        let row = store::jobs::get(&state.pool, &caller.tenant, id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(&format!("Job {id}")))?;
-        let current = row.job_state()?;
-        if current.is_terminal() {
-            return Err(ApiError::conflict(
-                "job_finished",
-                format!("Job {id} is already {current}; it cannot be canceled."),
-            ));
-        }
-        if row.cancel_requested {
-            return Ok((StatusCode::ACCEPTED, Json(JobView::from_row(row)?)).into_response());
-        }
-        if current == JobState::Pending {
-            let canceled = JobUpdate::transition(
-                Transition::new(current, JobState::Canceled)
-                    .map_err(|e| ApiError::Internal(e.to_string()))?,
-                EventSource::Api,
-            )
-            .reason("canceled")
-            .unless_submitting();
-            if let Some(row) = store::jobs::apply_on(&state.pool, id, &canceled).await? {
-                return Ok((StatusCode::OK, Json(JobView::from_row(row)?)).into_response());
-            }
-        }
-        if current == JobState::Processing {
-            let backend = state.backend_of_printer(&row.printer_id).await?;
-            if !backend.supports_cancel() {
-                return Err(ApiError::conflict(
-                    "cancel_not_supported",
-                    format!(
-                        "Job {id} is already at the vendor ({}), which offers no way to cancel it.",
-                        backend.name()
-                    ),
-                ));
-            }
-        }
-        let requested = JobUpdate::stay(current, EventSource::Api, "cancel_requested")
-            .reason("cancel_requested")
-            .request_cancel()
-            .due(Utc::now());
-        if let Some(row) = store::jobs::apply_on(&state.pool, id, &requested).await? {
-            return Ok((StatusCode::ACCEPTED, Json(JobView::from_row(row)?)).into_response());
-        }
-    }
-    Err(ApiError::conflict(
-        "job_busy",
-        format!("Job {id} is changing state right now; try the cancel again."),
-    ))
+    let request = CancelRequest {
+        source: EventSource::Api,
+        reason: "canceled",
+        message: None,
+    };
+    let (status, row) = match state
+        .service()
+        .cancel_job(Some(&caller.tenant), id, &request)
+        .await?
+    {
+        Canceled::Now(row) => (StatusCode::OK, row),
+        Canceled::Requested(row) | Canceled::AlreadyRequested(row) => (StatusCode::ACCEPTED, row),
+    };
+    Ok((status, Json(JobView::from_row(row)?)).into_response())
 }
 
 /// How an operator settles an `unconfirmed` job.
@@ -1041,12 +1016,11 @@ const MAX_NOTE_CHARS: usize = 1000;
     ))]
 pub async fn resolve_job(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersAdmin>,
     Path(id): Path<Uuid>,
     request: Request,
 ) -> Result<Json<JobView>, ApiError> {
     // The scope is checked before the body is read.
-    caller.require("printers:admin")?;
     let Json(body) = Json::<ResolveRequest>::from_request(request, &state).await?;
     let note = body
         .note

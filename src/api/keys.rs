@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::AppState;
-use super::auth::{ADMIN, Caller, SCOPES};
+use super::auth::{Admin, Caller, SCOPES, Scoped};
 use super::error::{ApiError, Json, Path, Problem, Query};
 use crate::store;
 use crate::store::api_keys::{ApiKeyRow, NewKey};
@@ -172,10 +172,9 @@ pub fn check_new_key(
     ))]
 pub async fn list_keys(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Scoped<Admin>,
     Query(query): Query<KeyListQuery>,
 ) -> Result<Json<ApiKeyList>, ApiError> {
-    caller.require(ADMIN)?;
     let items = store::api_keys::list_for(&state.pool, query.tenant.as_deref())
         .await?
         .into_iter()
@@ -196,10 +195,9 @@ pub async fn list_keys(
     ))]
 pub async fn create_key(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<Admin>,
     Json(input): Json<CreateApiKey>,
 ) -> Result<Response, ApiError> {
-    caller.require(ADMIN)?;
     let tenant = input.tenant.unwrap_or_else(|| caller.tenant.clone());
     check_new_key(&tenant, &input.name, &input.scopes, input.expires_at)
         .map_err(|detail| ApiError::unprocessable("invalid_field", detail))?;
@@ -241,10 +239,9 @@ pub async fn create_key(
     ))]
 pub async fn revoke_key(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<Admin>,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(ADMIN)?;
     if store::api_keys::revoke(&state.pool, id).await? {
         tracing::info!(key_id = %id, by = %caller.key_id, "API key revoked");
         Ok(StatusCode::NO_CONTENT)

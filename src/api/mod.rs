@@ -2,6 +2,8 @@
 //! OpenAPI document assembled from the same route list that serves requests.
 
 pub mod auth;
+pub mod body;
+pub mod bounds;
 pub mod error;
 pub mod events;
 pub mod health;
@@ -37,14 +39,11 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 use uuid::Uuid;
 
-use crate::backends::{Backend, BackendRegistry};
+use crate::backends::{Backend, BackendRegistry, PrintTarget};
 use crate::config::Config;
-use crate::domain::{JobOptions, OptionsMode};
 use crate::engine::Engine;
 use crate::observe;
-use crate::store;
-use crate::store::documents::NewDocument;
-use crate::store::jobs::{JobRow, NewJob};
+use crate::service::Service;
 use error::ApiError;
 
 /// What every handler can reach.
@@ -147,12 +146,94 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document, exactly as served at `/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().split_for_parts().1
+    let mut spec = api_routes().split_for_parts().1;
+    common_responses(&mut spec);
+    spec
+}
+
+/// Answers every route can give for reasons common to all routes of its kind, added where
+/// the route's own list lacks them: the spec lists every status a route can answer.
+fn common_responses(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let problem = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    error::PROBLEM_JSON,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for item in spec.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let mut add: Vec<(&str, &str)> = Vec::new();
+            let params = operation.parameters.as_deref().unwrap_or_default();
+            let has = |place: ParameterIn| {
+                params.iter().any(|p| {
+                    std::mem::discriminant(&p.parameter_in) == std::mem::discriminant(&place)
+                })
+            };
+            if operation.request_body.is_some() {
+                add.push((
+                    "400",
+                    "The body is not valid JSON (`invalid_json`) or not readable",
+                ));
+                add.push(("413", "The body is larger than MAX_BODY_BYTES (28 MiB by default) or the route's own limit"));
+                add.push(("415", "The body is not `Content-Type: application/json`"));
+                add.push((
+                    "422",
+                    "A field is missing, malformed or out of its bounds (`invalid_field`)",
+                ));
+            }
+            if has(ParameterIn::Path) {
+                add.push(("400", "A path parameter is malformed (`invalid_path`)"));
+                add.push(("404", "No such resource (or another tenant's)"));
+            }
+            if has(ParameterIn::Query) {
+                add.push(("400", "A query parameter is malformed (`invalid_query`)"));
+            }
+            if operation.security.is_some() {
+                add.push(("401", "Missing or invalid API key"));
+                add.push((
+                    "403",
+                    "The key lacks the route's scope (checked before anything else)",
+                ));
+                add.push((
+                    "429",
+                    "The key's rate limit (RATE_LIMIT_RPS) is exceeded; see `Retry-After`",
+                ));
+            }
+            add.push((
+                "503",
+                "The database is unavailable; nothing was changed (see `Retry-After`)",
+            ));
+            for (status, description) in add {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| problem(description));
+            }
+        }
+    }
 }
 
 /// The whole HTTP application with its middleware.
 pub fn router(state: AppState) -> Router {
-    let (routes, spec) = api_routes().split_for_parts();
+    let (routes, mut spec) = api_routes().split_for_parts();
+    common_responses(&mut spec);
     let request_id = HeaderName::from_static("x-request-id");
     let max_body = state.config.max_body_bytes as usize;
     let timeout = Duration::from_secs(state.config.request_timeout_secs);
@@ -206,176 +287,49 @@ async fn count_request(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let started = std::time::Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let method = observe::method_label(request.method().as_str());
     let response = next.run(request).await;
-    observe::http_request(route, method, response.status().as_u16(), started.elapsed());
+    observe::http_request(
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
 impl AppState {
-    pub async fn backend_of_printer(
-        &self,
-        printer_id: &str,
-    ) -> Result<&Arc<dyn Backend>, ApiError> {
-        let printer = store::printers::get(&self.pool, printer_id)
-            .await?
-            .ok_or_else(|| ApiError::Internal(format!("printer {printer_id} vanished")))?;
-        self.backend(&printer.backend)
+    /// The application service over this state's pool, backends and engine.
+    pub fn service(&self) -> Service {
+        Service::new(
+            self.pool.clone(),
+            self.backends.clone(),
+            Arc::clone(&self.engine),
+        )
     }
 
     pub fn backend(&self, name: &str) -> Result<&Arc<dyn Backend>, ApiError> {
-        self.backends.get(name).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "backend_unavailable",
-                format!(
-                    "The `{name}` backend is not configured in this gateway (configured: {:?}).",
-                    self.backends.names()
-                ),
-            )
-        })
+        self.backends
+            .get(name)
+            .ok_or_else(|| self.not_configured(name))
     }
 
-    /// Checks a new job against its printer (exists, enabled, backend can take the
-    /// document and options) and builds the row to insert.
-    #[expect(clippy::too_many_arguments, reason = "every input of an accepted job")]
-    pub async fn prepare_job(
-        &self,
-        tenant: &str,
-        input: jobs::CreateJob,
-        document: jobs::DocumentInfo,
-        idempotency_key: Option<String>,
-        request_hash: Vec<u8>,
-        source: &str,
-        vendor_ids: Option<serde_json::Value>,
-    ) -> Result<NewJob, ApiError> {
-        let printer = store::printers::get(&self.pool, &input.printer_id)
-            .await?
-            // another tenant's printer, unless shared, is as unknown as a missing one
-            .filter(|printer| printer.usable_by(tenant))
-            .ok_or_else(|| {
-                ApiError::unprocessable(
-                    "unknown_printer",
-                    format!(
-                        "Printer `{}` does not exist; GET /v1/printers lists the printers.",
-                        input.printer_id
-                    ),
-                )
-            })?;
-        if !printer.enabled {
-            return Err(ApiError::conflict(
-                "printer_disabled",
-                format!(
-                    "Printer `{}` is disabled; enable it or choose another printer.",
-                    printer.id
-                ),
-            ));
-        }
-        let backend = self.backend(&printer.backend)?;
-        if !backend.accepts_jobs() {
-            let target = backend
-                .prints_on(&printer.locator)
-                .map(|t| format!(" Its jobs print on printer `{t}`; submit there."))
-                .unwrap_or_default();
-            return Err(ApiError::unprocessable(
-                "printer_takes_no_jobs",
-                format!(
-                    "Printer `{}` is a {} printer: it takes jobs only from {} users.{target}",
-                    printer.id,
-                    backend.name(),
-                    backend.name()
-                ),
-            ));
-        }
-        backend
-            .check_document(document.kind, document.doc_type)
-            .map_err(|detail| ApiError::unprocessable("unsupported_document_type", detail))?;
-        if let Some(expires_at) = input.expires_at
-            && expires_at <= chrono::Utc::now()
-        {
-            return Err(ApiError::unprocessable(
-                "invalid_field",
-                "`expires_at` is in the past.",
-            ));
-        }
-        input
-            .options
-            .validate()
-            .map_err(|detail| ApiError::unprocessable("invalid_option", detail))?;
-        let options: JobOptions = input.options.with_defaults(&printer.default_options.0);
-        backend
-            .check_vendor_options(&options.vendor_options)
-            .map_err(|detail| ApiError::unprocessable("unsupported_option", detail))?;
-        let (options, dropped) = match &printer.capabilities {
-            Some(caps) => {
-                let checked = caps.0.check(&options, input.options_mode).map_err(|problem| {
-                    ApiError::unprocessable(
-                        "unsupported_option",
-                        format!("Printer `{}` cannot honour {problem}. Send options_mode \"best_effort\" to drop what it cannot do.", printer.id),
-                    )
-                })?;
-                (checked.applied, checked.dropped)
-            }
-            None => (options, Vec::new()),
-        };
-        let document_info =
-            serde_json::to_value(&document).map_err(|err| ApiError::Internal(err.to_string()))?;
-        Ok(NewJob {
-            id: Uuid::now_v7(),
-            tenant: tenant.to_owned(),
-            printer_id: printer.id,
-            document_id: Uuid::nil(),
-            document_info,
-            source: source.to_owned(),
-            options,
-            options_mode: match input.options_mode {
-                OptionsMode::Strict => "strict".into(),
-                OptionsMode::BestEffort => "best_effort".into(),
-            },
-            dropped_options: dropped,
-            metadata: input.metadata,
-            idempotency_key,
-            request_hash: Some(request_hash),
-            expires_at: input.expires_at,
-            vendor_ids,
-            backend: printer.backend,
-        })
+    /// The print target registered as `name`.
+    pub fn target(&self, name: &str) -> Result<&Arc<dyn PrintTarget>, ApiError> {
+        self.backends
+            .target(name)
+            .ok_or_else(|| self.not_configured(name))
     }
 
-    /// Stores document, job and first event in one statement, then wakes the workers.
-    /// `None` when the idempotency key was already used (nothing is stored then).
-    pub async fn accept_job(
-        &self,
-        job: &NewJob,
-        document: &NewDocument,
-    ) -> Result<Option<JobRow>, ApiError> {
-        // With an object store the bytes go there first; the row names them.
-        let documents = self.engine.documents();
-        let object_key = match &document.content {
-            Some(bytes) if documents.is_external() => documents.put(bytes.clone()).await?,
-            _ => None,
-        };
-        let row = store::jobs::accept(
-            &self.pool,
-            job,
-            document,
-            object_key.as_deref(),
-            crate::domain::EventSource::Api,
+    fn not_configured(&self, name: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "backend_unavailable",
+            format!(
+                "The `{name}` backend is not configured in this gateway (configured: {:?}).",
+                self.backends.names()
+            ),
         )
-        .await;
-        if let (Ok(None) | Err(_), Some(key)) = (&row, &object_key) {
-            // An idempotent replay (or a failed write) stored no row naming the object.
-            documents.delete(std::slice::from_ref(key)).await;
-        }
-        let row = row?;
-        if row.is_some() {
-            self.engine.job_due();
-            observe::job_accepted(&job.backend, &job.source);
-        }
-        Ok(row)
     }
 }

@@ -10,13 +10,13 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::auth::Caller;
-use super::error::{ApiError, Json, Path, Problem, Query};
-use crate::backends::{Backend, DiscoveredPrinter, Housekeeping, PrinterStatus, VendorError};
+use super::auth::{Caller, PrintersAdmin, PrintersRead, Scoped};
+use super::error::{ApiError, Json, Path, Problem, Query, vendor_refusal};
+use crate::backends::{DiscoveredPrinter, Housekeeping, PrinterStatus, VendorError};
 use crate::domain::ErrorCode;
 use crate::domain::{Capabilities, JobOptions, PrinterId};
-use crate::engine::printer_context;
-use crate::store::printers::{Deleted, PrinterFields, PrinterRow};
+use crate::service::printers::{PrinterChanges, PrinterDraft, WhenTaken};
+use crate::store::printers::{Deleted, PrinterRow};
 use crate::store::{self};
 
 /// A printer to register.
@@ -33,9 +33,12 @@ use crate::store::{self};
 }))]
 pub struct CreatePrinter {
     /// Slug: 1-64 of a-z, 0-9, `-`, `_`.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[a-z0-9][a-z0-9_-]*$")]
     pub id: String,
+    #[schema(max_length = 200)]
     pub display_name: Option<String>,
     /// `lianke`, `zhimu` or `wecom`.
+    #[schema(pattern = "^(lianke|zhimu|wecom)$")]
     pub backend: String,
     /// Backend-specific, non-secret settings.
     #[serde(default = "empty_object")]
@@ -53,6 +56,7 @@ pub struct CreatePrinter {
     pub max_in_flight: Option<u32>,
     /// Other tenants that may see this printer and print on it (the key's tenant owns it).
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub shared_with: Vec<String>,
 }
 
@@ -79,6 +83,7 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"display_name": "2nd floor office", "default_options": {"paper": "A4"}}))]
 pub struct UpdatePrinter {
+    #[schema(max_length = 200)]
     pub display_name: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub locator: Option<Value>,
@@ -88,6 +93,7 @@ pub struct UpdatePrinter {
     pub enabled: Option<bool>,
     pub max_in_flight: Option<u32>,
     /// Replaces the list of tenants the printer is shared with.
+    #[schema(max_items = 100)]
     pub shared_with: Option<Vec<String>>,
 }
 
@@ -337,197 +343,6 @@ pub struct CapabilitiesQuery {
     pub refresh: bool,
 }
 
-fn object_or_err(value: &Value, field: &str) -> Result<(), ApiError> {
-    if value.is_object() {
-        Ok(())
-    } else {
-        Err(ApiError::unprocessable(
-            "invalid_field",
-            format!("`{field}` must be a JSON object."),
-        ))
-    }
-}
-
-/// A printer's settings before the backend has checked them.
-struct Draft {
-    id: String,
-    display_name: String,
-    locator: Value,
-    secrets: Value,
-    default_options: JobOptions,
-    enabled: bool,
-    max_in_flight: Option<u32>,
-    owner_tenant: String,
-    shared_with: Vec<String>,
-}
-
-/// Checks and normalises a share list: tenant names, no owner, no repeats, at most 100.
-fn share_list(owner: &str, tenants: Vec<String>) -> Result<Vec<String>, ApiError> {
-    let mut list: Vec<String> = Vec::new();
-    for tenant in tenants {
-        let tenant = tenant.trim().to_owned();
-        if tenant.is_empty() || tenant.len() > 200 {
-            return Err(ApiError::unprocessable(
-                "invalid_field",
-                "`shared_with` entries must be tenant names of 1-200 characters.",
-            ));
-        }
-        if tenant != owner && !list.contains(&tenant) {
-            list.push(tenant);
-        }
-    }
-    if list.len() > 100 {
-        return Err(ApiError::unprocessable(
-            "invalid_field",
-            "`shared_with` may name at most 100 tenants.",
-        ));
-    }
-    list.sort();
-    Ok(list)
-}
-
-fn fields_for(backend: &dyn Backend, draft: Draft) -> Result<PrinterFields, ApiError> {
-    let Draft {
-        id,
-        display_name,
-        locator,
-        secrets,
-        default_options,
-        enabled,
-        max_in_flight,
-        owner_tenant,
-        shared_with,
-    } = draft;
-    let shared_with = share_list(&owner_tenant, shared_with)?;
-    object_or_err(&locator, "locator")?;
-    object_or_err(&secrets, "secrets")?;
-    default_options
-        .validate()
-        .map_err(|d| ApiError::unprocessable("invalid_option", format!("default_options: {d}")))?;
-    backend
-        .check_vendor_options(&default_options.vendor_options)
-        .map_err(|d| {
-            ApiError::unprocessable("unsupported_option", format!("default_options: {d}"))
-        })?;
-    let setup = backend
-        .setup_printer(&locator, &secrets)
-        .map_err(|detail| ApiError::unprocessable("invalid_printer_config", detail))?;
-    let max_in_flight = match max_in_flight {
-        Some(n) if (1..=64).contains(&n) => n,
-        Some(n) => {
-            return Err(ApiError::unprocessable(
-                "invalid_field",
-                format!("`max_in_flight` must be between 1 and 64, got {n}."),
-            ));
-        }
-        None => setup.max_in_flight,
-    };
-    if display_name.trim().is_empty() || display_name.len() > 200 {
-        return Err(ApiError::unprocessable(
-            "invalid_field",
-            "`display_name` must be 1-200 characters.",
-        ));
-    }
-    Ok(PrinterFields {
-        id,
-        display_name,
-        backend: backend.name().to_owned(),
-        locator,
-        secrets,
-        default_options,
-        enabled,
-        device: setup.device,
-        max_in_flight: max_in_flight as i32,
-        owner_tenant,
-        shared_with,
-    })
-}
-
-/// Asks the vendor whether the printer's locator and secrets work (its live status). An
-/// offline device passes (its credentials were accepted); refused credentials are 422
-/// `vendor_auth_failed`, an unknown printer 422 `vendor_printer_not_found`.
-async fn verify_with_vendor(backend: &dyn Backend, fields: &PrinterFields) -> Result<(), ApiError> {
-    let context = crate::backends::PrinterContext {
-        id: PrinterId::parse(&fields.id)
-            .map_err(|detail| ApiError::unprocessable("invalid_field", detail))?,
-        locator: fields.locator.clone(),
-        secrets: crate::backends::Secrets::from_plain(&fields.secrets),
-        capabilities: None,
-    };
-    match backend.printer_status(&context).await {
-        Ok(_) => Ok(()),
-        Err(err) if err.code == ErrorCode::DeviceOffline => Ok(()),
-        Err(err) if err.code == ErrorCode::PrinterNotFound => Err(ApiError::unprocessable(
-            "vendor_printer_not_found",
-            format!(
-                "{} does not know this printer{}. Check the locator, or send ?verify=false to save it without asking.",
-                backend.name(),
-                vendor_words(&err)
-            ),
-        )),
-        Err(err) => Err(with_verify_hint(vendor_refusal(err))),
-    }
-}
-
-fn with_verify_hint(err: ApiError) -> ApiError {
-    match err {
-        ApiError::Client {
-            status,
-            code,
-            detail,
-        } => ApiError::Client {
-            status,
-            code,
-            detail: format!(
-                "{detail} The printer was not saved; fix the credentials, or send ?verify=false to save it without asking the vendor."
-            ),
-        },
-        other => other,
-    }
-}
-
-fn vendor_words(err: &VendorError) -> String {
-    match (&err.vendor_code, &err.vendor_message) {
-        (Some(code), Some(msg)) => format!(" (vendor code {code}: {msg})"),
-        (Some(code), None) => format!(" (vendor code {code})"),
-        _ => String::new(),
-    }
-}
-
-/// A source-only printer (WeCom) must name an existing printer that takes jobs.
-async fn check_target(
-    state: &AppState,
-    backend: &dyn Backend,
-    fields: &PrinterFields,
-) -> Result<(), ApiError> {
-    let Some(target) = backend.prints_on(&fields.locator) else {
-        return Ok(());
-    };
-    let invalid = |detail: String| ApiError::unprocessable("invalid_printer_config", detail);
-    if target == fields.id {
-        return Err(invalid(format!(
-            "`locator.target_printer_id` must name another printer, not `{target}` itself."
-        )));
-    }
-    let row = store::printers::get(&state.pool, &target)
-        .await?
-        .filter(|row| row.usable_by(&fields.owner_tenant))
-        .ok_or_else(|| {
-            invalid(format!(
-                "`locator.target_printer_id`: printer `{target}` does not exist; register the printer that prints first."
-            ))
-        })?;
-    match state.backends.get(&row.backend) {
-        Some(b) if b.accepts_jobs() => Ok(()),
-        _ => Err(invalid(format!(
-            "`locator.target_printer_id`: printer `{target}` ({}) cannot print jobs; choose a Lianke or Zhimu printer.",
-            row.backend
-        ))),
-    }
-}
-
-const ADMIN: &str = "printers:admin";
-
 /// Register a printer.
 #[utoipa::path(post, path = "/v1/printers", tag = "printers",
     security(("bearer" = [])),
@@ -544,24 +359,13 @@ const ADMIN: &str = "printers:admin";
     ))]
 pub async fn create_printer(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersAdmin>,
     Query(verify): Query<VerifyQuery>,
     Json(input): Json<CreatePrinter>,
 ) -> Result<Response, ApiError> {
-    caller.require(ADMIN)?;
     let id = PrinterId::parse(&input.id)
         .map_err(|detail| ApiError::unprocessable("invalid_field", detail))?;
-    let backend = state.backends.get(&input.backend).ok_or_else(|| {
-        ApiError::unprocessable(
-            "unknown_backend",
-            format!(
-                "Backend `{}` is not configured in this gateway; configured: {:?}.",
-                input.backend,
-                state.backends.names()
-            ),
-        )
-    })?;
-    let draft = Draft {
+    let draft = PrinterDraft {
         id: id.to_string(),
         display_name: input.display_name.unwrap_or_else(|| id.to_string()),
         locator: input.locator,
@@ -572,20 +376,10 @@ pub async fn create_printer(
         owner_tenant: caller.tenant.clone(),
         shared_with: input.shared_with,
     };
-    let fields = fields_for(backend.as_ref(), draft)?;
-    check_target(&state, backend.as_ref(), &fields).await?;
-    if store::printers::get(&state.pool, &fields.id)
-        .await?
-        .is_some()
-    {
-        return Err(printer_exists(&id.to_string()));
-    }
-    if verify.verify {
-        verify_with_vendor(backend.as_ref(), &fields).await?;
-    }
-    let row = store::printers::insert(&state.pool, state.engine.keyring(), &fields)
-        .await?
-        .ok_or_else(|| printer_exists(&id.to_string()))?;
+    let row = state
+        .service()
+        .register_printer(&input.backend, draft, verify.verify, WhenTaken::Refuse)
+        .await?;
     let location = format!("/v1/printers/{id}");
     Ok((
         StatusCode::CREATED,
@@ -599,13 +393,6 @@ pub async fn create_printer(
         .into_response())
 }
 
-fn printer_exists(id: &str) -> ApiError {
-    ApiError::conflict(
-        "printer_exists",
-        format!("Printer id `{id}` is taken; pick another id (PATCH it if it is yours)."),
-    )
-}
-
 /// List printers.
 #[utoipa::path(get, path = "/v1/printers", tag = "printers",
     security(("bearer" = [])),
@@ -616,9 +403,8 @@ fn printer_exists(id: &str) -> ApiError {
     ))]
 pub async fn list_printers(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersRead>,
 ) -> Result<Json<PrinterList>, ApiError> {
-    caller.require_any(&["jobs:read", ADMIN])?;
     let threshold = state.engine.settings().breaker_threshold;
     let rows = if caller.is_admin() {
         store::printers::list(&state.pool).await?
@@ -639,7 +425,7 @@ async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<PrinterRow,
     store::printers::get(&state.pool, id)
         .await?
         .filter(|row| caller.is_admin() || row.usable_by(&caller.tenant))
-        .ok_or_else(|| ApiError::not_found(&format!("Printer `{id}`")))
+        .ok_or_else(|| ApiError::not_found(&format!("Printer `{}`", super::bounds::quote(id))))
 }
 
 /// A printer the caller's tenant owns (to change it): 404 when invisible, 403 when only
@@ -648,7 +434,10 @@ async fn load_owned(state: &AppState, caller: &Caller, id: &str) -> Result<Print
     let row = load(state, caller, id).await?;
     if !row.usable_by(&caller.tenant) {
         // an admin key reads every printer but changes only its own tenant's
-        return Err(ApiError::not_found(&format!("Printer `{id}`")));
+        return Err(ApiError::not_found(&format!(
+            "Printer `{}`",
+            super::bounds::quote(id)
+        )));
     }
     if row.owner_tenant != caller.tenant {
         return Err(ApiError::new(
@@ -675,10 +464,9 @@ async fn load_owned(state: &AppState, caller: &Caller, id: &str) -> Result<Print
     ))]
 pub async fn get_printer(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersRead>,
     Path(id): Path<String>,
 ) -> Result<Json<PrinterView>, ApiError> {
-    caller.require_any(&["jobs:read", ADMIN])?;
     let row = load(&state, &caller, &id).await?;
     Ok(Json(view_with_queue(&state, row, &caller.tenant).await?))
 }
@@ -699,51 +487,25 @@ pub async fn get_printer(
     ))]
 pub async fn update_printer(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersAdmin>,
     Path(id): Path<String>,
     Query(verify): Query<VerifyQuery>,
     Json(input): Json<UpdatePrinter>,
 ) -> Result<Json<PrinterView>, ApiError> {
-    caller.require(ADMIN)?;
     let row = load_owned(&state, &caller, &id).await?;
-    let credentials_change = input.secrets.is_some() || input.locator.is_some();
-    let backend = state.backend(&row.backend)?;
-    let mut secrets = state
-        .engine
-        .keyring()
-        .open_printer_secrets_json(&row.id, &row.secrets)
-        .map_err(|detail| ApiError::Internal(format!("printer `{}`: {detail}", row.id)))?;
-    if let Some(changes) = input.secrets {
-        object_or_err(&changes, "secrets")?;
-        if let (Some(target), Some(changes)) = (secrets.as_object_mut(), changes.as_object()) {
-            for (key, value) in changes {
-                if value.is_null() {
-                    target.remove(key);
-                } else {
-                    target.insert(key.clone(), value.clone());
-                }
-            }
-        }
-    }
-    let draft = Draft {
-        id: row.id.clone(),
-        display_name: input.display_name.unwrap_or(row.display_name),
-        locator: input.locator.unwrap_or(row.locator),
-        secrets,
-        default_options: input.default_options.unwrap_or(row.default_options.0),
-        enabled: input.enabled.unwrap_or(row.enabled),
-        max_in_flight: input.max_in_flight.or(Some(row.max_in_flight as u32)),
-        owner_tenant: row.owner_tenant.clone(),
-        shared_with: input.shared_with.unwrap_or(row.shared_with),
+    let changes = PrinterChanges {
+        display_name: input.display_name,
+        locator: input.locator,
+        secrets: input.secrets,
+        default_options: input.default_options,
+        enabled: input.enabled,
+        max_in_flight: input.max_in_flight,
+        shared_with: input.shared_with,
     };
-    let fields = fields_for(backend.as_ref(), draft)?;
-    check_target(&state, backend.as_ref(), &fields).await?;
-    if credentials_change && verify.verify {
-        verify_with_vendor(backend.as_ref(), &fields).await?;
-    }
-    let updated = store::printers::update(&state.pool, state.engine.keyring(), &fields)
-        .await?
-        .ok_or_else(|| ApiError::not_found(&format!("Printer `{id}`")))?;
+    let updated = state
+        .service()
+        .update_printer(row, changes, verify.verify)
+        .await?;
     Ok(Json(
         view_with_queue(&state, updated, &caller.tenant).await?,
     ))
@@ -762,14 +524,16 @@ pub async fn update_printer(
     ))]
 pub async fn delete_printer(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersAdmin>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(ADMIN)?;
     load_owned(&state, &caller, &id).await?;
     match store::printers::delete(&state.pool, &id).await? {
         Deleted::Yes => Ok(StatusCode::NO_CONTENT),
-        Deleted::NotFound => Err(ApiError::not_found(&format!("Printer `{id}`"))),
+        Deleted::NotFound => Err(ApiError::not_found(&format!(
+            "Printer `{}`",
+            super::bounds::quote(&id)
+        ))),
         Deleted::HasJobs => Err(ApiError::conflict(
             "printer_has_jobs",
             format!(
@@ -780,57 +544,7 @@ pub async fn delete_printer(
 }
 
 fn vendor_problem(err: VendorError) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        "vendor_error",
-        format!(
-            "The vendor could not answer ({}): {}",
-            err.code, err.message
-        ),
-    )
-}
-
-/// A vendor refusal an operator can act on, with a status that says what kind it is. The
-/// vendor's code and message are included; secrets never are (they are not in errors).
-fn vendor_refusal(err: VendorError) -> ApiError {
-    if err.code == ErrorCode::PrinterAuthFailed {
-        return ApiError::unprocessable(
-            "vendor_auth_failed",
-            format!(
-                "The vendor refused the printer's credentials: {}{}.",
-                err.message,
-                vendor_words(&err)
-            ),
-        );
-    }
-    if err.code == ErrorCode::VendorAuthFailed {
-        // The gateway's own credentials (not the printer's): a configuration problem.
-        return ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "vendor_app_auth_failed",
-            format!(
-                "The vendor refused the gateway's own credentials: {}{}.",
-                err.message,
-                vendor_words(&err)
-            ),
-        );
-    }
-    let status = match err.code {
-        ErrorCode::VendorRejected => StatusCode::CONFLICT,
-        ErrorCode::VendorRateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::DeviceBusy | ErrorCode::DeviceOffline => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::BAD_GATEWAY,
-    };
-    let vendor = match (&err.vendor_code, &err.vendor_message) {
-        (Some(code), Some(msg)) => format!(" (vendor code {code}: {msg})"),
-        (Some(code), None) => format!(" (vendor code {code})"),
-        _ => String::new(),
-    };
-    ApiError::new(
-        status,
-        err.code.as_str(),
-        format!("{}{vendor}.", err.message),
-    )
+    super::error::vendor_answer("The vendor", &err)
 }
 
 /// A device to look behind.
@@ -842,6 +556,8 @@ fn vendor_refusal(err: VendorError) -> ApiError {
     "secrets": {"device_key": "demo-lk-key"}
 }))]
 pub struct DiscoverRequest {
+    /// `lianke`, `zhimu` or `wecom`.
+    #[schema(pattern = "^(lianke|zhimu|wecom)$")]
     pub backend: String,
     #[schema(value_type = Object)]
     pub locator: Value,
@@ -873,15 +589,27 @@ pub struct DiscoveredPrinters {
     ))]
 pub async fn discover_printers(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Scoped<PrintersAdmin>,
     Json(input): Json<DiscoverRequest>,
 ) -> Result<Json<DiscoveredPrinters>, ApiError> {
-    caller.require(ADMIN)?;
-    let backend = state.backend(&input.backend)?;
-    match backend.discover(&input.locator, &input.secrets).await {
+    if state.backends.get(&input.backend).is_none() {
+        return Err(ApiError::unprocessable(
+            "unknown_backend",
+            format!(
+                "Backend `{}` is not configured in this gateway; configured: {:?}.",
+                super::bounds::quote(&input.backend),
+                state.backends.names()
+            ),
+        ));
+    }
+    let found = state
+        .service()
+        .discover(&input.backend, &input.locator, &input.secrets)
+        .await?;
+    match found {
         None => Err(ApiError::unprocessable(
             "discovery_not_supported",
-            format!("The `{}` backend cannot list printers.", backend.name()),
+            format!("The `{}` backend cannot list printers.", input.backend),
         )),
         Some(Err(err)) if err.code == ErrorCode::VendorRejected && err.vendor_code.is_none() => {
             Err(ApiError::unprocessable("invalid_field", err.message))
@@ -911,15 +639,14 @@ async fn housekeeping(
     name: &str,
 ) -> Result<Json<HousekeepingResult>, ApiError> {
     let row = load_owned(state, caller, id).await?;
-    let backend = state.backend(&row.backend)?;
-    let context = printer_context(&row, state.engine.keyring()).map_err(ApiError::Internal)?;
-    let outcome = backend
-        .housekeeping(&context, action)
-        .await
+    let outcome = state
+        .service()
+        .housekeeping(&row, action)
+        .await?
         .ok_or_else(|| {
             ApiError::unprocessable(
                 "not_supported",
-                format!("The `{}` backend does not offer {name}.", backend.name()),
+                format!("The `{}` backend does not offer {name}.", row.backend),
             )
         })?;
     let data = outcome.map_err(vendor_refusal)?;
@@ -959,10 +686,9 @@ async fn housekeeping(
     ))]
 pub async fn reset_error_limit(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersAdmin>,
     Path(id): Path<String>,
 ) -> Result<Json<HousekeepingResult>, ApiError> {
-    caller.require(ADMIN)?;
     housekeeping(
         &state,
         &caller,
@@ -991,10 +717,9 @@ pub async fn reset_error_limit(
     ))]
 pub async fn flush_queue(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersAdmin>,
     Path(id): Path<String>,
 ) -> Result<Json<HousekeepingResult>, ApiError> {
-    caller.require(ADMIN)?;
     housekeeping(
         &state,
         &caller,
@@ -1014,15 +739,15 @@ pub async fn flush_queue(
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks `jobs:read` and `printers:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such printer", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The vendor refused what was sent (`vendor_refused_input`, with the vendor's code and words)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The vendor failed", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn printer_capabilities(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersRead>,
     Path(id): Path<String>,
     Query(query): Query<CapabilitiesQuery>,
 ) -> Result<Json<CapabilitiesView>, ApiError> {
-    caller.require_any(&["jobs:read", ADMIN])?;
     let row = load(&state, &caller, &id).await?;
     if !query.refresh
         && let (Some(caps), Some(at)) = (&row.capabilities, row.capabilities_at)
@@ -1034,11 +759,10 @@ pub async fn printer_capabilities(
             source: "cache".into(),
         }));
     }
-    let backend = state.backend(&row.backend)?;
-    let context = printer_context(&row, state.engine.keyring()).map_err(ApiError::Internal)?;
-    let report = backend
-        .capabilities(&context)
-        .await
+    let report = state
+        .service()
+        .capabilities(&row)
+        .await?
         .map_err(vendor_problem)?;
     store::printers::save_capabilities(&state.pool, &row.id, &report.capabilities, &report.raw)
         .await?;
@@ -1059,14 +783,14 @@ pub async fn printer_capabilities(
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks `jobs:read` and `printers:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such printer", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The vendor refused what was sent (`vendor_refused_input`, with the vendor's code and words)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The vendor failed", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn printer_status(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<PrintersRead>,
     Path(id): Path<String>,
 ) -> Result<Json<StatusView>, ApiError> {
-    caller.require_any(&["jobs:read", ADMIN])?;
     let row = load(&state, &caller, &id).await?;
     state.backend(&row.backend)?;
     let status = crate::engine::status::check(

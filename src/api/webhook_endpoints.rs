@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{Caller, Scoped, WebhooksAdmin};
 use super::error::{ApiError, Json, Path, Problem, Query};
 use super::events::parse_event_types;
 use crate::engine::outbox::{event_id, is_private};
@@ -19,7 +19,6 @@ use crate::store::webhooks::{AttemptRow, DeliveryRow, EndpointFields, EndpointRo
 use crate::store::{self};
 use crate::webhook_signature;
 
-const SCOPE: &str = "webhooks:admin";
 const MAX_URL: usize = 2048;
 const MAX_DESCRIPTION: usize = 500;
 
@@ -367,10 +366,9 @@ async fn load(state: &AppState, caller: &Caller, id: Uuid) -> Result<EndpointRow
     ))]
 pub async fn create_endpoint(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<WebhooksAdmin>,
     Json(input): Json<CreateEndpoint>,
 ) -> Result<Response, ApiError> {
-    caller.require(SCOPE)?;
     let fields = EndpointFields {
         url: check_url(&state, &input.url).await?,
         description: check_description(input.description)?,
@@ -409,9 +407,8 @@ pub async fn create_endpoint(
     ))]
 pub async fn list_endpoints(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<WebhooksAdmin>,
 ) -> Result<Json<EndpointList>, ApiError> {
-    caller.require(SCOPE)?;
     let rows = store::webhooks::list_endpoints(&state.pool, &caller.tenant).await?;
     Ok(Json(EndpointList {
         items: rows.into_iter().map(EndpointView::from_row).collect(),
@@ -431,10 +428,9 @@ pub async fn list_endpoints(
     ))]
 pub async fn get_endpoint(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<WebhooksAdmin>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<EndpointView>, ApiError> {
-    caller.require(SCOPE)?;
     Ok(Json(EndpointView::from_row(
         load(&state, &caller, id).await?,
     )))
@@ -455,11 +451,10 @@ pub async fn get_endpoint(
     ))]
 pub async fn update_endpoint(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<WebhooksAdmin>,
     Path(id): Path<Uuid>,
     Json(input): Json<UpdateEndpoint>,
 ) -> Result<Json<EndpointView>, ApiError> {
-    caller.require(SCOPE)?;
     let current = load(&state, &caller, id).await?;
     let fields = EndpointFields {
         url: match input.url {
@@ -495,10 +490,9 @@ pub async fn update_endpoint(
     ))]
 pub async fn delete_endpoint(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<WebhooksAdmin>,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(SCOPE)?;
     if store::webhooks::delete_endpoint(&state.pool, &caller.tenant, id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -523,10 +517,9 @@ pub async fn delete_endpoint(
     ))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<WebhooksAdmin>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<RotatedSecret>, ApiError> {
-    caller.require(SCOPE)?;
     let secret = webhook_signature::generate_secret();
     let overlap = std::time::Duration::from_secs(state.config.webhooks.webhook_secret_overlap_secs);
     let row = store::webhooks::rotate_secret(
@@ -558,11 +551,10 @@ pub async fn rotate_secret(
     ))]
 pub async fn list_deliveries(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<WebhooksAdmin>,
     Path(id): Path<Uuid>,
     Query(query): Query<DeliveriesQuery>,
 ) -> Result<Json<DeliveryPage>, ApiError> {
-    caller.require(SCOPE)?;
     let limit = query.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -610,10 +602,9 @@ pub async fn list_deliveries(
     ))]
 pub async fn retry_delivery(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<WebhooksAdmin>,
     Path((id, delivery_id)): Path<(Uuid, i64)>,
 ) -> Result<Response, ApiError> {
-    caller.require(SCOPE)?;
     load(&state, &caller, id).await?;
     if !store::webhooks::retry_delivery(&state.pool, id, delivery_id).await? {
         return Err(ApiError::not_found(&format!("Delivery {delivery_id}")));
@@ -643,10 +634,9 @@ pub async fn retry_delivery(
     ))]
 pub async fn test_endpoint(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Scoped<WebhooksAdmin>,
     Path(id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
-    caller.require(SCOPE)?;
     let endpoint = load(&state, &caller, id).await?;
     let (event, delivery) = store::webhooks::insert_ping(&state.pool, &endpoint).await?;
     let delivery_id = delivery

@@ -3,9 +3,9 @@
 //! else. Forged or unknown callbacks change nothing; duplicates are answered 200 (Lianke
 //! retries at 0/5/10 s until it gets a 200); only forward moves are applied.
 
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
-use bytes::Bytes;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -19,6 +19,10 @@ use crate::domain::{EventSource, JobState, Transition};
 use crate::engine::printer_context;
 use crate::observe;
 use crate::store::{self, jobs::JobUpdate};
+
+/// The largest Lianke callback body read (Lianke's are well under 4 KB); only read once the
+/// URL's token is checked.
+pub const LIANKE_CALLBACK_MAX_BYTES: usize = 8 * 1024;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -74,7 +78,8 @@ fn not_ready(detail: &str) -> ApiError {
 /// Lianke result callback for one job.
 ///
 /// Lianke calls the `callbackUrl` the gateway gave it when a task ends. Authenticated by the
-/// `token` query parameter; the body's `task_id` and `device_id` must be the job's.
+/// `token` query parameter, checked before the body is read; the body (at most 8 KiB) must
+/// name the job's `task_id` and `device_id`.
 #[utoipa::path(post, path = "/webhooks/lianke/{job_id}", tag = "webhooks",
     params(("job_id" = String, Path, description = "The job the callback URL was made for"), CallbackQuery),
     request_body = LiankeCallbackBody,
@@ -84,15 +89,17 @@ fn not_ready(detail: &str) -> ApiError {
         (status = 401, description = "Missing or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The task or device is not the job's", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than 8 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Lianke could not confirm the task's state (or the database is unavailable); Lianke retries", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn lianke_callback(
     State(state): State<AppState>,
     Path(job_id): Path<String>,
     Query(query): Query<CallbackQuery>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Json<CallbackAck>, ApiError> {
-    let answer = handle_lianke_callback(state, job_id, query, body).await;
+    let answer = handle_lianke_callback(state, job_id, query, &headers, body).await;
     let result = match &answer {
         Ok(ack) => Ok(ack.0.status),
         Err(err) => Err(err.code()),
@@ -105,7 +112,8 @@ async fn handle_lianke_callback(
     state: AppState,
     job_id: String,
     query: CallbackQuery,
-    body: Bytes,
+    headers: &HeaderMap,
+    body: Body,
 ) -> Result<Json<CallbackAck>, ApiError> {
     // Authenticate first: nothing about jobs is read for a forged callback.
     let job_id = Uuid::parse_str(&job_id).map_err(|_| unknown_job())?;
@@ -118,6 +126,8 @@ async fn handle_lianke_callback(
             "The callback's token does not match its job.",
         ));
     }
+    let body =
+        super::body::read_limited(headers, body, LIANKE_CALLBACK_MAX_BYTES, lianke::NAME).await?;
     let callback = LiankeCallback::parse(&body)
         .map_err(|detail| ApiError::bad_request("invalid_callback", detail))?;
     let job = store::jobs::get_any(&state.pool, job_id)
@@ -135,7 +145,7 @@ async fn handle_lianke_callback(
             mismatch.to_string(),
         ));
     }
-    let backend = state.backend(lianke::NAME)?.clone();
+    let backend = state.target(lianke::NAME)?.clone();
     let current = job.job_state()?;
     let duplicate = Json(CallbackAck {
         status: "duplicate",

@@ -5,10 +5,11 @@
 //! handler only verifies, de-duplicates on `base_info.req_id` (a row per message, shared by
 //! every replica) and queues the message; the WeCom bridge does the work in the background.
 
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -39,6 +40,10 @@ pub struct WecomPushBody {
     pub encrypt: String,
 }
 
+/// The largest WeCom push body read (WeCom's are under 64 KB); only read once the
+/// signature parameters are there.
+pub const WECOM_PUSH_MAX_BYTES: usize = 64 * 1024;
+
 struct CallbackKeys {
     token: String,
     key: AesKey,
@@ -55,10 +60,10 @@ fn keys(state: &AppState) -> Result<CallbackKeys, ApiError> {
             "WeCom pushes are not configured on this gateway (WECOM_CALLBACK_TOKEN, WECOM_CALLBACK_AES_KEY).",
         ));
     };
-    let key = AesKey::from_encoding_aes_key(key.expose())
+    let key = AesKey::from_encoding_aes_key(key.expose_secret())
         .map_err(|_| ApiError::Internal("WECOM_CALLBACK_AES_KEY is invalid".into()))?;
     Ok(CallbackKeys {
-        token: token.expose().to_owned(),
+        token: token.expose_secret().to_owned(),
         key,
     })
 }
@@ -105,7 +110,8 @@ fn success() -> Response {
 /// `printer_job_submit` imports the job at once (the pull remains the backstop),
 /// `printer_job_del` cancels it, `bind` obtains the device secret, `model_ticket` keeps the
 /// newest ticket. Answered with `success` as soon as the message is verified and queued;
-/// a repeated `req_id` is answered the same way and ignored.
+/// a repeated `req_id` is answered the same way and ignored. The body (at most 64 KiB) is
+/// read only when the signature parameters are present.
 #[utoipa::path(post, path = "/webhooks/wecom", tag = "webhooks",
     params(PushQuery),
     request_body = WecomPushBody,
@@ -114,13 +120,15 @@ fn success() -> Response {
         (status = 400, description = "Not a WeCom push, or not decryptable", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Bad msg_signature", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "WeCom pushes are not configured", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than 64 KiB", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn wecom_push(
     State(state): State<AppState>,
     Query(query): Query<PushQuery>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let answer = handle_push(state, query, body).await;
+    let answer = handle_push(state, query, &headers, body).await;
     let result = match &answer {
         Ok(fresh) => Ok(if *fresh { "applied" } else { "duplicate" }),
         Err(err) => Err(err.code()),
@@ -133,8 +141,25 @@ pub async fn wecom_push(
 }
 
 /// Verifies, decrypts and queues one push; true when it was new.
-async fn handle_push(state: AppState, query: PushQuery, body: Bytes) -> Result<bool, ApiError> {
+async fn handle_push(
+    state: AppState,
+    query: PushQuery,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<bool, ApiError> {
     let keys = keys(&state)?;
+    // The signature covers the body, so it can only be checked after reading it: what can be
+    // checked first is, and the read is bounded by what WeCom sends.
+    if query.msg_signature.is_none() || query.timestamp.is_none() || query.nonce.is_none() {
+        return Err(forged());
+    }
+    let body = super::body::read_limited(
+        headers,
+        body,
+        WECOM_PUSH_MAX_BYTES,
+        crate::backends::wecom::NAME,
+    )
+    .await?;
     let body: PushBody = serde_json::from_slice(&body).map_err(|_| {
         ApiError::bad_request(
             "invalid_wecom_message",

@@ -12,14 +12,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{PrintersAdmin, Scoped};
 use super::error::{ApiError, Json, Path, Problem, Query};
 use crate::backends::VendorError;
 use crate::backends::zhimu::{self, ZhimuBackend, ZhimuLocator, ZhimuPrinter};
 use crate::domain::{Decision, ErrorCode};
 use crate::store;
-
-const ADMIN: &str = "printers:admin";
 
 /// A share code and verification code, as the Zhimu service shows them on the sharing PC.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -79,21 +77,26 @@ fn zhimu_backend(state: &AppState) -> Result<Arc<ZhimuBackend>, ApiError> {
 }
 
 fn vendor_problem(err: VendorError) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        "vendor_error",
-        format!("Zhimu could not answer ({}): {}", err.code, err.message),
-    )
+    super::error::vendor_answer("Zhimu", &err)
 }
 
-async fn registered_as(state: &AppState, locator: &ZhimuLocator) -> Result<Vec<String>, ApiError> {
+/// The gateway's Zhimu printers with their locators, read once per request.
+async fn registered(state: &AppState) -> Result<Vec<(String, ZhimuLocator)>, ApiError> {
     Ok(store::printers::list(&state.pool)
         .await?
         .into_iter()
         .filter(|p| p.backend == zhimu::NAME)
-        .filter(|p| ZhimuLocator::parse(&p.locator).is_ok_and(|l| l == *locator))
-        .map(|p| p.id)
+        .filter_map(|p| ZhimuLocator::parse(&p.locator).ok().map(|l| (p.id, l)))
         .collect())
+}
+
+/// The ids of the gateway printers registered on `locator`.
+fn registered_as(registered: &[(String, ZhimuLocator)], locator: &ZhimuLocator) -> Vec<String> {
+    registered
+        .iter()
+        .filter(|(_, l)| l == locator)
+        .map(|(id, _)| id.clone())
+        .collect()
 }
 
 /// Bind a shared printer to the gateway's Zhimu app.
@@ -114,10 +117,9 @@ async fn registered_as(state: &AppState, locator: &ZhimuLocator) -> Result<Vec<S
     ))]
 pub async fn bind_share(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Scoped<PrintersAdmin>,
     Json(input): Json<BindShare>,
 ) -> Result<Response, ApiError> {
-    caller.require(ADMIN)?;
     for (field, value) in [
         ("share_ticket", &input.share_ticket),
         ("password", &input.password),
@@ -160,23 +162,25 @@ pub async fn bind_share(
         (status = 200, description = "The app's printers", body = ZhimuPrinterList),
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks `printers:admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The vendor refused what was sent (`vendor_refused_input`, with the vendor's code and words)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "Zhimu failed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The zhimu backend is not configured", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_printers(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Scoped<PrintersAdmin>,
 ) -> Result<Json<ZhimuPrinterList>, ApiError> {
-    caller.require(ADMIN)?;
     let backend = zhimu_backend(&state)?;
     let printers = backend.bound_printers().await.map_err(vendor_problem)?;
+    // One read of the printers for the whole list (not one per Zhimu printer).
+    let registered = registered(&state).await?;
     let mut items = Vec::with_capacity(printers.len());
     for ZhimuPrinter {
         locator,
         printer_alias,
     } in printers
     {
-        let registered_as = registered_as(&state, &locator).await?;
+        let registered_as = registered_as(&registered, &locator);
         items.push(ZhimuPrinterView {
             locator,
             printer_alias,
@@ -202,16 +206,16 @@ pub async fn list_printers(
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks `printers:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The app has no such printer", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The vendor refused what was sent (`vendor_refused_input`, with the vendor's code and words)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "Zhimu failed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The zhimu backend is not configured", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn unbind_printer(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Scoped<PrintersAdmin>,
     Path((share_sn, printer_name)): Path<(String, String)>,
     Query(query): Query<UnbindQuery>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(ADMIN)?;
     let backend = zhimu_backend(&state)?;
     let locator = ZhimuLocator {
         share_sn,

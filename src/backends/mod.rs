@@ -10,6 +10,7 @@ pub mod lianke;
 pub mod wecom;
 
 pub mod pacing;
+pub mod source;
 pub mod token_cache;
 pub mod zhimu;
 
@@ -398,6 +399,17 @@ impl SubmitFailure {
 }
 
 impl VendorError {
+    /// For a print-target call on a job source's printer (which never prints itself).
+    pub fn not_a_print_target(backend: &str) -> VendorError {
+        VendorError::new(
+            ErrorCode::BackendUnavailable,
+            Decision::Fail,
+            format!(
+                "a {backend} printer takes jobs only from {backend} users; its jobs print on its target printer"
+            ),
+        )
+    }
+
     /// Marks the error by its outcome class: `Unknown` makes it outcome-unknown (the job
     /// becomes `unconfirmed`), anything else makes sure it is not.
     pub fn classed(mut self, class: OutcomeClass) -> VendorError {
@@ -406,9 +418,10 @@ impl VendorError {
     }
 }
 
-/// One vendor. Implementations hold their HTTP client, token caches and configuration.
-/// (`Any`, which every `'static` type is, lets the API reach a backend's own operations,
-/// such as Zhimu's share binding, through [`BackendRegistry::get_as`].)
+/// What every vendor's printers share, print target or job source: registration checks
+/// and the device's status. Implementations hold their HTTP client, token caches and
+/// configuration. (`Any`, which every `'static` type is, lets the API reach a backend's
+/// own operations, such as Zhimu's share binding, through [`BackendRegistry::get_as`].)
 #[async_trait]
 pub trait Backend: Any + Send + Sync + 'static {
     /// The registry key, also stored on printers (`lianke`, `zhimu`, …).
@@ -442,8 +455,8 @@ pub trait Backend: Any + Send + Sync + 'static {
         }
     }
 
-    /// Whether apps may submit jobs to this backend's printers. A source-only backend
-    /// (WeCom: jobs come from WeCom users) answers false.
+    /// Whether apps may submit jobs to this backend's printers: true for a print target,
+    /// false for a job source (WeCom: jobs come from WeCom users).
     fn accepts_jobs(&self) -> bool {
         true
     }
@@ -454,6 +467,15 @@ pub trait Backend: Any + Send + Sync + 'static {
         None
     }
 
+    /// The device's live status (for a job source: whether its credentials work).
+    async fn printer_status(&self, printer: &PrinterContext) -> Result<PrinterStatus, VendorError>;
+}
+
+/// A vendor that prints (Lianke, Zhimu): submit, status, cancel, capabilities, lookup,
+/// discovery and housekeeping. The engine knows vendors only through this trait (and the
+/// job-source bridge through [`JobSource`]).
+#[async_trait]
+pub trait PrintTarget: Backend {
     /// Whether the vendor reports results to a callback URL.
     fn wants_callback(&self) -> bool {
         false
@@ -512,8 +534,6 @@ pub trait Backend: Any + Send + Sync + 'static {
         printer: &PrinterContext,
     ) -> Result<CapabilitiesReport, VendorError>;
 
-    async fn printer_status(&self, printer: &PrinterContext) -> Result<PrinterStatus, VendorError>;
-
     /// Lists the printers behind a vendor device, for registration. `None`: this backend
     /// has no discovery.
     async fn discover(
@@ -532,9 +552,6 @@ pub trait Backend: Any + Send + Sync + 'static {
     ) -> Option<Result<Value, VendorError>> {
         None
     }
-
-    /// Drops cached vendor tokens so the next call fetches fresh ones.
-    async fn invalidate_credentials(&self, _printer: &PrinterContext) {}
 }
 
 /// Backends by name. Each is registered behind [`Measured`], so every vendor call made
@@ -542,6 +559,7 @@ pub trait Backend: Any + Send + Sync + 'static {
 #[derive(Clone, Default)]
 pub struct BackendRegistry {
     backends: BTreeMap<&'static str, Arc<dyn Backend>>,
+    targets: BTreeMap<&'static str, Arc<dyn PrintTarget>>,
     concrete: BTreeMap<&'static str, Arc<dyn Any + Send + Sync>>,
 }
 
@@ -550,17 +568,38 @@ impl BackendRegistry {
         BackendRegistry::default()
     }
 
-    pub fn with<B: Backend>(mut self, backend: Arc<B>) -> BackendRegistry {
+    /// Registers a print target (Lianke, Zhimu).
+    pub fn with<B: PrintTarget>(mut self, backend: Arc<B>) -> BackendRegistry {
+        let name = backend.name();
+        self.concrete
+            .insert(name, Arc::clone(&backend) as Arc<dyn Any + Send + Sync>);
+        let measured = Arc::new(Measured { inner: backend });
+        self.backends
+            .insert(name, Arc::clone(&measured) as Arc<dyn Backend>);
+        self.targets.insert(name, measured);
+        self
+    }
+
+    /// Registers the printers of a job source (WeCom): they are checked and named, never
+    /// printed on.
+    pub fn with_source<B: Backend>(mut self, backend: Arc<B>) -> BackendRegistry {
         let name = backend.name();
         self.concrete
             .insert(name, Arc::clone(&backend) as Arc<dyn Any + Send + Sync>);
         self.backends
             .insert(name, Arc::new(Measured { inner: backend }));
+        self.targets.remove(name);
         self
     }
 
+    /// Any backend, print target or job source.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Backend>> {
         self.backends.get(name)
+    }
+
+    /// The print target registered as `name`.
+    pub fn target(&self, name: &str) -> Option<&Arc<dyn PrintTarget>> {
+        self.targets.get(name)
     }
 
     /// The backend registered as `name`, as its concrete type (for vendor-specific
@@ -661,6 +700,13 @@ impl<B: Backend> Backend for Measured<B> {
     fn prints_on(&self, locator: &Value) -> Option<String> {
         self.inner.prints_on(locator)
     }
+    async fn printer_status(&self, printer: &PrinterContext) -> Result<PrinterStatus, VendorError> {
+        measured!(self, "printer_status", self.inner.printer_status(printer))
+    }
+}
+
+#[async_trait]
+impl<B: PrintTarget> PrintTarget for Measured<B> {
     fn wants_callback(&self) -> bool {
         self.inner.wants_callback()
     }
@@ -715,9 +761,6 @@ impl<B: Backend> Backend for Measured<B> {
     ) -> Result<CapabilitiesReport, VendorError> {
         measured!(self, "capabilities", self.inner.capabilities(printer))
     }
-    async fn printer_status(&self, printer: &PrinterContext) -> Result<PrinterStatus, VendorError> {
-        measured!(self, "printer_status", self.inner.printer_status(printer))
-    }
     async fn discover(
         &self,
         locator: &Value,
@@ -744,8 +787,5 @@ impl<B: Backend> Backend for Measured<B> {
             None => std::mem::forget(timer),
         }
         result
-    }
-    async fn invalidate_credentials(&self, printer: &PrinterContext) {
-        self.inner.invalidate_credentials(printer).await;
     }
 }

@@ -135,6 +135,20 @@ impl<T: Clone + PartialEq> TokenCache<T> {
         }
     }
 
+    /// The one refresh a logical call makes after the vendor rejected its value: drops
+    /// `rejected` (as [`TokenCache::invalidate`]) and answers true the first time, so the
+    /// call retries once with a fresh value; false once `refreshed` (the call's own flag)
+    /// is set, so a second rejection ends the call. Every vendor's token retry goes
+    /// through here.
+    pub fn refresh_once(&self, rejected: &T, refreshed: &mut bool) -> bool {
+        if *refreshed {
+            return false;
+        }
+        *refreshed = true;
+        self.invalidate(rejected);
+        true
+    }
+
     /// Drops whatever is cached.
     pub fn clear(&self) {
         self.write(None);

@@ -48,6 +48,9 @@ pub enum ErrorCode {
     RetriesExhausted,
     /// A backend is not configured in this gateway.
     BackendUnavailable,
+    /// In `strict` mode, an option the printer's capabilities do not list (or capabilities
+    /// that could not be fetched to check it): the job never reached the vendor.
+    UnsupportedOption,
 }
 
 impl ErrorCode {
@@ -73,6 +76,7 @@ impl ErrorCode {
             ErrorCode::DocumentUnavailable => "document_unavailable",
             ErrorCode::RetriesExhausted => "retries_exhausted",
             ErrorCode::BackendUnavailable => "backend_unavailable",
+            ErrorCode::UnsupportedOption => "unsupported_option",
         }
     }
 }
@@ -87,6 +91,7 @@ impl ErrorCode {
                 | ErrorCode::Expired
                 | ErrorCode::DocumentUnavailable
                 | ErrorCode::BackendUnavailable
+                | ErrorCode::UnsupportedOption
                 | ErrorCode::CircuitOpen
         )
     }

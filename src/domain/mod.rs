@@ -1,6 +1,7 @@
 //! The neutral model: jobs, their one-way states, documents, options, printers and the
 //! error catalog's neutral side. Nothing here knows about a vendor, SQL or HTTP.
 
+pub mod backoff;
 pub mod capabilities;
 pub mod document;
 pub mod error;

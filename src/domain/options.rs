@@ -88,6 +88,7 @@ pub enum Scale {
 pub struct JobOptions {
     /// 1-999.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 999)]
     pub copies: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paper: Option<Paper>,
@@ -99,11 +100,13 @@ pub struct JobOptions {
     pub sides: Option<Sides>,
     /// Pages to print, e.g. `"1-3,5"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 256)]
     pub page_ranges: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<Scale>,
     /// A tray name from the printer's capabilities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128)]
     pub tray: Option<String>,
     /// Backend-specific parameters, checked against that vendor's allow-list.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]

@@ -22,7 +22,8 @@ impl PrinterId {
             Ok(PrinterId(raw.to_owned()))
         } else {
             Err(format!(
-                "printer id `{raw}` must be 1-64 characters of a-z, 0-9, `-` or `_`, starting with a letter or digit"
+                "printer id `{}` must be 1-64 characters of a-z, 0-9, `-` or `_`, starting with a letter or digit",
+                raw.chars().take(64).collect::<String>()
             ))
         }
     }

@@ -46,14 +46,17 @@ pub async fn check(
             )));
         }
     };
-    let answer = match tokio::time::timeout(timeout, backend.printer_status(&context)).await {
-        Ok(answer) => answer,
-        Err(_) => Err(VendorError::new(
-            ErrorCode::VendorTimeout,
-            Decision::Retry,
-            "the vendor did not answer the status check in time",
-        )),
+    let asked = async {
+        match tokio::time::timeout(timeout, backend.printer_status(&context)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(VendorError::new(
+                ErrorCode::VendorTimeout,
+                Decision::Retry,
+                "the vendor did not answer the status check in time",
+            )),
+        }
     };
+    let answer = super::gate::through(pool, &row.device, row.max_in_flight, timeout, asked).await?;
     match &answer {
         Ok(status) => store::printers::save_online(pool, &row.id, status.online).await?,
         Err(err) if err.code.is_printer_health() => {

@@ -43,6 +43,7 @@ pub async fn append<'c>(
     message: Option<&str>,
     vendor_payload: Option<&Value>,
 ) -> StoreResult<()> {
+    let vendor_payload = vendor_payload.map(super::storable::json);
     sqlx::query(
         "INSERT INTO job_events (job_id, source, kind, from_state, to_state, message, vendor_payload)
          VALUES ($1, $2, $3, $4, $4, $5, $6)",
@@ -51,8 +52,8 @@ pub async fn append<'c>(
     .bind(source.as_str())
     .bind(kind)
     .bind(state.as_str())
-    .bind(message)
-    .bind(vendor_payload)
+    .bind(message.map(super::storable::text))
+    .bind(vendor_payload.as_deref())
     .execute(conn)
     .await?;
     Ok(())

@@ -10,6 +10,7 @@ use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::documents::NewDocument;
+use super::storable;
 use super::{StoreError, StoreResult};
 use crate::domain::{EventSource, JobError, JobOptions, JobState, Transition};
 
@@ -572,11 +573,115 @@ const OUTBOX_CTE: &str = "outbox AS (
              SELECT u.tenant, t.type, u.id,
                     COALESCE((SELECT max(sequence) FROM outbox_events WHERE job_id = u.id), 0) + t.n,
                     to_jsonb(u) - 'request_hash'
-             FROM updated u,
-                  unnest(CASE WHEN $14 = 'operator' THEN ARRAY['job.' || $3, 'job.resolved']
-                              ELSE ARRAY['job.' || $3] END) WITH ORDINALITY AS t(type, n)
-             WHERE $2 <> $3
+             FROM updated u, a,
+                  unnest(CASE WHEN a.event_source = 'operator' THEN ARRAY['job.' || a.to_state, 'job.resolved']
+                              ELSE ARRAY['job.' || a.to_state] END) WITH ORDINALITY AS t(type, n)
+             WHERE a.from_state <> a.to_state
          )";
+
+/// The arguments of [`apply`]'s statement as one typed value: bound once (as JSON) and
+/// read by name in SQL, not as ~20 positional binds. The names differ from every `jobs`
+/// column, so the statement never confuses the two.
+#[derive(serde::Serialize)]
+struct ApplyArgs<'a> {
+    job: Uuid,
+    from_state: &'static str,
+    to_state: &'static str,
+    new_reason: Option<&'a str>,
+    new_vendor_status: Option<&'a str>,
+    new_error: Option<&'a JobError>,
+    new_vendor_task_id: Option<&'a str>,
+    is_terminal: bool,
+    new_due_at: Option<DateTime<Utc>>,
+    settle_submit: bool,
+    request_cancel: bool,
+    saw_callback: bool,
+    lease_holder: Option<Uuid>,
+    event_source: &'static str,
+    event_kind: &'static str,
+    event_message: Option<&'a str>,
+    event_payload: Option<&'a Value>,
+    write_event: bool,
+    unless_submitting: bool,
+    add_attempt: bool,
+    park_job: bool,
+}
+
+impl<'a> ApplyArgs<'a> {
+    fn of(id: Uuid, u: &'a JobUpdate) -> ApplyArgs<'a> {
+        ApplyArgs {
+            job: id,
+            from_state: u.from.as_str(),
+            to_state: u.to.as_str(),
+            new_reason: u.reason.as_deref(),
+            new_vendor_status: u.vendor_status.as_deref(),
+            new_error: u.error.as_ref(),
+            new_vendor_task_id: u.vendor_task_id.as_deref(),
+            is_terminal: u.to.is_terminal(),
+            new_due_at: u.due_at,
+            settle_submit: u.submit_settled,
+            request_cancel: u.set_cancel_requested,
+            saw_callback: u.callback_seen,
+            lease_holder: u.lease,
+            event_source: u.source.as_str(),
+            event_kind: u.kind,
+            event_message: u.message.as_deref(),
+            event_payload: u.vendor_payload.as_ref(),
+            write_event: u.record_event,
+            unless_submitting: u.only_if_not_submitting,
+            add_attempt: u.count_attempt,
+            park_job: u.park,
+        }
+    }
+}
+
+/// `u` with every U+0000 in vendor words and payloads written as `\u0000` (see
+/// [`storable`]), or `None` when it has none (the common case: no copy).
+fn storable_update(u: &JobUpdate) -> Option<JobUpdate> {
+    let has = |s: &Option<String>| s.as_deref().is_some_and(|s| s.contains('\0'));
+    let error_has = u
+        .error
+        .as_ref()
+        .is_some_and(|e| e.message.contains('\0') || has(&e.vendor_code) || has(&e.vendor_message));
+    let any = has(&u.reason)
+        || has(&u.message)
+        || has(&u.vendor_status)
+        || has(&u.vendor_task_id)
+        || error_has
+        || u.vendor_payload
+            .as_ref()
+            .is_some_and(storable::json_has_nul);
+    if !any {
+        return None;
+    }
+    let fix = |s: &mut Option<String>| {
+        if let Some(v) = s {
+            *v = storable::text(v).into_owned();
+        }
+    };
+    let mut clean = u.clone();
+    fix(&mut clean.reason);
+    fix(&mut clean.message);
+    fix(&mut clean.vendor_status);
+    fix(&mut clean.vendor_task_id);
+    if let Some(e) = &mut clean.error {
+        e.message = storable::text(&e.message).into_owned();
+        fix(&mut e.vendor_code);
+        fix(&mut e.vendor_message);
+    }
+    if let Some(payload) = &mut clean.vendor_payload {
+        storable::escape_json(payload);
+    }
+    Some(clean)
+}
+
+/// The record type of [`ApplyArgs`] for `jsonb_to_record`.
+const APPLY_ARGS: &str = "job uuid, from_state text, to_state text, new_reason text,
+    new_vendor_status text, new_error jsonb, new_vendor_task_id text, is_terminal bool,
+    new_due_at timestamptz, settle_submit bool, request_cancel bool, saw_callback bool,
+    lease_holder uuid, event_source text, event_kind text, event_message text,
+    event_payload jsonb, write_event bool, unless_submitting bool, add_attempt bool,
+    park_job bool";
 
 /// Applies an update if the job is still in the expected state (and, for workers, still
 /// under their lease). Writes the event row in the same statement. Returns the updated
@@ -590,59 +695,46 @@ pub async fn apply(
     id: Uuid,
     u: &JobUpdate,
 ) -> StoreResult<Option<JobRow>> {
-    let terminal = u.to.is_terminal();
     let sql = format!(
-        "WITH updated AS (
+        "WITH a AS (SELECT * FROM jsonb_to_record($1) AS a({APPLY_ARGS})),
+         updated AS (
              UPDATE jobs SET
-                 state = $3,
-                 state_reason = COALESCE($4, CASE WHEN $3 = state THEN state_reason END),
-                 vendor_status = COALESCE($5, vendor_status),
-                 error = COALESCE($6, error),
-                 vendor_task_id = COALESCE($7, vendor_task_id),
-                 due_at = CASE WHEN $8 OR $21 THEN NULL ELSE COALESCE($9, due_at) END,
-                 lease_owner = CASE WHEN $13::uuid IS NULL THEN lease_owner END,
-                 lease_until = CASE WHEN $13::uuid IS NULL THEN lease_until END,
-                 submit_started_at = CASE WHEN $10 THEN NULL ELSE submit_started_at END,
-                 cancel_requested = cancel_requested OR $11,
-                 callback_seen_at = CASE WHEN $12 THEN now() ELSE callback_seen_at END,
-                 dispatched_at = CASE WHEN $3 = 'processing' AND dispatched_at IS NULL THEN now() ELSE dispatched_at END,
-                 completed_at = CASE WHEN $8 THEN now() ELSE completed_at END,
-                 attempts = attempts + CASE WHEN $20 THEN 1 ELSE 0 END,
+                 state = a.to_state,
+                 state_reason = COALESCE(a.new_reason, CASE WHEN a.to_state = state THEN state_reason END),
+                 vendor_status = COALESCE(a.new_vendor_status, vendor_status),
+                 error = COALESCE(a.new_error, error),
+                 vendor_task_id = COALESCE(a.new_vendor_task_id, vendor_task_id),
+                 due_at = CASE WHEN a.is_terminal OR a.park_job THEN NULL ELSE COALESCE(a.new_due_at, due_at) END,
+                 lease_owner = CASE WHEN a.lease_holder IS NULL THEN lease_owner END,
+                 lease_until = CASE WHEN a.lease_holder IS NULL THEN lease_until END,
+                 submit_started_at = CASE WHEN a.settle_submit THEN NULL ELSE submit_started_at END,
+                 cancel_requested = cancel_requested OR a.request_cancel,
+                 callback_seen_at = CASE WHEN a.saw_callback THEN now() ELSE callback_seen_at END,
+                 dispatched_at = CASE WHEN a.to_state = 'processing' AND dispatched_at IS NULL THEN now() ELSE dispatched_at END,
+                 completed_at = CASE WHEN a.is_terminal THEN now() ELSE completed_at END,
+                 attempts = attempts + CASE WHEN a.add_attempt THEN 1 ELSE 0 END,
                  updated_at = now()
-             WHERE id = $1 AND state = $2 AND ($13::uuid IS NULL OR lease_owner = $13)
-               AND (NOT $19 OR submit_started_at IS NULL)
+             FROM a
+             WHERE jobs.id = a.job AND jobs.state = a.from_state
+               AND (a.lease_holder IS NULL OR jobs.lease_owner = a.lease_holder)
+               AND (NOT a.unless_submitting OR jobs.submit_started_at IS NULL)
              RETURNING {COLUMNS}
          ),
          event AS (
              INSERT INTO job_events (job_id, source, kind, from_state, to_state, reason, message, vendor_payload)
-             SELECT id, $14, $15, $2, $3, $4, $16, $17 FROM updated WHERE $18
+             SELECT updated.id, a.event_source, a.event_kind, a.from_state, a.to_state, a.new_reason,
+                    a.event_message, a.event_payload
+             FROM updated, a WHERE a.write_event
          ),
          {OUTBOX_CTE}
          SELECT {COLUMNS}, (SELECT p.backend FROM printers p WHERE p.id = updated.printer_id) AS printer_backend
          FROM updated"
     );
+    // Vendor words and payloads may hold U+0000: stored escaped (see `storable`).
+    let escaped = storable_update(u);
+    let u = escaped.as_ref().unwrap_or(u);
     let row = sqlx::query(&sql)
-        .bind(id)
-        .bind(u.from.as_str())
-        .bind(u.to.as_str())
-        .bind(&u.reason)
-        .bind(&u.vendor_status)
-        .bind(u.error.as_ref().map(Json))
-        .bind(&u.vendor_task_id)
-        .bind(terminal)
-        .bind(u.due_at)
-        .bind(u.submit_settled)
-        .bind(u.set_cancel_requested)
-        .bind(u.callback_seen)
-        .bind(u.lease)
-        .bind(u.source.as_str())
-        .bind(u.kind)
-        .bind(&u.message)
-        .bind(&u.vendor_payload)
-        .bind(u.record_event)
-        .bind(u.only_if_not_submitting)
-        .bind(u.count_attempt)
-        .bind(u.park)
+        .bind(Json(ApplyArgs::of(id, u)))
         .fetch_optional(conn)
         .await?;
     let Some(row) = row else {

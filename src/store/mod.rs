@@ -8,6 +8,7 @@ pub mod printers;
 pub mod retention;
 pub mod secrets;
 pub mod slots;
+pub mod storable;
 pub mod webhooks;
 pub mod wecom;
 
@@ -16,6 +17,8 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
+
+use crate::domain::backoff::Backoff;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -108,7 +111,7 @@ pub async fn connect_waiting(
     mut on_retry: impl FnMut(RetryNotice<'_>),
 ) -> StoreResult<PgPool> {
     let started = std::time::Instant::now();
-    let mut delay = Duration::from_millis(250);
+    let backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(8));
     let mut attempt = 1;
     loop {
         match connect(url, max_connections, acquire_timeout).await {
@@ -118,14 +121,13 @@ pub async fn connect_waiting(
                 if !is_transient(&error) || left.is_zero() {
                     return Err(error);
                 }
-                let next_try_in = delay.min(left);
+                let next_try_in = backoff.delay(attempt).min(left);
                 on_retry(RetryNotice {
                     attempt,
                     error: &error,
                     next_try_in,
                 });
                 tokio::time::sleep(next_try_in).await;
-                delay = (delay * 2).min(Duration::from_secs(8));
                 attempt += 1;
             }
         }

@@ -10,7 +10,7 @@ use sqlx::{FromRow, PgConnection, PgPool};
 use super::StoreResult;
 use crate::domain::{Capabilities, JobError, JobOptions};
 use crate::observe::BreakerChange;
-use crate::secrets_at_rest::Keyring;
+use crate::secrets_at_rest::{self, Keyring};
 
 /// A printer row (also read back from an outbox event's snapshot, which carries secret names
 /// only, without capabilities).
@@ -114,6 +114,98 @@ pub async fn update(
     keyring: &Keyring,
     p: &PrinterFields,
 ) -> StoreResult<Option<PrinterRow>> {
+    let fields = PrinterFields {
+        secrets: keyring.seal_printer_secrets(&p.id, &p.secrets),
+        ..p.clone()
+    };
+    let mut conn = pool.acquire().await?;
+    update_on(&mut conn, &fields).await
+}
+
+/// Applies secret changes to `secrets`: a key set to `null` is removed, any other is set.
+pub fn merge_secrets(secrets: &mut Value, changes: &Value) {
+    if let (Some(target), Some(changes)) = (secrets.as_object_mut(), changes.as_object()) {
+        for (key, value) in changes {
+            if value.is_null() {
+                target.remove(key);
+            } else {
+                target.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+/// [`update`], with the secrets taken from the row as it is now, under a row lock, and
+/// `secret_changes` applied to them: a secret written meanwhile by someone else (a WeCom
+/// bind storing the device secret) is kept, never overwritten with an older read.
+/// `p.secrets` is not used. The stored values are sealed already; the changes (in clear)
+/// are sealed with `keyring` before they are merged, and a stored value still in clear
+/// (written before keys were configured) is sealed too.
+pub async fn update_keeping_secrets(
+    pool: &PgPool,
+    keyring: &Keyring,
+    p: &PrinterFields,
+    secret_changes: Option<&Value>,
+) -> StoreResult<Option<PrinterRow>> {
+    let mut tx = pool.begin().await?;
+    let current: Option<Value> = sqlx::query_scalar(
+        "SELECT secrets FROM printers WHERE id = $1 AND backend = $2 FOR UPDATE",
+    )
+    .bind(&p.id)
+    .bind(&p.backend)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(mut secrets) = current else {
+        return Ok(None);
+    };
+    if let Some(changes) = secret_changes {
+        merge_secrets(&mut secrets, &seal_changes(keyring, &p.id, changes));
+    }
+    if let Some(map) = secrets.as_object_mut() {
+        for (name, value) in map.iter_mut() {
+            let clear = match &*value {
+                Value::String(s) if secrets_at_rest::is_sealed(s) => continue,
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            *value =
+                Value::String(keyring.seal(&secrets_at_rest::printer_context(&p.id, name), &clear));
+        }
+    }
+    let fields = PrinterFields {
+        secrets,
+        ..p.clone()
+    };
+    let row = update_on(&mut tx, &fields).await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// Secret changes with each value sealed; a `null` (remove) stays `null`.
+fn seal_changes(keyring: &Keyring, printer_id: &str, changes: &Value) -> Value {
+    let Some(map) = changes.as_object() else {
+        return changes.clone();
+    };
+    Value::Object(
+        map.iter()
+            .map(|(name, value)| {
+                let sealed = match value {
+                    Value::Null => Value::Null,
+                    Value::String(s) => Value::String(
+                        keyring.seal(&secrets_at_rest::printer_context(printer_id, name), s),
+                    ),
+                    other => Value::String(keyring.seal(
+                        &secrets_at_rest::printer_context(printer_id, name),
+                        &other.to_string(),
+                    )),
+                };
+                (name.clone(), sealed)
+            })
+            .collect(),
+    )
+}
+
+async fn update_on(conn: &mut PgConnection, p: &PrinterFields) -> StoreResult<Option<PrinterRow>> {
     Ok(sqlx::query_as::<_, PrinterRow>(&format!(
         "UPDATE printers SET display_name = $2, locator = $4, secrets = $5, default_options = $6, enabled = $7,
              device = $8, max_in_flight = $9, shared_with = $10, updated_at = now(),
@@ -126,13 +218,13 @@ pub async fn update(
     .bind(&p.display_name)
     .bind(&p.backend)
     .bind(&p.locator)
-    .bind(keyring.seal_printer_secrets(&p.id, &p.secrets))
+    .bind(&p.secrets)
     .bind(Json(&p.default_options))
     .bind(p.enabled)
     .bind(&p.device)
     .bind(p.max_in_flight)
     .bind(&p.shared_with)
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await?)
 }
 

@@ -12,6 +12,7 @@ use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::StoreResult;
+use super::storable;
 use crate::domain::JobError;
 
 /// A WeCom job about to be recorded with its gateway job.
@@ -106,12 +107,38 @@ pub async fn mark_deleted(pool: &PgPool, jobid: &str) -> StoreResult<()> {
     Ok(())
 }
 
-pub async fn record_status(pool: &PgPool, jobid: &str, status: i16) -> StoreResult<()> {
-    sqlx::query("UPDATE wecom_jobs SET wecom_status = $2, checked_at = now() WHERE jobid = $1")
-        .bind(jobid)
-        .bind(status)
-        .execute(pool)
-        .await?;
+/// Marks the jobs WeCom no longer has, in one statement.
+pub async fn mark_all_deleted(pool: &PgPool, jobids: &[String]) -> StoreResult<()> {
+    if jobids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE wecom_jobs SET deleted_at = COALESCE(deleted_at, now()) WHERE jobid = ANY($1)",
+    )
+    .bind(jobids)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Records the WeCom statuses of a batch-status look-up, in one statement.
+pub async fn record_statuses(
+    pool: &PgPool,
+    jobids: &[String],
+    statuses: &[i16],
+) -> StoreResult<()> {
+    if jobids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE wecom_jobs w SET wecom_status = s.status, checked_at = now()
+         FROM UNNEST($1::text[], $2::smallint[]) AS s(jobid, status)
+         WHERE w.jobid = s.jobid",
+    )
+    .bind(jobids)
+    .bind(statuses)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
@@ -183,12 +210,13 @@ pub async fn enqueue_push(pool: &PgPool, push: &NewPush) -> StoreResult<bool> {
         "INSERT INTO wecom_inbox (req_id, event, device_sn, jobid, open_userid, payload)
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (req_id) DO NOTHING",
     )
-    .bind(&push.req_id)
-    .bind(&push.event)
-    .bind(&push.device_sn)
-    .bind(&push.jobid)
-    .bind(&push.open_userid)
-    .bind(&push.payload)
+    // What WeCom sent, NUL characters escaped (see `storable`).
+    .bind(storable::text(&push.req_id))
+    .bind(storable::text(&push.event))
+    .bind(storable::opt_text(&push.device_sn))
+    .bind(storable::opt_text(&push.jobid))
+    .bind(storable::opt_text(&push.open_userid))
+    .bind(storable::json(&push.payload).as_ref())
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -35,3 +35,20 @@ impl<'a> MakeWriter<'a> for Captured {
         self.clone()
     }
 }
+
+/// The process-wide capture at trace level, installed on first use. Every test of the
+/// log-reading binary shares it (a process has one global subscriber), so each test looks
+/// only at the lines of its own jobs and printers, and every secret check covers all of them.
+pub fn global() -> Captured {
+    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Captured::default();
+        print_gateway::telemetry::init_with_filter(
+            print_gateway::config::LogFormat::Json,
+            tracing_subscriber::EnvFilter::new("trace"),
+            logs.clone(),
+        );
+        logs
+    })
+    .clone()
+}

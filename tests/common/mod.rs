@@ -8,6 +8,7 @@
 pub mod db_proxy;
 pub mod logs;
 pub mod scripted;
+pub mod wecom_world;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -89,7 +90,7 @@ pub async fn fresh_database() -> (String, PgPool) {
 /// Test settings: fast retries and sweeps, nothing slow by default.
 pub fn test_config(database_url: &str) -> Config {
     let mut config = Config::defaults();
-    config.database_url = database_url.to_owned();
+    config.database_url = database_url.to_owned().into();
     config.bind_addr = "127.0.0.1:0".parse().expect("literal address");
     config.worker_concurrency = 8;
     config.sweep_interval_ms = 50;
@@ -169,6 +170,85 @@ pub fn scopes(s: &[&str]) -> Vec<String> {
 }
 
 impl TestApp {
+    // ----- moving time forward without waiting for it: the tests set the timestamps the
+    // gateway compares with now(), so nothing depends on how fast the machine is.
+
+    /// The job's backoff has ended: it is due now.
+    pub async fn make_due(&self, job_id: &str) {
+        sqlx::query("UPDATE jobs SET due_at = now() WHERE id = $1::uuid")
+            .bind(job_id)
+            .execute(&self.pool)
+            .await
+            .expect("make the job due");
+    }
+
+    /// Waits until a session of this test's database LISTENs on `channel` (what a test
+    /// must know before it relies on a NOTIFY reaching a worker).
+    pub async fn wait_for_listener(&self, channel: &str) {
+        let statement = format!("LISTEN \"{channel}\"");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let listening: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND query = $1",
+            )
+            .bind(&statement)
+            .fetch_one(&self.pool)
+            .await
+            .expect("read pg_stat_activity");
+            if listening > 0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nobody LISTENs on {channel}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The job's `expires_at` has come (and with it its next look, which the gateway never
+    /// schedules past `expires_at`).
+    pub async fn reach_expiry(&self, job_id: &str) {
+        let set = sqlx::query(
+            "UPDATE jobs SET expires_at = now(), due_at = LEAST(due_at, now()) WHERE id = $1::uuid",
+        )
+        .bind(job_id)
+        .execute(&self.pool)
+        .await
+        .expect("move expires_at")
+        .rows_affected();
+        assert_eq!(set, 1);
+    }
+
+    /// The lease on the job (held by a worker that died) has run out.
+    pub async fn expire_lease(&self, job_id: &str) {
+        let expired = sqlx::query(
+            "UPDATE jobs SET lease_until = now() - interval '1 second'
+             WHERE id = $1::uuid AND lease_until IS NOT NULL",
+        )
+        .bind(job_id)
+        .execute(&self.pool)
+        .await
+        .expect("expire the lease")
+        .rows_affected();
+        assert_eq!(expired, 1, "the job had a lease to expire");
+    }
+
+    /// The printer's open breaker has cooled down: the next claim is its half-open trial.
+    pub async fn end_breaker_cooldown(&self, printer_id: &str) {
+        let open = sqlx::query(
+            "UPDATE printers SET breaker_open_until = now()
+             WHERE id = $1 AND breaker_open_until IS NOT NULL",
+        )
+        .bind(printer_id)
+        .execute(&self.pool)
+        .await
+        .expect("end the cooldown")
+        .rows_affected();
+        assert_eq!(open, 1, "the breaker was open");
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }

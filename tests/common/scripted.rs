@@ -9,8 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use print_gateway::backends::{
     Accepted, Backend, CancelOutcome, CapabilitiesReport, Lookup, LookupKind, PollPlan,
-    PrinterContext, PrinterSetup, PrinterStatus, SubmitRequest, TaskProgress, TaskReport,
-    VendorError,
+    PrintTarget, PrinterContext, PrinterSetup, PrinterStatus, SubmitRequest, TaskProgress,
+    TaskReport, VendorError,
 };
 use print_gateway::domain::capabilities::PaperSize;
 use print_gateway::domain::options::{ColorMode, Orientation, Sides};
@@ -254,6 +254,24 @@ impl Backend for ScriptedBackend {
         }
     }
 
+    async fn printer_status(&self, printer: &PrinterContext) -> Result<PrinterStatus, VendorError> {
+        let online = self
+            .lock()
+            .online
+            .get(printer.id.as_str())
+            .copied()
+            .unwrap_or(Some(true));
+        Ok(PrinterStatus {
+            online,
+            ready: Some(true),
+            conditions: vec![],
+            vendor_status: Some("idle".into()),
+        })
+    }
+}
+
+#[async_trait]
+impl PrintTarget for ScriptedBackend {
     fn poll_plan(&self) -> PollPlan {
         self.poll
     }
@@ -390,21 +408,6 @@ impl Backend for ScriptedBackend {
                 ..Default::default()
             },
             raw: json!({"fixture": true}),
-        })
-    }
-
-    async fn printer_status(&self, printer: &PrinterContext) -> Result<PrinterStatus, VendorError> {
-        let online = self
-            .lock()
-            .online
-            .get(printer.id.as_str())
-            .copied()
-            .unwrap_or(Some(true));
-        Ok(PrinterStatus {
-            online,
-            ready: Some(true),
-            conditions: vec![],
-            vendor_status: Some("idle".into()),
         })
     }
 }

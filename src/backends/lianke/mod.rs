@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::backends::PrintTarget;
 use async_trait::async_trait;
 use chrono::{DateTime, FixedOffset, NaiveDateTime, Utc};
 use reqwest::multipart::{Form, Part};
@@ -508,6 +509,80 @@ impl Backend for LiankeBackend {
         Ok(())
     }
 
+    async fn printer_status(&self, printer: &PrinterContext) -> Result<PrinterStatus, VendorError> {
+        let d = device(printer)?;
+        let (info, _): (wire::DeviceInfo, Value) = self
+            .call(
+                self.http
+                    .get(self.url("/api/device/device_info"))
+                    .query(&Self::device_query(&d)),
+                Call::DeviceInfo,
+            )
+            .await?;
+        let online = info.info.online.map(|o| o == 1);
+        if online != Some(true) {
+            return Ok(PrinterStatus {
+                online,
+                ready: Some(false),
+                conditions: vec!["device_offline".into()],
+                vendor_status: Some(match info.info.online {
+                    Some(0) => "offline".into(),
+                    Some(other) => format!("online={other}"),
+                    None => "never_online".into(),
+                }),
+            });
+        }
+        let (list, _) = self.printer_list(&d).await?;
+        let Some(row) = list
+            .row
+            .into_iter()
+            .find(|r| port_of(r) == d.locator.device_port)
+        else {
+            return Ok(PrinterStatus {
+                online,
+                ready: Some(false),
+                conditions: vec!["no_printer".into()],
+                vendor_status: None,
+            });
+        };
+        let mut conditions: Vec<String> = row
+            .printer_state
+            .as_deref()
+            .and_then(mapping::printer_state_condition)
+            .map(|c| vec![c.to_owned()])
+            .unwrap_or_default();
+        let mut vendor_status = row.printer_state.clone();
+        if row.support_status == Some(true) {
+            // One live status query per device at a time (10009 otherwise).
+            let lock = self.status_lock(&d.locator.device_id);
+            let _guard = lock.lock().await;
+            let mut query = Self::device_query(&d);
+            query.push(("usbPort", d.locator.device_port.to_string()));
+            let (status, _): (wire::PrinterStatusData, Value) = self
+                .call(
+                    self.http
+                        .get(self.url("/api/device/printer_status"))
+                        .query(&query),
+                    Call::PrinterStatus,
+                )
+                .await?;
+            conditions = mapping::status_conditions(&status);
+            vendor_status = status.msg.clone().or(vendor_status);
+        }
+        let ready = !conditions
+            .iter()
+            .any(|c| !matches!(c.as_str(), "printing" | "low_ink"));
+        Ok(PrinterStatus {
+            online,
+            ready: Some(ready),
+            conditions,
+            vendor_status,
+        })
+    }
+}
+
+#[async_trait]
+impl PrintTarget for LiankeBackend {
     /// `query_device_task` lists a device's tasks of the last day, by creation time only.
     fn lookup_kind(&self) -> LookupKind {
         LookupKind::ByTime {
@@ -730,77 +805,6 @@ impl Backend for LiankeBackend {
         Ok(CapabilitiesReport {
             capabilities: mapping::capabilities(&params, &dimensions),
             raw: json!({"printer_model": model, "printer_params": params_raw, "paper_dimension_list": dims_raw}),
-        })
-    }
-
-    async fn printer_status(&self, printer: &PrinterContext) -> Result<PrinterStatus, VendorError> {
-        let d = device(printer)?;
-        let (info, _): (wire::DeviceInfo, Value) = self
-            .call(
-                self.http
-                    .get(self.url("/api/device/device_info"))
-                    .query(&Self::device_query(&d)),
-                Call::DeviceInfo,
-            )
-            .await?;
-        let online = info.info.online.map(|o| o == 1);
-        if online != Some(true) {
-            return Ok(PrinterStatus {
-                online,
-                ready: Some(false),
-                conditions: vec!["device_offline".into()],
-                vendor_status: Some(match info.info.online {
-                    Some(0) => "offline".into(),
-                    Some(other) => format!("online={other}"),
-                    None => "never_online".into(),
-                }),
-            });
-        }
-        let (list, _) = self.printer_list(&d).await?;
-        let Some(row) = list
-            .row
-            .into_iter()
-            .find(|r| port_of(r) == d.locator.device_port)
-        else {
-            return Ok(PrinterStatus {
-                online,
-                ready: Some(false),
-                conditions: vec!["no_printer".into()],
-                vendor_status: None,
-            });
-        };
-        let mut conditions: Vec<String> = row
-            .printer_state
-            .as_deref()
-            .and_then(mapping::printer_state_condition)
-            .map(|c| vec![c.to_owned()])
-            .unwrap_or_default();
-        let mut vendor_status = row.printer_state.clone();
-        if row.support_status == Some(true) {
-            // One live status query per device at a time (10009 otherwise).
-            let lock = self.status_lock(&d.locator.device_id);
-            let _guard = lock.lock().await;
-            let mut query = Self::device_query(&d);
-            query.push(("usbPort", d.locator.device_port.to_string()));
-            let (status, _): (wire::PrinterStatusData, Value) = self
-                .call(
-                    self.http
-                        .get(self.url("/api/device/printer_status"))
-                        .query(&query),
-                    Call::PrinterStatus,
-                )
-                .await?;
-            conditions = mapping::status_conditions(&status);
-            vendor_status = status.msg.clone().or(vendor_status);
-        }
-        let ready = !conditions
-            .iter()
-            .any(|c| !matches!(c.as_str(), "printing" | "low_ink"));
-        Ok(PrinterStatus {
-            online,
-            ready: Some(ready),
-            conditions,
-            vendor_status,
         })
     }
 

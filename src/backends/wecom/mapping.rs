@@ -240,7 +240,9 @@ fn map_orientation(value: &str) -> Option<Orientation> {
 pub fn gateway_errcode(code: ErrorCode) -> i64 {
     match code {
         // 2001: the document could not be printed as sent
-        ErrorCode::DocumentUnavailable | ErrorCode::VendorRejected => 2001,
+        ErrorCode::DocumentUnavailable
+        | ErrorCode::VendorRejected
+        | ErrorCode::UnsupportedOption => 2001,
         // 2002: the physical printer is unreachable or unusable
         ErrorCode::PrinterAuthFailed
         | ErrorCode::PrinterNotFound

@@ -5,7 +5,7 @@
 //! pulls them, prints them, and reports back. So a WeCom printer in the gateway is a
 //! *source* (a WeCom `device_sn` and the users whose jobs to pull) bound to a *target*
 //! printer of the gateway that prints. Jobs never reach this backend's `submit`: imported
-//! jobs carry the target's printer id (see `engine::wecom`).
+//! jobs carry the target's printer id (see `service::sources`).
 //!
 //! - [`WecomClient`]: the HTTP calls, token handling (`token.rs`), `-1` retries, one token
 //!   refresh on 40014/42001, a pause on 45009/45033;
@@ -15,6 +15,7 @@
 
 pub mod crypto;
 pub mod mapping;
+pub mod source;
 pub mod sync;
 pub mod token;
 pub mod wire;
@@ -29,10 +30,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::backends::{
-    Accepted, Backend, CancelOutcome, CapabilitiesReport, Lookup, PrinterContext, PrinterSetup,
-    PrinterStatus, SubmitRequest, TaskReport, VendorError,
-};
+use crate::backends::{Backend, PrinterContext, PrinterSetup, PrinterStatus, VendorError};
+use crate::domain::backoff::Backoff;
 use crate::domain::{Decision, ErrorCode, PrinterId};
 use mapping::{BUSY_RETRIES, WecomErrcode};
 use token::WecomTokens;
@@ -164,7 +163,8 @@ enum Again {
     No,
 }
 
-/// The retry budget of one logical call: one token refresh, three `-1` retries.
+/// The retry budget of one logical call: one token refresh (`TokenCache::refresh_once`),
+/// three `-1` retries.
 #[derive(Default)]
 struct RetryState {
     refreshed: bool,
@@ -179,13 +179,10 @@ impl RetryState {
             .and_then(|c| c.parse::<i64>().ok())
             .map(WecomErrcode::from_code);
         match class {
-            Some(class) if class.refresh_token() && !self.refreshed => {
-                self.refreshed = true;
-                Again::RefreshToken
-            }
+            Some(class) if class.refresh_token() => Again::RefreshToken,
             Some(class) if class.retry_now() && self.busy < BUSY_RETRIES => {
                 self.busy += 1;
-                Again::After(pause * (1 << (self.busy - 1)))
+                Again::After(Backoff::new(pause, Duration::MAX).delay(self.busy))
             }
             _ => Again::No,
         }
@@ -313,13 +310,15 @@ impl WecomClient {
             {
                 Ok(reply) => return Ok(reply),
                 Err(err) => match retry.next(&err, self.settings.busy_retry_pause) {
-                    Again::RefreshToken => {
+                    Again::RefreshToken
+                        if self.tokens.model.refresh_once(&token, &mut retry.refreshed) =>
+                    {
                         tracing::info!(
                             call = path,
                             "WeCom rejected the model token; refreshing once"
                         );
-                        self.tokens.model.invalidate(&token);
                     }
+                    Again::RefreshToken => return Err(err),
                     Again::After(pause) => tokio::time::sleep(pause).await,
                     Again::No => return Err(err),
                 },
@@ -344,13 +343,18 @@ impl WecomClient {
             {
                 Ok(reply) => return Ok(reply),
                 Err(err) => match retry.next(&err, self.settings.busy_retry_pause) {
-                    Again::RefreshToken => {
+                    Again::RefreshToken
+                        if self
+                            .tokens
+                            .device(&device.device_sn)
+                            .refresh_once(&token, &mut retry.refreshed) =>
+                    {
                         tracing::info!(
                             call = path,
                             "WeCom rejected the device token; refreshing once"
                         );
-                        self.tokens.device(&device.device_sn).invalidate(&token);
                     }
+                    Again::RefreshToken => return Err(err),
                     Again::After(pause) => tokio::time::sleep(pause).await,
                     Again::No => return Err(err),
                 },
@@ -481,7 +485,7 @@ impl WecomClient {
     }
 }
 
-/// The `wecom` backend: validates WeCom printers. It never prints itself.
+/// The `wecom` backend: validates WeCom printers (a job source: it never prints itself).
 pub struct WecomBackend {
     client: std::sync::Arc<WecomClient>,
 }
@@ -489,14 +493,6 @@ pub struct WecomBackend {
 impl WecomBackend {
     pub fn new(client: std::sync::Arc<WecomClient>) -> WecomBackend {
         WecomBackend { client }
-    }
-
-    fn not_a_print_target() -> VendorError {
-        VendorError::new(
-            ErrorCode::BackendUnavailable,
-            Decision::Fail,
-            "a WeCom printer takes jobs only from WeCom users; its jobs print on its target printer",
-        )
     }
 }
 
@@ -542,49 +538,6 @@ impl Backend for WecomBackend {
             .map(|l| l.target_printer_id)
     }
 
-    fn supports_cancel(&self) -> bool {
-        false
-    }
-
-    async fn submit(
-        &self,
-        _printer: &PrinterContext,
-        _job: &SubmitRequest,
-    ) -> Result<Accepted, VendorError> {
-        Err(Self::not_a_print_target())
-    }
-
-    async fn task_status(
-        &self,
-        _printer: &PrinterContext,
-        _vendor_task_id: &str,
-    ) -> Result<TaskReport, VendorError> {
-        Err(Self::not_a_print_target())
-    }
-
-    async fn find_task(
-        &self,
-        _printer: &PrinterContext,
-        _job: &SubmitRequest,
-    ) -> Result<Lookup, VendorError> {
-        Err(Self::not_a_print_target())
-    }
-
-    async fn cancel(
-        &self,
-        _printer: &PrinterContext,
-        _vendor_task_id: &str,
-    ) -> Result<CancelOutcome, VendorError> {
-        Err(Self::not_a_print_target())
-    }
-
-    async fn capabilities(
-        &self,
-        _printer: &PrinterContext,
-    ) -> Result<CapabilitiesReport, VendorError> {
-        Err(Self::not_a_print_target())
-    }
-
     /// Whether WeCom accepts the device's credentials (a device token can be had).
     async fn printer_status(&self, printer: &PrinterContext) -> Result<PrinterStatus, VendorError> {
         let locator = WecomLocator::parse(&printer.locator).map_err(|detail| {
@@ -609,12 +562,6 @@ impl Backend for WecomBackend {
             conditions: vec![],
             vendor_status: Some("device_token_ok".into()),
         })
-    }
-
-    async fn invalidate_credentials(&self, printer: &PrinterContext) {
-        if let Ok(locator) = WecomLocator::parse(&printer.locator) {
-            self.client.tokens.device(&locator.device_sn).clear();
-        }
     }
 }
 

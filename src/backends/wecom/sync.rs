@@ -1,7 +1,7 @@
 //! The vendor side of a WeCom sync (`wecom-get-printer-job-list.md`): unprinted jobs page by
 //! page, the batch status look-up by `jobid_list`, and a job's document (download URL →
 //! encrypted bytes → AES decrypt). What to do with them — import, cancel, report — is the
-//! engine's (`engine::wecom`).
+//! service's (`service::sources`).
 
 use std::collections::HashMap;
 
@@ -26,7 +26,7 @@ const MAX_PAGES: usize = 10_000;
 /// Pages of one user's unprinted (status 0) jobs inside a time window.
 pub struct UnprintedPages<'a> {
     client: &'a WecomClient,
-    device: &'a DeviceCredentials,
+    device: DeviceCredentials,
     request: GetPrinterJobList,
     done: bool,
     pages: usize,
@@ -36,7 +36,7 @@ impl<'a> UnprintedPages<'a> {
     /// `window_secs`: how far back to look (capped at the 7-day retention).
     pub fn new(
         client: &'a WecomClient,
-        device: &'a DeviceCredentials,
+        device: DeviceCredentials,
         open_userid: &str,
         window_secs: i64,
         page_size: u32,
@@ -66,7 +66,7 @@ impl<'a> UnprintedPages<'a> {
         }
         let page: PrinterJobList = match self
             .client
-            .device_call(self.device, "device/get_printer_job_list", &self.request)
+            .device_call(&self.device, "device/get_printer_job_list", &self.request)
             .await
         {
             Ok(page) => page,
@@ -118,15 +118,7 @@ pub async fn batch_status(
 }
 
 /// Why a document could not be had.
-#[derive(Debug)]
-pub enum FetchError {
-    /// WeCom no longer has the job (deleted by its user, or past the 7 days).
-    Gone,
-    /// The file decrypts to nothing sensible, or is too large: retrying will not help.
-    Unusable(String),
-    /// A call failed; the error's decision says whether to retry.
-    Vendor(VendorError),
-}
+pub use crate::backends::source::FetchError;
 
 /// Downloads and decrypts a job's document. The URL lives 10 minutes: it is used at once,
 /// and fetched again once if the download is refused.

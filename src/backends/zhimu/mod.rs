@@ -19,6 +19,7 @@ pub mod wire;
 
 use std::time::Duration;
 
+use crate::backends::PrintTarget;
 use async_trait::async_trait;
 use base64::Engine as _;
 use serde::Serialize;
@@ -304,14 +305,15 @@ impl ZhimuBackend {
         body: &B,
         effect: Effect,
     ) -> Result<(Value, Value), VendorError> {
-        let mut retried = false;
+        let mut refreshed = false;
         loop {
             let token = self.app_token().await?;
             match self.post(path, Some(&token), body, effect).await {
-                Err(err) if err.decision == Decision::RefreshTokenOnce && !retried => {
+                Err(err)
+                    if err.decision == Decision::RefreshTokenOnce
+                        && self.token.refresh_once(&token, &mut refreshed) =>
+                {
                     tracing::info!(path, "Zhimu rejected the app token; refreshing it once");
-                    self.token.invalidate(&token);
-                    retried = true;
                 }
                 Err(mut err) if err.decision == Decision::RefreshTokenOnce => {
                     err.decision = Decision::Fail;
@@ -471,6 +473,32 @@ impl Backend for ZhimuBackend {
         mapping::check_vendor_options(options)
     }
 
+    /// The doc has no live status call: the printer is reported by whether it is still
+    /// bound to the app (`queryPrinters`); `online` stays unknown.
+    async fn printer_status(&self, printer: &PrinterContext) -> Result<PrinterStatus, VendorError> {
+        let locator = ZhimuLocator::parse(&printer.locator).map_err(|detail| {
+            VendorError::new(ErrorCode::PrinterNotFound, Decision::Fail, detail)
+        })?;
+        let bound = self
+            .bound_printers()
+            .await?
+            .into_iter()
+            .any(|p| p.locator == locator);
+        Ok(PrinterStatus {
+            online: None,
+            ready: None,
+            conditions: if bound {
+                Vec::new()
+            } else {
+                vec!["not_bound".to_owned()]
+            },
+            vendor_status: Some(if bound { "bound" } else { "not_bound" }.to_owned()),
+        })
+    }
+}
+
+#[async_trait]
+impl PrintTarget for ZhimuBackend {
     fn poll_plan(&self) -> PollPlan {
         PollPlan {
             first_after: self.settings.poll.first,
@@ -600,32 +628,5 @@ impl Backend for ZhimuBackend {
             capabilities: mapping::capabilities(&detail),
             raw,
         })
-    }
-
-    /// The doc has no live status call: the printer is reported by whether it is still
-    /// bound to the app (`queryPrinters`); `online` stays unknown.
-    async fn printer_status(&self, printer: &PrinterContext) -> Result<PrinterStatus, VendorError> {
-        let locator = ZhimuLocator::parse(&printer.locator).map_err(|detail| {
-            VendorError::new(ErrorCode::PrinterNotFound, Decision::Fail, detail)
-        })?;
-        let bound = self
-            .bound_printers()
-            .await?
-            .into_iter()
-            .any(|p| p.locator == locator);
-        Ok(PrinterStatus {
-            online: None,
-            ready: None,
-            conditions: if bound {
-                Vec::new()
-            } else {
-                vec!["not_bound".to_owned()]
-            },
-            vendor_status: Some(if bound { "bound" } else { "not_bound" }.to_owned()),
-        })
-    }
-
-    async fn invalidate_credentials(&self, _printer: &PrinterContext) {
-        self.forget_token();
     }
 }

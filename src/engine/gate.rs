@@ -1,0 +1,55 @@
+//! The one device gate: at most `max_in_flight` vendor calls on one device at once, across
+//! every worker, API request and replica (the leased rows of `store::slots`). The engine's
+//! workers take their slot around submit, poll, cancel and lookup; every other vendor call
+//! on a device (live status, capabilities, discovery, housekeeping, credential checks)
+//! goes through [`through`].
+//!
+//! It owns the waiting for a slot; it must not decide anything about jobs.
+
+use std::future::Future;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::backends::VendorError;
+use crate::domain::{Decision, ErrorCode};
+use crate::store::{self, StoreResult};
+
+/// How often a caller waiting for a busy device looks again.
+const LOOK_AGAIN: Duration = Duration::from_millis(50);
+
+/// Runs `call` while holding a slot on `device`, waiting up to `wait` for one. A device
+/// still busy after `wait` answers `device_busy` (retry soon) without calling the vendor.
+/// The slot's lease outlives the call by `wait`, so a crashed caller frees it.
+pub async fn through<T>(
+    pool: &PgPool,
+    device: &str,
+    max_in_flight: i32,
+    wait: Duration,
+    call: impl Future<Output = Result<T, VendorError>>,
+) -> StoreResult<Result<T, VendorError>> {
+    let holder = Uuid::new_v4();
+    let lease = wait.saturating_mul(2) + Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + wait;
+    let slot = loop {
+        if let Some(slot) =
+            store::slots::acquire(pool, device, max_in_flight.max(1), holder, lease).await?
+        {
+            break slot;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(Err(VendorError::new(
+                ErrorCode::DeviceBusy,
+                Decision::RetrySoon,
+                "the device is busy with other calls; try again shortly",
+            )));
+        }
+        tokio::time::sleep(LOOK_AGAIN).await;
+    };
+    let answer = call.await;
+    if let Err(err) = store::slots::release(pool, device, slot, holder).await {
+        tracing::warn!(error = %err, device, "could not free a device slot; it expires with its lease");
+    }
+    Ok(answer)
+}
