@@ -348,6 +348,19 @@ pub async fn create_job(
         ));
     };
 
+    if let Some(metadata) = &input.metadata {
+        super::bounds::check_metadata(metadata)?;
+    }
+    if input.printer_id.chars().count() > super::bounds::PRINTER_ID_MAX {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            format!(
+                "`printer_id` is at most {} characters; got `{}`.",
+                super::bounds::PRINTER_ID_MAX,
+                super::bounds::quote(&input.printer_id)
+            ),
+        ));
+    }
     let document = parse_document(&input.document, upload, state.config.max_document_bytes)?;
     let info = document.info();
     let service = state.service();

@@ -802,7 +802,7 @@ async fn a_job_accepted_by_an_api_replica_wakes_a_worker_replica_without_the_swe
         ids.push(uuid_of(
             &api.submit_text("office", &format!("wake {i}")).await,
         ));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
         while backend.submits_of(ids[i]) == 0 {
             assert!(
                 tokio::time::Instant::now() < deadline,

@@ -10,6 +10,7 @@ mod api_printers;
 mod cli;
 mod document_store;
 mod engine;
+mod hostile_input;
 mod lianke;
 mod observability;
 mod operations;

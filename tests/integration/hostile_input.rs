@@ -3,7 +3,7 @@
 //! disconnected, caller fields bounded (and the bounds in the served schema). Real HTTP (raw
 //! TCP where the byte count matters), real Postgres.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
