@@ -23,6 +23,7 @@ use crate::backends::zhimu::token::AppCredentials;
 use crate::backends::zhimu::{ZhimuBackend, ZhimuSettings};
 use crate::callback_token::CallbackKeys;
 use crate::config::{Config, NoPrinterPolicy};
+use crate::document_store::DocumentStore;
 use crate::engine::outbox::{Outbox, OutboxSettings};
 use crate::engine::{Engine, EngineSettings};
 use crate::observe;
@@ -116,6 +117,31 @@ pub async fn prepare_database(config: &Config) -> Result<PgPool, StartError> {
     Ok(pool)
 }
 
+/// With keys configured, seals the secrets still stored in clear (written before keys were
+/// set); replicas starting together each lock a row before sealing it.
+async fn seal_clear_secrets(
+    config: &Config,
+    pool: &PgPool,
+    keyring: &crate::secrets_at_rest::Keyring,
+) -> Result<(), StartError> {
+    use store::secrets::{Reseal, reseal};
+    let sealed = reseal(pool, keyring, Reseal::ClearOnly)
+        .await
+        .map_err(|source| StartError::Database {
+            url: redact_password(config.database_url.expose_secret()),
+            source,
+        })?;
+    if sealed != store::secrets::Resealed::default() {
+        tracing::info!(
+            printers = sealed.printers,
+            webhook_endpoints = sealed.webhook_endpoints,
+            key_id = keyring.active_key_id().unwrap_or(""),
+            "secrets stored in clear were sealed"
+        );
+    }
+    Ok(())
+}
+
 /// `addr` with an unspecified IP (all interfaces) replaced by loopback.
 pub fn reachable(addr: SocketAddr) -> SocketAddr {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -186,6 +212,10 @@ impl Application {
         role: Role,
     ) -> Result<Application, StartError> {
         config.validate()?;
+        let keyring = Arc::new(config.secrets.keyring().map_err(StartError::Config)?);
+        let documents = DocumentStore::from_url(config.retention.document_store_url.as_deref())
+            .map_err(StartError::Config)?;
+        seal_clear_secrets(&config, &pool, &keyring).await?;
         // WeCom printers exist when a WeCom model is configured: the backend validates
         // them, the bridge pulls, imports and reports.
         let mut backends = backends;
@@ -212,6 +242,8 @@ impl Application {
             backends.clone(),
             EngineSettings::from_config(&config),
             callback_keys,
+            Arc::clone(&keyring),
+            documents.clone(),
         );
         let wecom = wecom_client.map(|client| {
             WecomBridge::new(
@@ -225,6 +257,7 @@ impl Application {
             pool.clone(),
             OutboxSettings::from_config(&config),
             Arc::new(move |event| api::events::render_body(event, breaker_threshold)),
+            Arc::clone(&keyring),
         )
         .map_err(StartError::Config)?;
         let state = AppState {
@@ -280,12 +313,12 @@ impl Application {
             engine.spawn(&tracker, shutdown.clone());
             tracker.spawn(crate::retention::run_worker(
                 state.pool.clone(),
+                documents.clone(),
                 config.retention.clone(),
                 shutdown.clone(),
             ));
             crate::engine::status::spawn(
-                state.pool.clone(),
-                state.backends.clone(),
+                &engine,
                 Duration::from_secs(config.printer_status_every_secs),
                 config.vendor_timeout(),
                 config.lease(),

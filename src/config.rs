@@ -266,6 +266,46 @@ pub struct Config {
 
     #[command(flatten)]
     pub webhooks: WebhookConfig,
+
+    #[command(flatten)]
+    pub secrets: SecretsConfig,
+}
+
+/// The keys that seal printer secrets and webhook signing secrets at rest.
+#[derive(Debug, Clone, Args)]
+pub struct SecretsConfig {
+    /// Keys sealing printer and webhook secrets in the database, comma-separated
+    /// `KEY_ID:BASE64` (32 bytes each: `openssl rand -base64 32`); every listed key opens,
+    /// SECRETS_ACTIVE_KEY seals. Unset: secrets are stored in clear (a warning says so).
+    #[arg(
+        long,
+        env = "SECRETS_KEYS",
+        value_name = "SECRETS_KEYS",
+        global = true,
+        hide_env_values = true,
+        value_parser = secret
+    )]
+    pub secrets_keys: Option<SecretString>,
+
+    /// The key id of SECRETS_KEYS that seals new values (default: the first listed).
+    /// `print-gateway secrets rotate` re-seals every stored value with it.
+    #[arg(
+        long,
+        env = "SECRETS_ACTIVE_KEY",
+        value_name = "SECRETS_ACTIVE_KEY",
+        global = true
+    )]
+    pub secrets_active_key: Option<String>,
+}
+
+impl SecretsConfig {
+    /// The keyring these settings describe.
+    pub fn keyring(&self) -> Result<crate::secrets_at_rest::Keyring, String> {
+        crate::secrets_at_rest::Keyring::parse(
+            self.secrets_keys.as_ref().map(ExposeSecret::expose_secret),
+            self.secrets_active_key.as_deref(),
+        )
+    }
 }
 
 /// Outbound webhooks (Standard Webhooks) to tenants' endpoints.
@@ -603,11 +643,29 @@ pub struct RetentionConfig {
           value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub retention_events_days: Option<u32>,
 
+    /// Where document bytes are stored: unset = in Postgres; `file:///DIR` (a local or
+    /// mounted directory) or `s3://BUCKET/PREFIX` (S3 or S3-compatible; credentials and
+    /// region from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT for
+    /// MinIO, AWS_ALLOW_HTTP). The purge deletes the objects of what it removes.
+    #[arg(
+        long,
+        env = "DOCUMENT_STORE_URL",
+        value_name = "DOCUMENT_STORE_URL",
+        global = true
+    )]
+    pub document_store_url: Option<String>,
+
     /// Days a finished job's document bytes are kept (the job keeps the document's name,
     /// type, size and hash).
     #[arg(long, env = "RETENTION_DOCUMENTS_DAYS", value_name = "RETENTION_DOCUMENTS_DAYS", global = true,
           default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub retention_documents_days: u32,
+
+    /// Days an outbox event (webhooks, the `/v1/events` feed) is kept with its deliveries
+    /// and their attempts; one still waiting to be delivered to an enabled endpoint stays.
+    #[arg(long, env = "RETENTION_WEBHOOKS_DAYS", value_name = "RETENTION_WEBHOOKS_DAYS", global = true,
+          default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub retention_webhooks_days: u32,
 
     /// Hours an Idempotency-Key is remembered; after that the same key makes a new job.
     #[arg(long, env = "IDEMPOTENCY_KEY_TTL_HOURS", value_name = "IDEMPOTENCY_KEY_TTL_HOURS", global = true,
@@ -747,6 +805,7 @@ impl Config {
         if !database_url.starts_with("postgres://") && !database_url.starts_with("postgresql://") {
             return Err("DATABASE_URL must be a postgres:// URL".into());
         }
+        self.secrets.keyring()?;
         if let Some(url) = &self.public_base_url {
             let parsed = reqwest::Url::parse(url).map_err(|err| {
                 InvalidSetting(format!("PUBLIC_BASE_URL is not a URL ({err}): {url}"))
@@ -882,6 +941,9 @@ impl Config {
     /// operator probably expects. `backends` are the names of the configured backends.
     pub fn startup_warnings(&self, backends: &[&str]) -> Vec<String> {
         let mut warnings = Vec::new();
+        if self.secrets.secrets_keys.is_none() {
+            warnings.push("printer secrets and webhook signing secrets are stored in clear in the database: set SECRETS_KEYS (and SECRETS_ACTIVE_KEY) to seal them; the next start with keys seals the rows already stored".to_owned());
+        }
         if backends.is_empty() {
             warnings.push("no vendor backend is configured, so no printer can be registered or print: set LIANKE_API_KEY (Lianke), ZHIMU_APP_ID and ZHIMU_APP_KEY (Zhimu) or WECOM_MODEL_ID (WeCom)".to_owned());
         }
@@ -1049,6 +1111,12 @@ mod tests {
     #[test]
     fn startup_warnings_name_the_variable() {
         let mut config = Config::defaults();
+        let clear = config.startup_warnings(&["lianke"]);
+        assert_eq!(clear.len(), 1);
+        assert!(clear[0].contains("SECRETS_KEYS"));
+        config.secrets.secrets_keys = Some(secrecy::SecretString::from(
+            "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ));
         let none = config.startup_warnings(&[]);
         assert_eq!(none.len(), 1);
         assert!(none[0].contains("LIANKE_API_KEY") && none[0].contains("ZHIMU_APP_ID"));

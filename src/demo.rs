@@ -187,6 +187,13 @@ fn configure_for_simulator(config: &mut Config, sim_url: &str) {
         // One process: a fresh key per demo run is enough.
         config.callback_secrets = Some(uuid::Uuid::new_v4().simple().to_string().into());
     }
+    if config.secrets.secrets_keys.is_none() {
+        // Sealed at rest like anywhere else, under the demo's fixed key.
+        config.secrets.secrets_keys = Some(SecretString::from(
+            crate::secrets_at_rest::demo_keys_setting(),
+        ));
+        config.secrets.secrets_active_key = None;
+    }
     config.lianke.lianke_base_url = sim_url.to_owned();
     config.lianke.lianke_api_key = Some(vendor_sim_lianke_api_key().into());
     config.lianke.lianke_allow_http_callback = true;

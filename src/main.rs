@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use print_gateway::app::{self, Application, Role};
-use print_gateway::config::{Config, DatabaseArgs, LogFormat, RetentionConfig};
+use print_gateway::config::{Config, DatabaseArgs, LogFormat, RetentionConfig, SecretsConfig};
 use print_gateway::{api, demo, store, telemetry, webhook_listen};
 
 /// One vendor-neutral print API over Lianke, Zhimu and WeCom cloud printers.
@@ -52,6 +52,9 @@ enum Command {
         #[command(flatten)]
         retention: RetentionConfig,
     },
+    /// Secrets at rest (printer secrets, webhook signing secrets).
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Print the OpenAPI document.
     Openapi,
     /// Exit 0 when the API answers its liveness URL with 200 (Docker's HEALTHCHECK).
@@ -113,6 +116,19 @@ enum WebhooksCommand {
         /// One line per event (`webhook-id type`) instead of the whole body.
         #[arg(long)]
         quiet: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Re-seal every stored printer secret and webhook signing secret with
+    /// SECRETS_ACTIVE_KEY (also those still in clear). Every key they are sealed with now
+    /// must be in SECRETS_KEYS; drop the old key once this has run.
+    Rotate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        secrets: SecretsConfig,
     },
 }
 
@@ -229,12 +245,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let counts = if dry_run {
                 print_gateway::retention::preview(&pool, cutoffs).await?
             } else {
-                print_gateway::retention::purge(&pool, cutoffs, retention.purge_batch_size).await?
+                let documents = print_gateway::document_store::DocumentStore::from_url(
+                    retention.document_store_url.as_deref(),
+                )
+                .map_err(anyhow::Error::msg)?;
+                print_gateway::retention::purge(
+                    &pool,
+                    &documents,
+                    cutoffs,
+                    retention.purge_batch_size,
+                )
+                .await?
             };
             let verb = if dry_run { "would remove" } else { "removed" };
             out(format_args!(
-                "{verb}: {} finished jobs (with their events and documents), {} events, {} document contents, {} idempotency keys",
-                counts.jobs, counts.events, counts.document_contents, counts.idempotency_keys
+                "{verb}: {} finished jobs (with their events and documents), {} events, {} document contents, {} idempotency keys, {} webhook events (with {} deliveries)",
+                counts.jobs,
+                counts.events,
+                counts.document_contents,
+                counts.idempotency_keys,
+                counts.webhook_events,
+                counts.webhook_deliveries
             ))?;
         }
         Command::Webhooks(WebhooksCommand::Listen {
@@ -246,6 +277,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             webhook_listen::listen((host, port).into(), &secret, quiet)
                 .await
                 .map_err(anyhow::Error::msg)?;
+        }
+        Command::Secrets(SecretsCommand::Rotate { database, secrets }) => {
+            let keyring = secrets.keyring().map_err(anyhow::Error::msg)?;
+            let Some(active) = keyring.active_key_id() else {
+                anyhow::bail!(
+                    "SECRETS_KEYS is not set: there is no key to seal with (e.g. SECRETS_KEYS=k1:$(openssl rand -base64 32))"
+                );
+            };
+            let pool = app::prepare_database(&database.config()).await?;
+            let done = store::secrets::reseal(&pool, &keyring, store::secrets::Reseal::All).await?;
+            out(format_args!(
+                "re-sealed with key `{active}`: {} printers, {} webhook endpoints",
+                done.printers, done.webhook_endpoints
+            ))?;
         }
         Command::Openapi => {
             out(api::openapi().to_pretty_json()?)?;

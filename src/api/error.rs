@@ -231,6 +231,7 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Db(db) => db.into(),
+            StoreError::Objects(detail) => ApiError::Unavailable(detail),
             other => ApiError::Internal(other.to_string()),
         }
     }

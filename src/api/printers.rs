@@ -795,6 +795,7 @@ pub async fn printer_status(
     let status = crate::engine::status::check(
         &state.pool,
         &state.backends,
+        state.engine.keyring(),
         &row,
         state.config.vendor_timeout(),
     )

@@ -376,8 +376,14 @@ pub async fn create_endpoint(
         enabled: input.enabled.unwrap_or(true),
     };
     let secret = webhook_signature::generate_secret();
-    let row =
-        store::webhooks::insert_endpoint(&state.pool, &caller.tenant, &fields, &secret).await?;
+    let row = store::webhooks::insert_endpoint(
+        &state.pool,
+        state.engine.keyring(),
+        &caller.tenant,
+        &fields,
+        &secret,
+    )
+    .await?;
     let location = format!("/v1/webhook-endpoints/{}", row.id);
     let body = CreatedEndpoint {
         endpoint: EndpointView::from_row(row),
@@ -516,9 +522,16 @@ pub async fn rotate_secret(
 ) -> Result<Json<RotatedSecret>, ApiError> {
     let secret = webhook_signature::generate_secret();
     let overlap = std::time::Duration::from_secs(state.config.webhooks.webhook_secret_overlap_secs);
-    let row = store::webhooks::rotate_secret(&state.pool, &caller.tenant, id, &secret, overlap)
-        .await?
-        .ok_or_else(|| ApiError::not_found(&format!("Webhook endpoint {id}")))?;
+    let row = store::webhooks::rotate_secret(
+        &state.pool,
+        state.engine.keyring(),
+        &caller.tenant,
+        id,
+        &secret,
+        overlap,
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found(&format!("Webhook endpoint {id}")))?;
     Ok(Json(RotatedSecret {
         secret,
         previous_secret_expires_at: row.previous_secret_until.unwrap_or_else(Utc::now),

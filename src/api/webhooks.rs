@@ -202,7 +202,8 @@ async fn handle_lianke_callback(
     let mut report = callback.report();
     if callback.is_terminal() && state.config.lianke.lianke_confirm_callbacks {
         // Trust Lianke's own answer over an unsigned body before ending the job.
-        let context = printer_context(&printer).map_err(ApiError::Internal)?;
+        let context =
+            printer_context(&printer, state.engine.keyring()).map_err(ApiError::Internal)?;
         let confirmed = backend
             .task_status(&context, &callback.body.task_id)
             .await

@@ -40,9 +40,10 @@ pub struct PrinterContext {
     pub capabilities: Option<Capabilities>,
 }
 
-/// Backend credentials. `Debug` never shows them, so they cannot leak through a log line.
+/// Backend credentials, opened in memory for the call (they are sealed at rest, see
+/// `secrets_at_rest`). `Debug` never shows them, so they cannot leak through a log line.
 #[derive(Clone, Default)]
-pub struct Secrets(pub Value);
+pub struct Secrets(BTreeMap<String, secrecy::SecretString>);
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -51,8 +52,33 @@ impl std::fmt::Debug for Secrets {
 }
 
 impl Secrets {
+    pub fn new(values: BTreeMap<String, secrecy::SecretString>) -> Secrets {
+        Secrets(values)
+    }
+
+    /// Secrets given in clear (an operator's request, checked with the vendor before saving).
+    pub fn from_plain(plain: &Value) -> Secrets {
+        Secrets(
+            plain
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| {
+                            let text = match v {
+                                Value::String(s) => s.clone(),
+                                other => other.to_string(),
+                            };
+                            (k.clone(), secrecy::SecretString::from(text))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    }
+
     pub fn get_str(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(Value::as_str)
+        use secrecy::ExposeSecret;
+        self.0.get(key).map(|s| s.expose_secret())
     }
 }
 

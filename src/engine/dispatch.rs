@@ -142,7 +142,11 @@ impl Engine {
         let bytes = if doc.url.is_some() {
             None
         } else {
-            store::documents::content(&self.pool, doc.id).await?
+            match store::documents::content_or_key(&self.pool, doc.id).await? {
+                (Some(bytes), _) => Some(bytes),
+                (None, Some(key)) => self.documents.get(&key).await?,
+                (None, None) => None,
+            }
         };
         Ok(Some(self.submit_request(w, bytes, &doc)))
     }

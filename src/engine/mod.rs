@@ -40,11 +40,13 @@ use crate::backends::{
 };
 use crate::callback_token::CallbackKeys;
 use crate::config::Config;
+use crate::document_store::DocumentStore;
 use crate::domain::backoff::{RetryPolicy, short_pause};
 use crate::domain::{
     Decision, DocumentKind, DocumentType, ErrorCode, EventSource, JobError, JobState, PrinterId,
     Transition,
 };
+use crate::secrets_at_rest::Keyring;
 use crate::store::jobs::{AttributionRefused, JobRow, JobUpdate};
 use crate::store::printers::{BreakerEffect, Failure, PrinterRow};
 use crate::store::{self, StoreError};
@@ -124,6 +126,10 @@ pub struct Engine {
     backends: BackendRegistry,
     settings: EngineSettings,
     callback_keys: CallbackKeys,
+    /// Opens printer secrets for a vendor call (sealed at rest).
+    keyring: Arc<Keyring>,
+    /// Where document bytes live (Postgres or an object store).
+    documents: DocumentStore,
     wake: Notify,
     /// Set when jobs became due here; the announcer tells the other replicas (coalesced).
     announce: Notify,
@@ -133,12 +139,12 @@ fn after(d: Duration) -> DateTime<Utc> {
     Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
-/// Builds the backend's view of a printer row.
-pub fn printer_context(row: &PrinterRow) -> Result<PrinterContext, String> {
+/// Builds the backend's view of a printer row, its secrets opened in memory for the call.
+pub fn printer_context(row: &PrinterRow, keyring: &Keyring) -> Result<PrinterContext, String> {
     Ok(PrinterContext {
         id: PrinterId::parse(&row.id)?,
         locator: row.locator.clone(),
-        secrets: Secrets(row.secrets.clone()),
+        secrets: Secrets::new(keyring.open_printer_secrets(&row.id, &row.secrets)?),
         capabilities: row.capabilities.as_ref().map(|c| c.0.clone()),
     })
 }
@@ -149,12 +155,16 @@ impl Engine {
         backends: BackendRegistry,
         settings: EngineSettings,
         callback_keys: CallbackKeys,
+        keyring: Arc<Keyring>,
+        documents: DocumentStore,
     ) -> Arc<Engine> {
         Arc::new(Engine {
             pool,
             backends,
             settings,
             callback_keys,
+            keyring,
+            documents,
             wake: Notify::new(),
             announce: Notify::new(),
         })
@@ -162,6 +172,16 @@ impl Engine {
 
     pub fn settings(&self) -> &EngineSettings {
         &self.settings
+    }
+
+    /// Where document bytes live.
+    pub fn documents(&self) -> &DocumentStore {
+        &self.documents
+    }
+
+    /// The keys that seal and open printer and webhook secrets at rest.
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
     }
 
     /// The keys that sign and verify callback URLs (the webhook checks tokens with them).
@@ -242,7 +262,7 @@ impl Engine {
                 .release(&job, token, after(self.settings.sweep_interval * 10))
                 .await;
         };
-        let mut context = match printer_context(&printer) {
+        let mut context = match printer_context(&printer, &self.keyring) {
             Ok(context) => context,
             Err(detail) => {
                 let error = JobError {

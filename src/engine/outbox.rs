@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
+use secrecy::{ExposeSecret, SecretSlice};
 use sqlx::PgPool;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -19,6 +20,7 @@ use uuid::Uuid;
 
 use super::{EngineError, wake_on_notify};
 use crate::config::Config;
+use crate::secrets_at_rest::{self, Keyring};
 use crate::store;
 use crate::store::webhooks::{AttemptOutcome, ClaimedDelivery, EndpointRow, OutboxEventRow};
 use crate::webhook_signature;
@@ -122,6 +124,8 @@ pub struct Outbox {
     settings: OutboxSettings,
     client: reqwest::Client,
     render: Render,
+    /// Opens the endpoints' signing secrets (sealed at rest).
+    keyring: Arc<Keyring>,
     token: Uuid,
     slots: Semaphore,
     /// Endpoints this process is delivering a batch to, with the batch's size.
@@ -134,6 +138,7 @@ impl Outbox {
         pool: PgPool,
         settings: OutboxSettings,
         render: Render,
+        keyring: Arc<Keyring>,
     ) -> Result<Arc<Outbox>, String> {
         let mut client = reqwest::Client::builder()
             .timeout(settings.timeout)
@@ -156,6 +161,7 @@ impl Outbox {
             settings,
             client,
             render,
+            keyring,
             token: Uuid::new_v4(),
             in_flight: Mutex::new(HashMap::new()),
             wake: Notify::new(),
@@ -241,12 +247,14 @@ impl Outbox {
         use futures::StreamExt as _;
         let endpoint_id = endpoint.id;
         let endpoint = &endpoint;
+        // The signing secrets are opened once per batch, in memory only.
+        let keys = &self.signing_keys(endpoint);
         futures::stream::iter(batch)
             .for_each_concurrent(self.settings.per_endpoint, |delivery| async move {
                 let Ok(_permit) = self.slots.acquire().await else {
                     return;
                 };
-                self.deliver(endpoint, delivery).await;
+                self.deliver(endpoint, keys, delivery).await;
             })
             .await;
         if let Ok(mut busy) = self.in_flight.lock() {
@@ -304,10 +312,39 @@ impl Outbox {
         }
     }
 
-    async fn deliver(&self, endpoint: &EndpointRow, delivery: ClaimedDelivery) {
+    /// The endpoint's signing keys: its secret, and the previous one during the overlap.
+    fn signing_keys(&self, endpoint: &EndpointRow) -> Result<Vec<SecretSlice<u8>>, String> {
+        let context = secrets_at_rest::endpoint_context(endpoint.id);
+        let open = |stored: &str| {
+            let secret = self
+                .keyring
+                .open(&context, stored)
+                .map_err(|err| format!("the endpoint's signing secret cannot be read: {err}"))?;
+            webhook_signature::secret_key(secret.expose_secret()).map(SecretSlice::from)
+        };
+        let mut keys = vec![open(&endpoint.secret)?];
+        if let (Some(previous), Some(until)) =
+            (&endpoint.previous_secret, endpoint.previous_secret_until)
+            && until > Utc::now()
+        {
+            keys.push(open(previous)?);
+        }
+        Ok(keys)
+    }
+
+    async fn deliver(
+        &self,
+        endpoint: &EndpointRow,
+        keys: &Result<Vec<SecretSlice<u8>>, String>,
+        delivery: ClaimedDelivery,
+    ) {
         let attempt = delivery.attempts as usize + 1;
         let started = Instant::now();
-        let (status, error) = match self.post(endpoint, &delivery.event).await {
+        let posted = match keys {
+            Ok(keys) => self.post(endpoint, keys, &delivery.event).await,
+            Err(err) => Err(err.clone()),
+        };
+        let (status, error) = match posted {
             Ok(status) => (Some(i32::from(status)), None),
             Err(err) => (None, Some(err)),
         };
@@ -370,7 +407,12 @@ impl Outbox {
     }
 
     /// One signed POST; the HTTP status, or why there was none.
-    async fn post(&self, endpoint: &EndpointRow, event: &OutboxEventRow) -> Result<u16, String> {
+    async fn post(
+        &self,
+        endpoint: &EndpointRow,
+        keys: &[SecretSlice<u8>],
+        event: &OutboxEventRow,
+    ) -> Result<u16, String> {
         let url = reqwest::Url::parse(&endpoint.url).map_err(|err| format!("bad URL: {err}"))?;
         if !self.settings.allow_private
             && let Some(host) = url.host_str()
@@ -382,14 +424,7 @@ impl Outbox {
         let body = (self.render)(event)?;
         let msg_id = event_id(event.id);
         let timestamp = Utc::now().timestamp();
-        let mut keys = vec![webhook_signature::secret_key(&endpoint.secret)?];
-        if let (Some(previous), Some(until)) =
-            (&endpoint.previous_secret, endpoint.previous_secret_until)
-            && until > Utc::now()
-        {
-            keys.push(webhook_signature::secret_key(previous)?);
-        }
-        let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        let key_refs: Vec<&[u8]> = keys.iter().map(|k| k.expose_secret()).collect();
         let signature = webhook_signature::signature_header(&key_refs, &msg_id, timestamp, &body);
         let response = self
             .client

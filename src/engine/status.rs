@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::printer_context;
 use crate::backends::{BackendRegistry, PrinterStatus, VendorError};
 use crate::domain::{Decision, ErrorCode};
+use crate::secrets_at_rest::Keyring;
 use crate::store::printers::{BreakerEffect, Failure, PrinterRow};
 use crate::store::{self, StoreError};
 
@@ -24,6 +25,7 @@ const CHECKS_PER_ROUND: i64 = 50;
 pub async fn check(
     pool: &PgPool,
     backends: &BackendRegistry,
+    keyring: &Keyring,
     row: &PrinterRow,
     timeout: Duration,
 ) -> Result<Result<PrinterStatus, VendorError>, StoreError> {
@@ -34,7 +36,7 @@ pub async fn check(
             format!("the `{}` backend is not configured here", row.backend),
         )));
     };
-    let context = match printer_context(row) {
+    let context = match printer_context(row, keyring) {
         Ok(context) => context,
         Err(detail) => {
             return Ok(Err(VendorError::new(
@@ -76,6 +78,7 @@ pub async fn check(
 pub async fn check_due(
     pool: &PgPool,
     backends: &BackendRegistry,
+    keyring: &Keyring,
     every: Duration,
     timeout: Duration,
     lease: Duration,
@@ -94,7 +97,7 @@ pub async fn check_due(
         else {
             continue;
         };
-        let outcome = check(pool, backends, &row, timeout).await;
+        let outcome = check(pool, backends, keyring, &row, timeout).await;
         store::slots::release(pool, &row.device, slot, holder).await?;
         if let Err(err) = outcome? {
             tracing::debug!(printer_id = %row.id, error = %err, "status check failed");
@@ -104,10 +107,10 @@ pub async fn check_due(
     Ok(checked)
 }
 
-/// The background loop (with the workers); `every` zero means off.
+/// The background loop (with the workers), on the engine's pool, backends and keys;
+/// `every` zero means off.
 pub fn spawn(
-    pool: PgPool,
-    backends: BackendRegistry,
+    engine: &super::Engine,
     every: Duration,
     timeout: Duration,
     lease: Duration,
@@ -117,7 +120,9 @@ pub fn spawn(
     if every.is_zero() {
         return;
     }
-    let backends = Arc::new(backends);
+    let pool = engine.pool.clone();
+    let backends = Arc::new(engine.backends.clone());
+    let keyring = Arc::clone(&engine.keyring);
     tracker.spawn(async move {
         // Look for due printers a few times per period, so a new printer waits little.
         let mut tick = tokio::time::interval((every / 4).max(Duration::from_millis(200)));
@@ -125,7 +130,7 @@ pub fn spawn(
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    if let Err(err) = check_due(&pool, &backends, every, timeout, lease).await {
+                    if let Err(err) = check_due(&pool, &backends, &keyring, every, timeout, lease).await {
                         tracing::warn!(error = %err, "printer status checks failed");
                     }
                 }

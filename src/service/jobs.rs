@@ -171,7 +171,19 @@ impl Service {
         document: &NewDocument,
         source: EventSource,
     ) -> ServiceResult<Option<JobRow>> {
-        let row = store::jobs::accept(&self.pool, job, document, source).await?;
+        // With an object store the bytes go there first; the row names them.
+        let documents = self.engine.documents();
+        let object_key = match &document.content {
+            Some(bytes) if documents.is_external() => documents.put(bytes.clone()).await?,
+            _ => None,
+        };
+        let row =
+            store::jobs::accept(&self.pool, job, document, object_key.as_deref(), source).await;
+        if let (Ok(None) | Err(_), Some(key)) = (&row, &object_key) {
+            // An idempotent replay (or a failed write) stored no row naming the object.
+            documents.delete(std::slice::from_ref(key)).await;
+        }
+        let row = row?;
         if row.is_some() {
             self.job_accepted(job);
         }

@@ -189,10 +189,11 @@ impl Service {
         if verify {
             self.verify_with_vendor(backend.as_ref(), &fields).await?;
         }
-        match store::printers::insert(&self.pool, &fields).await? {
+        let keyring = self.engine.keyring();
+        match store::printers::insert(&self.pool, keyring, &fields).await? {
             Some(row) => Ok(row),
             None if when_taken == WhenTaken::Replace => {
-                store::printers::update(&self.pool, &fields)
+                store::printers::update(&self.pool, keyring, &fields)
                     .await?
                     .ok_or_else(|| ServiceError::not_found(&format!("Printer `{}`", fields.id)))
             }
@@ -211,7 +212,12 @@ impl Service {
         let id = row.id.clone();
         let credentials_change = changes.secrets.is_some() || changes.locator.is_some();
         let backend = self.backend(&row.backend)?;
-        let mut secrets = row.secrets.clone();
+        // Stored sealed: opened in memory for the backend's checks and the vendor's.
+        let mut secrets = self
+            .engine
+            .keyring()
+            .open_printer_secrets_json(&row.id, &row.secrets)
+            .map_err(|detail| ServiceError::Internal(format!("printer `{}`: {detail}", row.id)))?;
         let secret_changes = changes.secrets.clone();
         if let Some(changes) = &changes.secrets {
             object_or_err(changes, "secrets")?;
@@ -234,9 +240,14 @@ impl Service {
             self.verify_with_vendor(backend.as_ref(), &fields).await?;
         }
         // The secrets are merged again under a row lock, onto the row as it is then.
-        store::printers::update_keeping_secrets(&self.pool, &fields, secret_changes.as_ref())
-            .await?
-            .ok_or_else(|| ServiceError::not_found(&format!("Printer `{id}`")))
+        store::printers::update_keeping_secrets(
+            &self.pool,
+            self.engine.keyring(),
+            &fields,
+            secret_changes.as_ref(),
+        )
+        .await?
+        .ok_or_else(|| ServiceError::not_found(&format!("Printer `{id}`")))
     }
 
     /// Asks the vendor whether the printer's locator and secrets work (its live status). An
@@ -251,7 +262,7 @@ impl Service {
             id: PrinterId::parse(&fields.id)
                 .map_err(|detail| ServiceError::invalid("invalid_field", detail))?,
             locator: fields.locator.clone(),
-            secrets: Secrets(fields.secrets.clone()),
+            secrets: Secrets::from_plain(&fields.secrets),
             capabilities: None,
         };
         let asked = gate::through(
@@ -346,7 +357,8 @@ impl Service {
             self.backend(&row.backend)?;
             return Ok(None);
         };
-        let context = printer_context(row).map_err(ServiceError::Internal)?;
+        let context =
+            printer_context(row, self.engine.keyring()).map_err(ServiceError::Internal)?;
         let asked = async { Ok::<_, VendorError>(target.housekeeping(&context, action).await) };
         Ok(gate::through(
             &self.pool,
@@ -368,7 +380,8 @@ impl Service {
         let Some(target) = self.backends.target(&row.backend) else {
             return Ok(Err(VendorError::not_a_print_target(backend.name())));
         };
-        let context = printer_context(row).map_err(ServiceError::Internal)?;
+        let context =
+            printer_context(row, self.engine.keyring()).map_err(ServiceError::Internal)?;
         Ok(gate::through(
             &self.pool,
             &row.device,

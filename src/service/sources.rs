@@ -260,9 +260,20 @@ impl WecomBridge {
             .collect())
     }
 
+    /// A printer's secrets, opened in memory (they are sealed at rest). A secret that cannot
+    /// be opened (its key is not configured) is an error naming the printer.
+    fn opened_secrets(&self, row: &PrinterRow) -> Result<Value, String> {
+        self.service
+            .engine
+            .keyring()
+            .open_printer_secrets_json(&row.id, &row.secrets)
+            .map_err(|detail| format!("printer `{}`: {detail}", row.id))
+    }
+
     fn source(&self, row: PrinterRow) -> Result<Option<Source>, String> {
         let printer = self.source.printer(&row.locator)?;
-        let Some(device) = self.source.credentials(&printer.device, &row.secrets) else {
+        let secrets = self.opened_secrets(&row)?;
+        let Some(device) = self.source.credentials(&printer.device, &secrets) else {
             return Ok(None);
         };
         Ok(Some(Source {
@@ -835,7 +846,13 @@ impl WecomBridge {
                     .await
                     .map_err(BridgeError::Vendor)?;
                 for printer in printers {
-                    store::wecom::set_device_secret(&self.pool, &printer.id, &secret).await?;
+                    store::wecom::set_device_secret(
+                        &self.pool,
+                        self.service.engine.keyring(),
+                        &printer.id,
+                        &secret,
+                    )
+                    .await?;
                     tracing::info!(printer_id = %printer.id, "WeCom device bound: device secret stored");
                 }
                 Ok("bound")
@@ -907,7 +924,13 @@ impl WecomBridge {
             Report::Send { body, message } => (body, message),
         };
         let printer = store::printers::get(&self.pool, &row.printer_id).await?;
-        let device = printer.and_then(|p| self.source.credentials(&row.device_sn, &p.secrets));
+        let device = printer.and_then(|p| match self.opened_secrets(&p) {
+            Ok(secrets) => self.source.credentials(&row.device_sn, &secrets),
+            Err(detail) => {
+                tracing::warn!(printer_id = %p.id, error = %detail, "WeCom device secret unreadable");
+                None
+            }
+        });
         let Some(device) = device else {
             let due = after(self.settings.report_retry_max);
             store::wecom::retry_report(

@@ -70,6 +70,21 @@ pub async fn get(pool: &PgPool, id: Uuid) -> StoreResult<Option<DocumentRow>> {
     .await?)
 }
 
+/// A document's bytes when they are in Postgres, else the key of its object (the document
+/// object store); both `None` once the purge dropped them.
+pub async fn content_or_key(
+    pool: &PgPool,
+    id: Uuid,
+) -> StoreResult<(Option<Bytes>, Option<String>)> {
+    let row: Option<(Option<Vec<u8>>, Option<String>)> =
+        sqlx::query_as("SELECT content, object_key FROM documents WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    let (content, key) = row.unwrap_or_default();
+    Ok((content.map(Bytes::from), key))
+}
+
 pub async fn content(pool: &PgPool, id: Uuid) -> StoreResult<Option<Bytes>> {
     let bytes: Option<Option<Vec<u8>>> =
         sqlx::query_scalar("SELECT content FROM documents WHERE id = $1")

@@ -133,10 +133,14 @@ pub async fn insert(
 /// event in one statement, so one round trip and Postgres' implicit transaction. `None` when
 /// the tenant already used the idempotency key (then nothing is stored). Nobody is notified
 /// here: the caller wakes the workers after the commit (see `Engine::job_due`).
+///
+/// With `object_key` the bytes are already in the document object store: the row keeps
+/// the key, their size and hash, and no content.
 pub async fn accept(
     pool: &PgPool,
     job: &NewJob,
     doc: &NewDocument,
+    object_key: Option<&str>,
     source: EventSource,
 ) -> StoreResult<Option<JobRow>> {
     let document_id = Uuid::now_v7();
@@ -150,8 +154,8 @@ pub async fn accept(
              ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
              RETURNING {COLUMNS}
          ), doc AS (
-             INSERT INTO documents (id, kind, doc_type, content_type, filename, url, size_bytes, sha256, content)
-             SELECT $4, $15, $16, $17, $18, $19, $20, $21, $22 FROM job
+             INSERT INTO documents (id, kind, doc_type, content_type, filename, url, size_bytes, sha256, content, object_key)
+             SELECT $4, $15, $16, $17, $18, $19, $20, $21, $22, $24 FROM job
          ), event AS (
              INSERT INTO job_events (job_id, source, kind, from_state, to_state, reason)
              SELECT id, $23, 'accepted', NULL, 'pending', 'accepted' FROM job
@@ -179,8 +183,13 @@ pub async fn accept(
     .bind(&doc.url)
     .bind(doc.size() as i64)
     .bind(doc.sha256())
-    .bind(doc.content.as_deref())
+    .bind(if object_key.is_some() {
+        None
+    } else {
+        doc.content.as_deref()
+    })
     .bind(source.as_str())
+    .bind(object_key)
     .fetch_optional(pool)
     .await?;
     Ok(row)

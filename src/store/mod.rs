@@ -6,6 +6,7 @@ pub mod events;
 pub mod jobs;
 pub mod printers;
 pub mod retention;
+pub mod secrets;
 pub mod slots;
 pub mod storable;
 pub mod webhooks;
@@ -29,6 +30,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is not readable: {0}")]
     Corrupt(String),
+    /// The document object store (DOCUMENT_STORE_URL) failed.
+    #[error("document store: {0}")]
+    Objects(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

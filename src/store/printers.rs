@@ -10,6 +10,7 @@ use sqlx::{FromRow, PgConnection, PgPool};
 use super::StoreResult;
 use crate::domain::{Capabilities, JobError, JobOptions};
 use crate::observe::BreakerChange;
+use crate::secrets_at_rest::{self, Keyring};
 
 /// A printer row (also read back from an outbox event's snapshot, which carries secret names
 /// only, without capabilities).
@@ -19,6 +20,8 @@ pub struct PrinterRow {
     pub display_name: String,
     pub backend: String,
     pub locator: Value,
+    /// As stored: each value sealed (`secrets_at_rest`), names readable. Opened only for a
+    /// vendor call (`engine::printer_context`).
     pub secrets: Value,
     pub default_options: Json<JobOptions>,
     pub enabled: bool,
@@ -66,6 +69,7 @@ pub struct PrinterFields {
     pub display_name: String,
     pub backend: String,
     pub locator: Value,
+    /// In clear: sealed by `insert` and `update`.
     pub secrets: Value,
     pub default_options: JobOptions,
     pub enabled: bool,
@@ -75,8 +79,12 @@ pub struct PrinterFields {
     pub shared_with: Vec<String>,
 }
 
-/// Inserts a printer; `None` when the id is taken.
-pub async fn insert(pool: &PgPool, p: &PrinterFields) -> StoreResult<Option<PrinterRow>> {
+/// Inserts a printer, its secrets sealed with `keyring`; `None` when the id is taken.
+pub async fn insert(
+    pool: &PgPool,
+    keyring: &Keyring,
+    p: &PrinterFields,
+) -> StoreResult<Option<PrinterRow>> {
     Ok(sqlx::query_as::<_, PrinterRow>(&format!(
         "INSERT INTO printers (id, display_name, backend, locator, secrets, default_options, enabled, device, max_in_flight,
              owner_tenant, shared_with)
@@ -87,7 +95,7 @@ pub async fn insert(pool: &PgPool, p: &PrinterFields) -> StoreResult<Option<Prin
     .bind(&p.display_name)
     .bind(&p.backend)
     .bind(&p.locator)
-    .bind(&p.secrets)
+    .bind(keyring.seal_printer_secrets(&p.id, &p.secrets))
     .bind(Json(&p.default_options))
     .bind(p.enabled)
     .bind(&p.device)
@@ -99,10 +107,19 @@ pub async fn insert(pool: &PgPool, p: &PrinterFields) -> StoreResult<Option<Prin
 }
 
 /// Replaces the operator-set fields of an existing printer. Capabilities are dropped when
-/// the locator changed (they may describe another printer now).
-pub async fn update(pool: &PgPool, p: &PrinterFields) -> StoreResult<Option<PrinterRow>> {
+/// the locator changed (they may describe another printer now). The secrets (given in
+/// clear) are sealed with `keyring`.
+pub async fn update(
+    pool: &PgPool,
+    keyring: &Keyring,
+    p: &PrinterFields,
+) -> StoreResult<Option<PrinterRow>> {
+    let fields = PrinterFields {
+        secrets: keyring.seal_printer_secrets(&p.id, &p.secrets),
+        ..p.clone()
+    };
     let mut conn = pool.acquire().await?;
-    update_on(&mut conn, p).await
+    update_on(&mut conn, &fields).await
 }
 
 /// Applies secret changes to `secrets`: a key set to `null` is removed, any other is set.
@@ -121,9 +138,12 @@ pub fn merge_secrets(secrets: &mut Value, changes: &Value) {
 /// [`update`], with the secrets taken from the row as it is now, under a row lock, and
 /// `secret_changes` applied to them: a secret written meanwhile by someone else (a WeCom
 /// bind storing the device secret) is kept, never overwritten with an older read.
-/// `p.secrets` is not used.
+/// `p.secrets` is not used. The stored values are sealed already; the changes (in clear)
+/// are sealed with `keyring` before they are merged, and a stored value still in clear
+/// (written before keys were configured) is sealed too.
 pub async fn update_keeping_secrets(
     pool: &PgPool,
+    keyring: &Keyring,
     p: &PrinterFields,
     secret_changes: Option<&Value>,
 ) -> StoreResult<Option<PrinterRow>> {
@@ -139,7 +159,18 @@ pub async fn update_keeping_secrets(
         return Ok(None);
     };
     if let Some(changes) = secret_changes {
-        merge_secrets(&mut secrets, changes);
+        merge_secrets(&mut secrets, &seal_changes(keyring, &p.id, changes));
+    }
+    if let Some(map) = secrets.as_object_mut() {
+        for (name, value) in map.iter_mut() {
+            let clear = match &*value {
+                Value::String(s) if secrets_at_rest::is_sealed(s) => continue,
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            *value =
+                Value::String(keyring.seal(&secrets_at_rest::printer_context(&p.id, name), &clear));
+        }
     }
     let fields = PrinterFields {
         secrets,
@@ -148,6 +179,30 @@ pub async fn update_keeping_secrets(
     let row = update_on(&mut tx, &fields).await?;
     tx.commit().await?;
     Ok(row)
+}
+
+/// Secret changes with each value sealed; a `null` (remove) stays `null`.
+fn seal_changes(keyring: &Keyring, printer_id: &str, changes: &Value) -> Value {
+    let Some(map) = changes.as_object() else {
+        return changes.clone();
+    };
+    Value::Object(
+        map.iter()
+            .map(|(name, value)| {
+                let sealed = match value {
+                    Value::Null => Value::Null,
+                    Value::String(s) => Value::String(
+                        keyring.seal(&secrets_at_rest::printer_context(printer_id, name), s),
+                    ),
+                    other => Value::String(keyring.seal(
+                        &secrets_at_rest::printer_context(printer_id, name),
+                        &other.to_string(),
+                    )),
+                };
+                (name.clone(), sealed)
+            })
+            .collect(),
+    )
 }
 
 async fn update_on(conn: &mut PgConnection, p: &PrinterFields) -> StoreResult<Option<PrinterRow>> {

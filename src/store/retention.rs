@@ -11,12 +11,13 @@ use super::StoreResult;
 const FINISHED: &str = "state IN ('completed','failed','canceled')";
 
 /// Deletes up to `batch` finished jobs that finished before `cutoff`, with their events
-/// and documents. Returns (jobs, documents) deleted.
+/// and documents. Returns (jobs, documents) deleted and the object keys of the deleted
+/// documents (to delete from the document store after the commit).
 pub async fn delete_finished_jobs(
     pool: &PgPool,
     cutoff: DateTime<Utc>,
     batch: i64,
-) -> StoreResult<(u64, u64)> {
+) -> StoreResult<(u64, u64, Vec<String>)> {
     let mut tx = pool.begin().await?;
     let documents: Vec<Uuid> = sqlx::query_scalar(&format!(
         "DELETE FROM jobs WHERE id IN (
@@ -29,36 +30,44 @@ pub async fn delete_finished_jobs(
     .fetch_all(&mut *tx)
     .await?;
     let jobs = documents.len() as u64;
-    let removed = sqlx::query(
+    let removed: Vec<Option<String>> = sqlx::query_scalar(
         "DELETE FROM documents d WHERE d.id = ANY ($1)
-           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.document_id = d.id)",
+           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.document_id = d.id)
+         RETURNING d.object_key",
     )
     .bind(&documents)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    .fetch_all(&mut *tx)
+    .await?;
     tx.commit().await?;
-    Ok((jobs, removed))
+    let count = removed.len() as u64;
+    Ok((jobs, count, removed.into_iter().flatten().collect()))
 }
 
 /// Drops the bytes of up to `batch` documents of jobs that finished before `cutoff` (the
-/// job and the document's name, type, size and hash stay).
+/// job and the document's name, type, size and hash stay). Returns how many, and the keys
+/// of the objects to delete from the document store after the commit.
 pub async fn drop_document_content(
     pool: &PgPool,
     cutoff: DateTime<Utc>,
     batch: i64,
-) -> StoreResult<u64> {
-    Ok(sqlx::query(&format!(
-        "UPDATE documents SET content = NULL WHERE id IN (
-             SELECT d.id FROM jobs j JOIN documents d ON d.id = j.document_id
-             WHERE j.{FINISHED} AND j.completed_at < $1 AND d.content IS NOT NULL
-             LIMIT $2 FOR UPDATE OF d SKIP LOCKED)"
+) -> StoreResult<(u64, Vec<String>)> {
+    let dropped: Vec<Option<String>> = sqlx::query_scalar(&format!(
+        "WITH doomed AS (
+             SELECT d.id, d.object_key FROM jobs j JOIN documents d ON d.id = j.document_id
+             WHERE j.{FINISHED} AND j.completed_at < $1
+               AND (d.content IS NOT NULL OR d.object_key IS NOT NULL)
+             LIMIT $2 FOR UPDATE OF d SKIP LOCKED)
+         UPDATE documents d SET content = NULL, object_key = NULL FROM doomed
+         WHERE d.id = doomed.id RETURNING doomed.object_key"
     ))
     .bind(cutoff)
     .bind(batch)
-    .execute(pool)
-    .await?
-    .rows_affected())
+    .fetch_all(pool)
+    .await?;
+    Ok((
+        dropped.len() as u64,
+        dropped.into_iter().flatten().collect(),
+    ))
 }
 
 /// Deletes up to `batch` history events of jobs that finished before `cutoff`.
@@ -95,6 +104,46 @@ pub async fn expire_idempotency_keys(
     .rows_affected())
 }
 
+/// Outbox events past the webhook line that no delivery still waits on: none pending to
+/// an enabled endpoint (a disabled endpoint's backlog that old is dropped with them).
+const OUTBOX_EXPIRED: &str = "e.created_at < $1 AND NOT EXISTS (
+        SELECT 1 FROM webhook_deliveries d JOIN webhook_endpoints ep ON ep.id = d.endpoint_id
+        WHERE d.event_id = e.id AND d.state = 'pending' AND ep.enabled)";
+
+/// Deletes up to `batch` outbox events created before `cutoff` that no delivery waits on,
+/// with their deliveries and those deliveries' attempts. Returns (events, deliveries).
+pub async fn delete_webhook_events(
+    pool: &PgPool,
+    cutoff: DateTime<Utc>,
+    batch: i64,
+) -> StoreResult<(u64, u64)> {
+    let mut tx = pool.begin().await?;
+    let events: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT e.id FROM outbox_events e WHERE {OUTBOX_EXPIRED}
+         ORDER BY e.created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+    ))
+    .bind(cutoff)
+    .bind(batch)
+    .fetch_all(&mut *tx)
+    .await?;
+    if events.is_empty() {
+        return Ok((0, 0));
+    }
+    // Deliveries first (their attempts cascade), counted; then the events.
+    let deliveries = sqlx::query("DELETE FROM webhook_deliveries WHERE event_id = ANY ($1)")
+        .bind(&events)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    let removed = sqlx::query("DELETE FROM outbox_events WHERE id = ANY ($1)")
+        .bind(&events)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok((removed, deliveries))
+}
+
 /// What a purge with these cutoffs would remove, counted without changing anything.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
@@ -102,6 +151,23 @@ pub struct Counts {
     pub events: u64,
     pub document_contents: u64,
     pub idempotency_keys: u64,
+    /// Outbox events (webhooks and the events feed).
+    pub webhook_events: u64,
+    /// Their deliveries (each with its attempts).
+    pub webhook_deliveries: u64,
+}
+
+/// Outbox events and deliveries a purge with `cutoff` would remove.
+pub async fn count_webhooks(pool: &PgPool, cutoff: DateTime<Utc>) -> StoreResult<(u64, u64)> {
+    let (events, deliveries): (i64, i64) = sqlx::query_as(&format!(
+        "WITH gone AS (SELECT e.id FROM outbox_events e WHERE {OUTBOX_EXPIRED})
+         SELECT (SELECT count(*) FROM gone),
+                (SELECT count(*) FROM webhook_deliveries d JOIN gone ON gone.id = d.event_id)"
+    ))
+    .bind(cutoff)
+    .fetch_one(pool)
+    .await?;
+    Ok((events as u64, deliveries as u64))
 }
 
 pub async fn count(
@@ -119,7 +185,7 @@ pub async fn count(
                  WHERE j.{FINISHED} AND j.completed_at < $2 AND j.completed_at >= $1),
                (SELECT count(*) FROM jobs j JOIN documents d ON d.id = j.document_id
                  WHERE j.{FINISHED} AND j.completed_at < $3 AND j.completed_at >= $1
-                   AND d.content IS NOT NULL),
+                   AND (d.content IS NOT NULL OR d.object_key IS NOT NULL)),
                (SELECT count(*) FROM jobs WHERE idempotency_key IS NOT NULL AND created_at < $4
                  AND NOT ({FINISHED} AND completed_at < $1))"
         ))
@@ -134,5 +200,6 @@ pub async fn count(
         events: events as u64,
         document_contents: document_contents as u64,
         idempotency_keys: idempotency_keys as u64,
+        ..Counts::default()
     })
 }

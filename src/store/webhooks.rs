@@ -10,6 +10,7 @@ use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::StoreResult;
+use crate::secrets_at_rest::{Keyring, endpoint_context};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct EndpointRow {
@@ -19,6 +20,7 @@ pub struct EndpointRow {
     pub description: Option<String>,
     pub event_types: Vec<String>,
     pub enabled: bool,
+    /// As stored: sealed (`secrets_at_rest`), opened only to sign a delivery.
     pub secret: String,
     pub previous_secret: Option<String>,
     pub previous_secret_until: Option<DateTime<Utc>>,
@@ -41,23 +43,26 @@ pub struct EndpointFields {
     pub enabled: bool,
 }
 
+/// Inserts an endpoint; `secret` (in clear) is sealed with `keyring`.
 pub async fn insert_endpoint(
     pool: &PgPool,
+    keyring: &Keyring,
     tenant: &str,
     fields: &EndpointFields,
     secret: &str,
 ) -> StoreResult<EndpointRow> {
+    let id = Uuid::now_v7();
     Ok(sqlx::query_as::<_, EndpointRow>(&format!(
         "INSERT INTO webhook_endpoints (id, tenant, url, description, event_types, enabled, secret)
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {ENDPOINT_COLUMNS}"
     ))
-    .bind(Uuid::now_v7())
+    .bind(id)
     .bind(tenant)
     .bind(&fields.url)
     .bind(&fields.description)
     .bind(&fields.event_types)
     .bind(fields.enabled)
-    .bind(secret)
+    .bind(keyring.seal(&endpoint_context(id), secret))
     .fetch_one(pool)
     .await?)
 }
@@ -119,9 +124,11 @@ pub async fn delete_endpoint(pool: &PgPool, tenant: &str, id: Uuid) -> StoreResu
     Ok(done.rows_affected() == 1)
 }
 
-/// Makes `secret` the signing secret; the current one keeps signing for `overlap`.
+/// Makes `secret` (in clear; sealed with `keyring`) the signing secret; the current one
+/// keeps signing for `overlap`.
 pub async fn rotate_secret(
     pool: &PgPool,
+    keyring: &Keyring,
     tenant: &str,
     id: Uuid,
     secret: &str,
@@ -134,7 +141,7 @@ pub async fn rotate_secret(
     ))
     .bind(id)
     .bind(tenant)
-    .bind(secret)
+    .bind(keyring.seal(&endpoint_context(id), secret))
     .bind(overlap.as_secs_f64())
     .fetch_optional(pool)
     .await?)

@@ -382,13 +382,22 @@ pub async fn model_ticket(
 }
 
 /// Stores a device secret obtained from a bind event's `auth_code`.
-pub async fn set_device_secret(pool: &PgPool, printer_id: &str, secret: &str) -> StoreResult<()> {
+/// Sealed with `keyring` like every printer secret.
+pub async fn set_device_secret(
+    pool: &PgPool,
+    keyring: &crate::secrets_at_rest::Keyring,
+    printer_id: &str,
+    secret: &str,
+) -> StoreResult<()> {
     sqlx::query(
         "UPDATE printers SET secrets = secrets || jsonb_build_object('device_secret', $2::text), updated_at = now()
          WHERE id = $1",
     )
     .bind(printer_id)
-    .bind(secret)
+    .bind(keyring.seal(
+        &crate::secrets_at_rest::printer_context(printer_id, "device_secret"),
+        secret,
+    ))
     .execute(pool)
     .await?;
     Ok(())

@@ -168,7 +168,14 @@ fn device(printer: &PrinterContext) -> Result<Device, VendorError> {
         |detail: String| VendorError::new(ErrorCode::PrinterAuthFailed, Decision::Fail, detail);
     Ok(Device {
         locator: Locator::parse(&printer.locator).map_err(bad)?,
-        key: device_key(&printer.secrets.0).map_err(bad)?,
+        key: printer
+            .secrets
+            .get_str("device_key")
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                bad("a lianke printer needs `secrets.device_key` (the box's cloud password)".into())
+            })?,
     })
 }
 
