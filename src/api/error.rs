@@ -139,6 +139,18 @@ pub fn vendor_answer(vendor: &str, err: &crate::backends::VendorError) -> ApiErr
             format!("{}{words}; try again shortly.", err.message),
         );
     }
+    if matches!(
+        err.code,
+        crate::domain::ErrorCode::PrinterNotFound | crate::domain::ErrorCode::PrinterAuthFailed
+    ) {
+        // The printer as registered no longer matches the vendor (unbound, removed, or its
+        // credentials changed there): fix the registration, not a vendor fault.
+        return ApiError::new(
+            StatusCode::CONFLICT,
+            err.code.as_str(),
+            format!("{}{words}.", err.message),
+        );
+    }
     if err.code == crate::domain::ErrorCode::VendorRateLimited {
         return ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

@@ -221,7 +221,7 @@ fn common_responses(spec: &mut utoipa::openapi::OpenApi) {
             if is_device_call(path) {
                 add.push((
                     "409",
-                    "The device is busy with another call or offline (`device_busy`, `device_offline`); try again shortly",
+                    "The device is busy with another call or offline (`device_busy`, `device_offline`; try again shortly), or the vendor no longer knows the printer or its credentials (`printer_not_found`, `printer_auth_failed`)",
                 ));
             }
             if operation.security.is_some() {
