@@ -243,6 +243,9 @@ pub async fn revoke_key(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     if store::api_keys::revoke(&state.pool, id).await? {
+        // This replica forgets the key before answering (the others by the NOTIFY the
+        // revocation fires), so the caller's next request with it is already refused.
+        state.keys.invalidate(Some(id));
         tracing::info!(key_id = %id, by = %caller.key_id, "API key revoked");
         Ok(StatusCode::NO_CONTENT)
     } else {
