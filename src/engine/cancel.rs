@@ -45,7 +45,7 @@ impl Engine {
             .payload(err.raw.clone())
             .due(after(self.settings.retry.delay(1))),
         };
-        store::jobs::apply_on(&self.pool, w.job.id, &update.leased(w.token)).await?;
+        self.save(w.job.id, &update.leased(w.token)).await?;
         Ok(())
     }
 }

@@ -163,7 +163,7 @@ impl Engine {
             )
             .reason("canceled")
             .leased(w.token);
-            store::jobs::apply_on(&self.pool, job.id, &update).await?;
+            self.save(job.id, &update).await?;
             return Ok(());
         }
         if job.submit_started_at.is_some() {
@@ -174,7 +174,7 @@ impl Engine {
                 .message("the worker submitting this job stopped (it crashed, or lost the database) before the vendor's answer was recorded; whether the vendor has the job is unknown, so it is not sent again")
                 .due(now)
                 .leased(w.token);
-            store::jobs::apply_on(&self.pool, job.id, &update).await?;
+            self.save(job.id, &update).await?;
             return Ok(());
         }
         if job.expires_at.is_some_and(|t| t <= now) {
@@ -331,7 +331,7 @@ impl Engine {
         match (state, now.vendor_task_id.as_deref()) {
             (JobState::Pending, None) => {
                 // Not reclaimed yet: the answer applies as it would have under the lease.
-                if store::jobs::apply_on(&self.pool, id, &accepted)
+                if self.save(id, &accepted)
                     .await?
                     .is_none()
                 {
@@ -349,7 +349,7 @@ impl Engine {
                 .payload(accepted.vendor_payload.clone())
                 .settle_submit()
                 .due(Utc::now());
-                if store::jobs::apply_on(&self.pool, id, &confirm)
+                if self.save(id, &confirm)
                     .await?
                     .is_none()
                 {
@@ -402,7 +402,7 @@ impl Engine {
         if w.job.state_reason.as_deref() == Some(REASON) {
             update = update.silent();
         }
-        store::jobs::apply_on(&self.pool, w.job.id, &update).await?;
+        self.save(w.job.id, &update).await?;
         Ok(())
     }
 
@@ -429,7 +429,7 @@ impl Engine {
             })
             .count_attempt()
             .leased(w.token);
-            store::jobs::apply_on(&self.pool, job.id, &update).await?;
+            self.save(job.id, &update).await?;
             return Ok(());
         }
         let attempts = job.attempts as u32 + 1;
@@ -479,7 +479,7 @@ impl Engine {
                 }
                 // A cancel asked while the submit was in flight is honoured now, not after
                 // the backoff.
-                if let Some(row) = store::jobs::apply_on(&self.pool, job.id, &update).await?
+                if let Some(row) = self.save(job.id, &update).await?
                     && row.cancel_requested
                 {
                     store::jobs::make_due_now(&self.pool, row.id).await?;
@@ -504,7 +504,7 @@ impl Engine {
                 if counted {
                     update = update.count_attempt();
                 }
-                store::jobs::apply_on(&self.pool, job.id, &update).await?;
+                self.save(job.id, &update).await?;
             }
         }
         Ok(())

@@ -53,7 +53,7 @@ impl Engine {
                 .error(error)
                 .settle_submit()
                 .leased(token);
-            store::jobs::apply_on(&self.pool, job.id, &update).await?;
+            self.save(job.id, &update).await?;
         }
         Ok(())
     }
@@ -65,6 +65,7 @@ impl Engine {
         due: DateTime<Utc>,
     ) -> EngineResult<()> {
         store::jobs::release(&self.pool, job.id, token, due).await?;
+        self.wake_at(due);
         Ok(())
     }
 
@@ -79,9 +80,9 @@ impl Engine {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match store::jobs::apply_on(&self.pool, id, update).await {
+            match self.save(id, update).await {
                 Ok(row) => return Ok(row),
-                Err(err) if tokio::time::Instant::now() >= deadline => return Err(err.into()),
+                Err(err) if tokio::time::Instant::now() >= deadline => return Err(err),
                 Err(err) => {
                     tracing::warn!(job_id = %id, error = %err, attempt, "recording a vendor answer failed; retrying");
                     tokio::time::sleep(

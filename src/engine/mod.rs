@@ -133,6 +133,8 @@ pub struct Engine {
     wake: Notify,
     /// Set when jobs became due here; the announcer tells the other replicas (coalesced).
     announce: Notify,
+    /// Jobs this process put off to a near moment, so a worker wakes for them then.
+    alarms: notify::Alarms,
 }
 
 fn after(d: Duration) -> DateTime<Utc> {
@@ -167,6 +169,7 @@ impl Engine {
             documents,
             wake: Notify::new(),
             announce: Notify::new(),
+            alarms: notify::Alarms::new(),
         })
     }
 
@@ -189,7 +192,7 @@ impl Engine {
         &self.callback_keys
     }
 
-    /// Starts the workers, the LISTEN task and the sweeper on `tracker`; they stop when
+    /// Starts the workers, the LISTEN task, the alarms and the sweeper on `tracker`; they stop when
     /// `shutdown` fires, each finishing (or giving back) the job it holds.
     pub fn spawn(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
         for _ in 0..self.settings.workers {
@@ -201,6 +204,9 @@ impl Engine {
         let stop = shutdown.clone();
         tracker.spawn(async move { engine.listen_loop(stop).await });
         let engine = Arc::clone(self);
+        let stop = shutdown.clone();
+        tracker.spawn(async move { engine.alarm_loop(stop).await });
+        let engine = Arc::clone(self);
         tracker.spawn(async move { engine.sweep_loop(shutdown).await });
     }
 
@@ -211,6 +217,17 @@ impl Engine {
     pub fn job_due(&self) {
         self.wake.notify_one();
         self.announce.notify_one();
+    }
+
+    /// Writes a job's update (the one guarded state-machine write) and, when it leaves the
+    /// job due soon, sets an alarm so that a worker here takes it up then rather than at
+    /// the next sweep.
+    async fn save(&self, id: Uuid, update: &JobUpdate) -> EngineResult<Option<JobRow>> {
+        let row = store::jobs::apply_on(&self.pool, id, update).await?;
+        if let (Some(_), Some(at)) = (&row, update.due_at) {
+            self.wake_at(at);
+        }
+        Ok(row)
     }
 
     async fn worker_loop(self: Arc<Self>, shutdown: CancellationToken) {
@@ -319,7 +336,7 @@ impl Engine {
                 .request_cancel()
                 .due(Utc::now())
                 .leased(token);
-                store::jobs::apply_on(&self.pool, job.id, &update).await?;
+                self.save(job.id, &update).await?;
                 Ok(())
             }
             JobState::Processing => self.poll(&work).await,

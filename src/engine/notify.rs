@@ -74,3 +74,84 @@ pub async fn wake_on_notify(
         }
     }
 }
+
+/// Width of one alarm bucket: moments closer than this share one wake-up.
+const ALARM_BUCKET: Duration = Duration::from_millis(20);
+
+/// Local alarms for jobs this process put off to a near moment (a busy device slot, a
+/// retry in a few hundred milliseconds): a worker is woken then instead of at the next
+/// sweep. Moments beyond the sweep interval are left to the sweep, so the set stays
+/// bounded by `sweep_interval / ALARM_BUCKET` entries.
+pub(super) struct Alarms {
+    base: tokio::time::Instant,
+    buckets: std::sync::Mutex<std::collections::BTreeSet<u64>>,
+    changed: Notify,
+}
+
+impl Alarms {
+    pub(super) fn new() -> Alarms {
+        Alarms {
+            base: tokio::time::Instant::now(),
+            buckets: Default::default(),
+            changed: Notify::new(),
+        }
+    }
+
+    fn instant_of(&self, bucket: u64) -> tokio::time::Instant {
+        self.base + ALARM_BUCKET * u32::try_from(bucket).unwrap_or(u32::MAX)
+    }
+}
+
+impl Engine {
+    /// A job of this process became due at `at`: wakes a worker then (at once when `at`
+    /// has passed). The sweep covers moments beyond its own interval.
+    pub(super) fn wake_at(&self, at: DateTime<Utc>) {
+        let Ok(wait) = (at - Utc::now()).to_std() else {
+            self.wake.notify_one();
+            return;
+        };
+        if wait >= self.settings.sweep_interval {
+            return;
+        }
+        let alarms = &self.alarms;
+        let since_base = tokio::time::Instant::now() + wait - alarms.base;
+        let bucket = since_base.as_millis().div_ceil(ALARM_BUCKET.as_millis()) as u64;
+        let mut buckets = alarms.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let earliest = buckets.first().is_none_or(|first| bucket < *first);
+        if buckets.insert(bucket) && earliest {
+            alarms.changed.notify_one();
+        }
+    }
+
+    /// Rings the alarms set by [`Engine::wake_at`] (processes that run workers run it).
+    pub(super) async fn alarm_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let alarms = &self.alarms;
+        loop {
+            let next = alarms
+                .buckets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .first()
+                .copied();
+            let Some(bucket) = next else {
+                tokio::select! {
+                    _ = alarms.changed.notified() => continue,
+                    _ = shutdown.cancelled() => return,
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(alarms.instant_of(bucket)) => {
+                    alarms
+                        .buckets
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .retain(|b| *b > bucket);
+                    // One worker looks; a worker that finds work passes the baton on.
+                    self.wake.notify_one();
+                }
+                _ = alarms.changed.notified() => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+}

@@ -31,7 +31,7 @@ impl Engine {
                         .due(due)
                         .leased(w.token)
                         .silent();
-                store::jobs::apply_on(&self.pool, w.job.id, &update).await?;
+                self.save(w.job.id, &update).await?;
             }
         }
         Ok(())

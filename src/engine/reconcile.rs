@@ -132,7 +132,7 @@ impl Engine {
                 .reason("canceled")
                 .message("the vendor has no record of the submit; canceled as asked")
                 .leased(w.token);
-                store::jobs::apply_on(&self.pool, job.id, &update).await?;
+                self.save(job.id, &update).await?;
             }
             Ok(Lookup::NotFound) => {
                 let (reason, message) = if age >= self.settings.unconfirmed_give_up {
@@ -212,7 +212,7 @@ impl Engine {
         if w.job.state_reason.as_deref() == Some(reason) {
             update = update.silent();
         }
-        store::jobs::apply_on(&self.pool, w.job.id, &update).await?;
+        self.save(w.job.id, &update).await?;
         Ok(())
     }
 }
