@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::{Caller, PrintersAdmin, PrintersRead, Scoped};
-use super::error::{ApiError, Json, Path, Problem, Query, vendor_refusal};
+use super::error::{ApiError, Json, Path, Problem, Query, VendorCall, vendor_problem};
 use crate::backends::{DiscoveredPrinter, Housekeeping, PrinterStatus, VendorError};
 use crate::domain::ErrorCode;
 use crate::domain::{Capabilities, JobOptions, PrinterId};
@@ -364,7 +364,7 @@ pub async fn create_printer(
     Json(input): Json<CreatePrinter>,
 ) -> Result<Response, ApiError> {
     let id = PrinterId::parse(&input.id)
-        .map_err(|detail| ApiError::unprocessable("invalid_field", detail))?;
+        .map_err(|detail| ApiError::unprocessable("invalid_field", detail.to_string()))?;
     let draft = PrinterDraft {
         id: id.to_string(),
         display_name: input.display_name.unwrap_or_else(|| id.to_string()),
@@ -543,8 +543,14 @@ pub async fn delete_printer(
     }
 }
 
-fn vendor_problem(err: VendorError) -> ApiError {
-    super::error::vendor_answer("The vendor", &err)
+/// A vendor error on one of the printer's vendor routes (capabilities, live status).
+fn read_problem(err: VendorError) -> ApiError {
+    vendor_problem(
+        VendorCall::Read {
+            vendor: "The vendor",
+        },
+        &err,
+    )
 }
 
 /// A device to look behind.
@@ -614,7 +620,7 @@ pub async fn discover_printers(
         Some(Err(err)) if err.code == ErrorCode::VendorRejected && err.vendor_code.is_none() => {
             Err(ApiError::unprocessable("invalid_field", err.message))
         }
-        Some(Err(err)) => Err(vendor_refusal(err)),
+        Some(Err(err)) => Err(vendor_problem(VendorCall::Setup, &err)),
         Some(Ok(items)) => Ok(Json(DiscoveredPrinters { items })),
     }
 }
@@ -649,7 +655,7 @@ async fn housekeeping(
                 format!("The `{}` backend does not offer {name}.", row.backend),
             )
         })?;
-    let data = outcome.map_err(vendor_refusal)?;
+    let data = outcome.map_err(|err| vendor_problem(VendorCall::Setup, &err))?;
     let mut resumed = 0;
     if action == Housekeeping::ResetErrorLimit {
         // The vendor lifted its suspension: close the breaker, resume waiting jobs.
@@ -762,7 +768,7 @@ pub async fn printer_capabilities(
         .service()
         .capabilities(&row)
         .await?
-        .map_err(vendor_problem)?;
+        .map_err(read_problem)?;
     store::printers::save_capabilities(&state.pool, &row.id, &report.capabilities, &report.raw)
         .await?;
     Ok(Json(CapabilitiesView {
@@ -800,7 +806,7 @@ pub async fn printer_status(
         state.config.vendor_timeout(),
     )
     .await?
-    .map_err(vendor_problem)?;
+    .map_err(read_problem)?;
     Ok(Json(StatusView {
         printer_id: row.id,
         status,

@@ -42,7 +42,7 @@ pub async fn check(
             return Ok(Err(VendorError::new(
                 ErrorCode::BackendUnavailable,
                 Decision::Fail,
-                detail,
+                detail.to_string(),
             )));
         }
     };

@@ -37,7 +37,7 @@ use super::{Service, ServiceError};
 use crate::backends::source::{
     FetchError, JobSource, Push, Report, SourceDevice, SourceJob, SourcePrinter,
 };
-use crate::backends::{BackendRegistry, VendorError};
+use crate::backends::{BackendRegistry, InvalidPrinterConfig, VendorError};
 use crate::config::Config;
 use crate::domain::backoff::Backoff;
 use crate::domain::document::Sniffed;
@@ -97,6 +97,18 @@ pub enum BridgeError {
     Vendor(VendorError),
     #[error("{0}")]
     Setup(String),
+}
+
+/// Why a source printer's row cannot be used for a pull or a push.
+#[derive(Debug, thiserror::Error)]
+pub enum UnusableSource {
+    #[error(transparent)]
+    Config(#[from] InvalidPrinterConfig),
+    #[error("printer `{printer}`: {reason}")]
+    Secret {
+        printer: String,
+        reason: crate::secrets_at_rest::UnreadableSecret,
+    },
 }
 
 impl From<ServiceError> for BridgeError {
@@ -262,15 +274,18 @@ impl WecomBridge {
 
     /// A printer's secrets, opened in memory (they are sealed at rest). A secret that cannot
     /// be opened (its key is not configured) is an error naming the printer.
-    fn opened_secrets(&self, row: &PrinterRow) -> Result<Value, String> {
+    fn opened_secrets(&self, row: &PrinterRow) -> Result<Value, UnusableSource> {
         self.service
             .engine
             .keyring()
             .open_printer_secrets_json(&row.id, &row.secrets)
-            .map_err(|detail| format!("printer `{}`: {detail}", row.id))
+            .map_err(|reason| UnusableSource::Secret {
+                printer: row.id.clone(),
+                reason,
+            })
     }
 
-    fn source(&self, row: PrinterRow) -> Result<Option<Source>, String> {
+    fn source(&self, row: PrinterRow) -> Result<Option<Source>, UnusableSource> {
         let printer = self.source.printer(&row.locator)?;
         let secrets = self.opened_secrets(&row)?;
         let Some(device) = self.source.credentials(&printer.device, &secrets) else {
@@ -542,7 +557,10 @@ impl WecomBridge {
                     "the document `{}` is of a type the gateway cannot print",
                     job.doc_name
                 )),
-                (Some(t), Some(b)) => b.check_document(DocumentKind::Upload, Some(t)).err(),
+                (Some(t), Some(b)) => b
+                    .check_document(DocumentKind::Upload, Some(t))
+                    .err()
+                    .map(String::from),
                 (Some(_), None) => None,
             };
             if let Some(why) = refused {
@@ -603,9 +621,9 @@ impl WecomBridge {
             printer_id: target.id.clone(),
             document_id: Uuid::nil(),
             document_info,
-            source: self.source.name().into(),
+            source: self.source.event_source(),
             options,
-            options_mode: "best_effort".into(),
+            options_mode: OptionsMode::BestEffort,
             dropped_options: dropped,
             metadata: Some(json!({ self.source.name(): facts })),
             // Exactly-once comes from `wecom_jobs.jobid` (primary key, same transaction); an
@@ -788,7 +806,10 @@ impl WecomBridge {
                 };
                 let mut outcome = "no_printer";
                 for row in self.sources_for_device(push.device_sn.as_deref()).await? {
-                    let Some(source) = self.source(row).map_err(BridgeError::Setup)? else {
+                    let Some(source) = self
+                        .source(row)
+                        .map_err(|err| BridgeError::Setup(err.to_string()))?
+                    else {
                         outcome = "awaiting_bind";
                         continue;
                     };
@@ -850,7 +871,7 @@ impl WecomBridge {
                         &self.pool,
                         self.service.engine.keyring(),
                         &printer.id,
-                        &secret,
+                        secrecy::ExposeSecret::expose_secret(&secret),
                     )
                     .await?;
                     tracing::info!(printer_id = %printer.id, "WeCom device bound: device secret stored");
@@ -896,9 +917,7 @@ impl WecomBridge {
     }
 
     async fn report(&self, row: ReportRow) -> BridgeResult<()> {
-        let state = JobState::parse(&row.state).ok_or_else(|| {
-            StoreError::Corrupt(format!("job {} has state {:?}", row.job_id, row.state))
-        })?;
+        let state = row.state;
         let plan = self.source.report_for(
             &row.jobid,
             state,

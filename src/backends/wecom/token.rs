@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-pub use crate::backends::token_cache::TokenCache;
+pub use crate::backends::token_cache::{AccessToken, TokenCache};
 
 /// A fresh token is fetched this long before the old one lapses (capped at a fifth of the
 /// token's lifetime by the cache).
@@ -18,8 +18,8 @@ pub const REFRESH_AHEAD: Duration = Duration::from_secs(300);
 
 /// The token caches of one WeCom model and its devices, shared by every worker.
 pub struct WecomTokens {
-    pub model: TokenCache<String>,
-    devices: Mutex<HashMap<String, Arc<TokenCache<String>>>>,
+    pub model: TokenCache<AccessToken>,
+    devices: Mutex<HashMap<String, Arc<TokenCache<AccessToken>>>>,
     /// The newest `model_ticket`: configured at start, replaced by `model_ticket` pushes.
     ticket: RwLock<Option<String>>,
 }
@@ -34,7 +34,7 @@ impl WecomTokens {
     }
 
     /// The cache of one device's token.
-    pub fn device(&self, device_sn: &str) -> Arc<TokenCache<String>> {
+    pub fn device(&self, device_sn: &str) -> Arc<TokenCache<AccessToken>> {
         let mut devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(
             devices.entry(device_sn.to_owned()).or_insert_with(|| {
