@@ -331,10 +331,7 @@ impl Engine {
         match (state, now.vendor_task_id.as_deref()) {
             (JobState::Pending, None) => {
                 // Not reclaimed yet: the answer applies as it would have under the lease.
-                if self.save(id, &accepted)
-                    .await?
-                    .is_none()
-                {
+                if self.save(id, &accepted).await?.is_none() {
                     return Box::pin(self.record_late_answer(id, task, accepted)).await;
                 }
             }
@@ -349,10 +346,7 @@ impl Engine {
                 .payload(accepted.vendor_payload.clone())
                 .settle_submit()
                 .due(Utc::now());
-                if self.save(id, &confirm)
-                    .await?
-                    .is_none()
-                {
+                if self.save(id, &confirm).await?.is_none() {
                     return Box::pin(self.record_late_answer(id, task, accepted)).await;
                 }
             }
