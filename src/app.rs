@@ -321,7 +321,6 @@ impl Application {
                 &engine,
                 Duration::from_secs(config.printer_status_every_secs),
                 config.vendor_timeout(),
-                config.lease(),
                 &tracker,
                 shutdown.clone(),
             );

@@ -791,16 +791,11 @@ pub async fn printer_status(
     Path(id): Path<String>,
 ) -> Result<Json<StatusView>, ApiError> {
     let row = load(&state, &caller, &id).await?;
-    state.backend(&row.backend)?;
-    let status = crate::engine::status::check(
-        &state.pool,
-        &state.backends,
-        state.engine.keyring(),
-        &row,
-        state.config.vendor_timeout(),
-    )
-    .await?
-    .map_err(vendor_problem)?;
+    let status = state
+        .service()
+        .status(&row)
+        .await?
+        .map_err(vendor_problem)?;
     Ok(Json(StatusView {
         printer_id: row.id,
         status,

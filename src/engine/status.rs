@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
-use super::printer_context;
+use super::{gate, printer_context};
 use crate::backends::{BackendRegistry, PrinterStatus, VendorError};
 use crate::domain::{Decision, ErrorCode};
 use crate::secrets_at_rest::Keyring;
@@ -19,10 +18,29 @@ use crate::store::{self, StoreError};
 /// Printers checked per round of the background loop (per replica).
 const CHECKS_PER_ROUND: i64 = 50;
 
-/// Asks the printer's backend for its status and records the answer in its health: an
-/// answer updates online and last seen; a failure about the printer (authentication
-/// included) counts in its health, never toward the breaker.
+/// Asks the printer's backend for its status, holding one of the device's slots (waiting
+/// up to `wait` for one; still busy: `device_busy`, nothing asked or recorded), and records
+/// the answer in its health: an answer updates online and last seen; a failure about the
+/// printer (authentication included) counts in its health, never toward the breaker.
 pub async fn check(
+    pool: &PgPool,
+    backends: &BackendRegistry,
+    keyring: &Keyring,
+    row: &PrinterRow,
+    timeout: Duration,
+    wait: Duration,
+) -> Result<Result<PrinterStatus, VendorError>, StoreError> {
+    let Some(held) = gate::acquire(pool, &row.device, row.max_in_flight, wait, timeout).await?
+    else {
+        return Ok(Err(gate::busy()));
+    };
+    let answer = ask(pool, backends, keyring, row, timeout).await;
+    held.release(pool).await;
+    answer
+}
+
+/// The status call and its recording, for a caller that holds a slot on the device.
+async fn ask(
     pool: &PgPool,
     backends: &BackendRegistry,
     keyring: &Keyring,
@@ -56,9 +74,6 @@ pub async fn check(
             )),
         }
     };
-    // Not through the device gate: with it, the demo's Lianke box never got a status check
-    // through once it went offline (every check answered `device_busy` while no slot row
-    // was held; cause not found yet). Live status from the API still uses the gate.
     let answer = asked.await;
     match &answer {
         Ok(status) => store::printers::save_online(pool, &row.id, status.online).await?,
@@ -84,7 +99,6 @@ pub async fn check_due(
     keyring: &Keyring,
     every: Duration,
     timeout: Duration,
-    lease: Duration,
 ) -> Result<usize, StoreError> {
     let due = store::printers::claim_status_checks(pool, every, CHECKS_PER_ROUND).await?;
     let mut checked = 0;
@@ -94,14 +108,19 @@ pub async fn check_due(
         }
         // A status call is a vendor call on the device like any other (Lianke allows one
         // at a time per box): it takes a slot, or waits for the next round.
-        let holder = Uuid::new_v4();
-        let Some(slot) =
-            store::slots::acquire(pool, &row.device, row.max_in_flight, holder, lease).await?
+        let Some(held) = gate::acquire(
+            pool,
+            &row.device,
+            row.max_in_flight,
+            Duration::ZERO,
+            timeout,
+        )
+        .await?
         else {
             continue;
         };
-        let outcome = check(pool, backends, keyring, &row, timeout).await;
-        store::slots::release(pool, &row.device, slot, holder).await?;
+        let outcome = ask(pool, backends, keyring, &row, timeout).await;
+        held.release(pool).await;
         if let Err(err) = outcome? {
             tracing::debug!(printer_id = %row.id, error = %err, "status check failed");
         }
@@ -116,7 +135,6 @@ pub fn spawn(
     engine: &super::Engine,
     every: Duration,
     timeout: Duration,
-    lease: Duration,
     tracker: &tokio_util::task::TaskTracker,
     shutdown: CancellationToken,
 ) {
@@ -133,7 +151,7 @@ pub fn spawn(
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    if let Err(err) = check_due(&pool, &backends, &keyring, every, timeout, lease).await {
+                    if let Err(err) = check_due(&pool, &backends, &keyring, every, timeout).await {
                         tracing::warn!(error = %err, "printer status checks failed");
                     }
                 }

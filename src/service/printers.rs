@@ -4,8 +4,8 @@ use serde_json::Value;
 
 use super::{Service, ServiceError, ServiceResult};
 use crate::backends::{
-    Backend, CapabilitiesReport, DiscoveredPrinter, Housekeeping, PrinterContext, Secrets,
-    VendorError,
+    Backend, CapabilitiesReport, DiscoveredPrinter, Housekeeping, PrinterContext, PrinterStatus,
+    Secrets, VendorError,
 };
 use crate::domain::{ErrorCode, JobOptions, PrinterId};
 use crate::engine::{gate, printer_context};
@@ -388,6 +388,25 @@ impl Service {
             row.max_in_flight,
             self.engine.settings().vendor_timeout,
             target.capabilities(&context),
+        )
+        .await?)
+    }
+
+    /// A printer's status asked of its vendor now, through its device gate, and recorded
+    /// in its health.
+    pub async fn status(
+        &self,
+        row: &PrinterRow,
+    ) -> ServiceResult<Result<PrinterStatus, VendorError>> {
+        self.backend(&row.backend)?;
+        let timeout = self.engine.settings().vendor_timeout;
+        Ok(crate::engine::status::check(
+            &self.pool,
+            &self.backends,
+            self.engine.keyring(),
+            row,
+            timeout,
+            timeout,
         )
         .await?)
     }
