@@ -760,11 +760,9 @@ pub async fn printer_capabilities(
     }
     let report = state
         .service()
-        .capabilities(&row)
+        .refresh_capabilities(&row)
         .await?
         .map_err(vendor_problem)?;
-    store::printers::save_capabilities(&state.pool, &row.id, &report.capabilities, &report.raw)
-        .await?;
     Ok(Json(CapabilitiesView {
         printer_id: row.id,
         capabilities: report.capabilities,
