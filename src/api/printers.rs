@@ -766,11 +766,9 @@ pub async fn printer_capabilities(
     }
     let report = state
         .service()
-        .capabilities(&row)
+        .refresh_capabilities(&row)
         .await?
         .map_err(read_problem)?;
-    store::printers::save_capabilities(&state.pool, &row.id, &report.capabilities, &report.raw)
-        .await?;
     Ok(Json(CapabilitiesView {
         printer_id: row.id,
         capabilities: report.capabilities,
@@ -797,16 +795,7 @@ pub async fn printer_status(
     Path(id): Path<String>,
 ) -> Result<Json<StatusView>, ApiError> {
     let row = load(&state, &caller, &id).await?;
-    state.backend(&row.backend)?;
-    let status = crate::engine::status::check(
-        &state.pool,
-        &state.backends,
-        state.engine.keyring(),
-        &row,
-        state.config.vendor_timeout(),
-    )
-    .await?
-    .map_err(read_problem)?;
+    let status = state.service().status(&row).await?.map_err(read_problem)?;
     Ok(Json(StatusView {
         printer_id: row.id,
         status,
