@@ -197,11 +197,7 @@ pub fn wecom_settings(config: &Config) -> WecomSettings {
             .wecom_model_secret
             .clone()
             .unwrap_or_else(|| SecretString::from("")),
-        model_ticket: config
-            .wecom
-            .wecom_model_ticket
-            .as_ref()
-            .map(|s| s.expose_secret().to_owned()),
+        model_ticket: config.wecom.wecom_model_ticket.clone(),
         timeout: config.vendor_timeout(),
         max_document_bytes: config.max_document_bytes,
         push_configured: config.wecom_push_configured(),

@@ -172,7 +172,7 @@ pub trait JobSource: Send + Sync + 'static {
     /// A bound device's secret from a bind's code.
     async fn bind(&self, device: &str, code: &str) -> Result<secrecy::SecretString, VendorError>;
     /// Uses `ticket` for the source-wide token from now on.
-    fn set_ticket(&self, ticket: String);
+    fn set_ticket(&self, ticket: secrecy::SecretString);
     /// When the source asked the gateway to slow down, until when.
     fn paused_until(&self) -> Option<Instant>;
 }

@@ -259,7 +259,7 @@ impl WecomBridge {
         )
         .await?
         {
-            self.source.set_ticket(ticket);
+            self.source.set_ticket(ticket.into());
         }
         Ok(())
     }
@@ -888,7 +888,7 @@ impl WecomBridge {
                 };
                 store::wecom::save_model_ticket(&self.pool, &self.settings.model_id, ticket)
                     .await?;
-                self.source.set_ticket(ticket.to_owned());
+                self.source.set_ticket(ticket.into());
                 Ok("saved")
             }
             Push::Unknown(event) => {

@@ -52,7 +52,7 @@ pub struct WecomSettings {
     pub model_id: String,
     pub model_secret: SecretString,
     /// The ticket to start with (newer ones arrive by push).
-    pub model_ticket: Option<String>,
+    pub model_ticket: Option<SecretString>,
     /// Timeout of one WeCom call.
     pub timeout: Duration,
     /// Largest decrypted document (WeCom's own limit is 20 MB).
@@ -237,7 +237,7 @@ impl WecomClient {
                 let body = wire::GetModelToken {
                     model_id: &self.settings.model_id,
                     model_secret: self.settings.model_secret.expose_secret(),
-                    model_ticket: &ticket,
+                    model_ticket: ticket.expose_secret(),
                 };
                 let token: wire::ModelToken =
                     self.call_once("get_model_token", None, &body).await?;

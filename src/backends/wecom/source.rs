@@ -256,7 +256,7 @@ impl JobSource for WecomSource {
         self.client.device_secret_from_auth_code(device, code).await
     }
 
-    fn set_ticket(&self, ticket: String) {
+    fn set_ticket(&self, ticket: secrecy::SecretString) {
         self.client.tokens.set_ticket(ticket);
     }
 

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use secrecy::SecretString;
+
 pub use crate::backends::token_cache::{AccessToken, TokenCache};
 
 /// A fresh token is fetched this long before the old one lapses (capped at a fifth of the
@@ -21,11 +23,11 @@ pub struct WecomTokens {
     pub model: TokenCache<AccessToken>,
     devices: Mutex<HashMap<String, Arc<TokenCache<AccessToken>>>>,
     /// The newest `model_ticket`: configured at start, replaced by `model_ticket` pushes.
-    ticket: RwLock<Option<String>>,
+    ticket: RwLock<Option<SecretString>>,
 }
 
 impl WecomTokens {
-    pub fn new(ticket: Option<String>) -> WecomTokens {
+    pub fn new(ticket: Option<SecretString>) -> WecomTokens {
         WecomTokens {
             model: TokenCache::new(REFRESH_AHEAD).for_vendor(super::NAME),
             devices: Mutex::new(HashMap::new()),
@@ -43,7 +45,7 @@ impl WecomTokens {
         )
     }
 
-    pub fn ticket(&self) -> Option<String> {
+    pub fn ticket(&self) -> Option<SecretString> {
         self.ticket
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -52,7 +54,7 @@ impl WecomTokens {
 
     /// Replaces the model ticket. A changed ticket does not invalidate the model token:
     /// tokens stay valid for their lifetime; the next fetch uses the new ticket.
-    pub fn set_ticket(&self, ticket: String) {
+    pub fn set_ticket(&self, ticket: SecretString) {
         *self.ticket.write().unwrap_or_else(|p| p.into_inner()) = Some(ticket);
     }
 }
