@@ -370,19 +370,9 @@ pub fn option_fields(
 
 /// `jpPageRange`: "例如：1,2,3,4,5-10" — pages and ranges separated by commas, no spaces.
 /// (The doc's special values -1/-2, odd/even pages, have no neutral option.)
+/// That is the neutral written form of [`PageRanges`].
 fn page_range_value(ranges: &PageRanges) -> String {
-    ranges
-        .ranges()
-        .iter()
-        .map(|&(start, end)| {
-            if start == end {
-                start.to_string()
-            } else {
-                format!("{start}-{end}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+    ranges.to_string()
 }
 
 fn tenth_mm(mm: f64) -> String {

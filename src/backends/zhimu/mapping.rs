@@ -259,19 +259,9 @@ pub fn check_vendor_options(options: &Map<String, Value>) -> Result<(), Unsuppor
 
 /// `pageRanges` (§ printer config): a string; the doc gives no grammar, so the common
 /// `"1-3,5"` form (ranges with a dash, separated by commas, no spaces).
+/// That is the neutral written form of [`PageRanges`].
 fn page_ranges_value(ranges: &PageRanges) -> String {
-    ranges
-        .ranges()
-        .iter()
-        .map(|&(start, end)| {
-            if start == end {
-                start.to_string()
-            } else {
-                format!("{start}-{end}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+    ranges.to_string()
 }
 
 fn color(mode: ColorMode) -> Color {
