@@ -615,6 +615,8 @@ impl WecomBridge {
             expires_at: None,
             vendor_ids: Some(self.source.vendor_ids(&source.device, job)),
             backend: target.backend.clone(),
+            pool_id: None,
+            route_note: None,
         };
 
         let mut tx = self.pool.begin().await?;

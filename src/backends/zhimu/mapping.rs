@@ -390,6 +390,36 @@ pub fn task_progress(data: &TaskData) -> TaskProgress {
     }
 }
 
+/// The separator of the task ids of a job printed as one task per page (a rendered PDF:
+/// the doc's `newPrintTask` takes one `content` per task). Zhimu's task ids are
+/// `controlSn-suffix`, without commas.
+pub const TASK_SEPARATOR: char = ',';
+
+/// The job's state when it was sent as one task per page: failed as soon as a page failed
+/// (the error names the page); canceled when a page was canceled and every page has ended;
+/// completed when every page printed; else still processing, in the stage of the first
+/// page not finished.
+pub fn combined_progress(pages: &[TaskProgress]) -> TaskProgress {
+    if let Some((n, error)) = pages.iter().enumerate().find_map(|(n, p)| match p {
+        TaskProgress::Failed { error } => Some((n, error)),
+        _ => None,
+    }) {
+        let mut error = error.clone();
+        error.message = format!("page {} of {}: {}", n + 1, pages.len(), error.message);
+        return TaskProgress::Failed { error };
+    }
+    if let Some(unfinished) = pages
+        .iter()
+        .find(|p| matches!(p, TaskProgress::Processing { .. }))
+    {
+        return unfinished.clone();
+    }
+    if pages.iter().any(|p| matches!(p, TaskProgress::Canceled)) {
+        return TaskProgress::Canceled;
+    }
+    TaskProgress::Completed
+}
+
 /// The vendor status kept on the job: `taskStatus`, with `statusDetail` after a slash when
 /// it says more (`QUEUED/PAPER_EMPTY`), so a change of detail is recorded too.
 pub fn vendor_status(data: &TaskData) -> String {
