@@ -9,6 +9,9 @@ CREATE TABLE pools (
     display_name  text        NOT NULL,
     policy        text        NOT NULL CHECK (policy IN ('first_healthy', 'least_loaded')),
     members       text[]      NOT NULL,
+    -- advanced at each new job routed: `least_loaded` breaks ties from this member on, so
+    -- equally loaded members take turns
+    turn          bigint      NOT NULL DEFAULT 0,
     created_at    timestamptz NOT NULL DEFAULT now(),
     updated_at    timestamptz NOT NULL DEFAULT now()
 );

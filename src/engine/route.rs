@@ -68,6 +68,25 @@ pub struct JobNeeds<'a> {
     pub strict: bool,
 }
 
+impl<'a> JobNeeds<'a> {
+    /// What a stored job asks (its document as the API shows it: `kind`, `type`).
+    pub fn of(job: &'a JobRow) -> JobNeeds<'a> {
+        let info = &job.document_info;
+        JobNeeds {
+            tenant: &job.tenant,
+            kind: info
+                .get("kind")
+                .and_then(|k| serde_json::from_value(k.clone()).ok())
+                .unwrap_or(DocumentKind::Upload),
+            doc_type: info
+                .get("type")
+                .and_then(|t| serde_json::from_value(t.clone()).ok()),
+            options: &job.options.0,
+            strict: job.options_mode == "strict",
+        }
+    }
+}
+
 /// Whether a backend takes a document, natively or by conversion (a PDF it cannot take
 /// is rendered to PNG pages when it takes rendered pages and the bytes are the gateway's).
 pub fn takes_document(
@@ -168,12 +187,14 @@ pub enum Choice {
 }
 
 /// Picks a member. `current` is the job's member so far (kept on ties); `avoid` a member
-/// the job just failed on, taken only when no other member fits.
+/// the job just failed on, taken only when no other member fits; `turn` breaks the other
+/// ties of `least_loaded`: the first tied member from position `turn` (cyclically) wins.
 pub fn choose(
     policy: Policy,
     members: &[Member],
     current: Option<&str>,
     avoid: Option<&str>,
+    turn: u64,
 ) -> Choice {
     let reasons = || {
         members
@@ -236,10 +257,17 @@ pub fn choose(
         }
         Policy::LeastLoaded => {
             let min = preferred.iter().map(|m| m.load).min().unwrap_or(0);
+            let position = |m: &Member| members.iter().position(|x| x.id == m.id).unwrap_or(0);
+            let start = (turn % members.len().max(1) as u64) as usize;
             let chosen = preferred
                 .iter()
                 .find(|m| m.load == min && Some(m.id.as_str()) == current)
-                .or_else(|| preferred.iter().find(|m| m.load == min))
+                .or_else(|| {
+                    preferred
+                        .iter()
+                        .filter(|m| m.load == min)
+                        .min_by_key(|m| (position(m) + members.len() - start) % members.len())
+                })
                 .copied()
                 .unwrap_or(preferred[0]);
             let loads: Vec<String> = members
@@ -299,7 +327,13 @@ pub async fn route(
             load: loads.get(id).copied().unwrap_or(0) - i64::from(Some(id.as_str()) == current),
         })
         .collect();
-    let choice = choose(policy, &members, current, avoid);
+    // A new job takes a turn; a job already on a member keeps it on ties.
+    let turn = if policy == Policy::LeastLoaded && current.is_none() {
+        store::pools::next_turn(pool_db, &pool.id).await?
+    } else {
+        0
+    };
+    let choice = choose(policy, &members, current, avoid, turn);
     let rows = pool
         .members
         .iter()
@@ -336,21 +370,7 @@ impl Engine {
             // The pool was deleted: the job stays on the member it has.
             return Ok(Some(job.printer_id.clone()));
         };
-        let doc_info = &job.document_info;
-        let needs = JobNeeds {
-            tenant: &job.tenant,
-            kind: doc_info
-                .get("kind")
-                .and_then(|k| k.as_str())
-                .and_then(DocumentKind::parse)
-                .unwrap_or(DocumentKind::Upload),
-            doc_type: doc_info
-                .get("type")
-                .and_then(|t| t.as_str())
-                .and_then(|ext| DocumentType::from_extension(&format!("x.{ext}"))),
-            options: &job.options.0,
-            strict: job.options_mode == "strict",
-        };
+        let needs = JobNeeds::of(job);
         let avoid = member_to_avoid(job);
         let (choice, members) = route(
             &self.pool,
@@ -443,22 +463,7 @@ impl Engine {
         let Some(pool) = store::pools::get(&self.pool, pool_id).await? else {
             return Ok(false);
         };
-        let needs = JobNeeds {
-            tenant: &job.tenant,
-            kind: job
-                .document_info
-                .get("kind")
-                .and_then(|k| k.as_str())
-                .and_then(DocumentKind::parse)
-                .unwrap_or(DocumentKind::Upload),
-            doc_type: job
-                .document_info
-                .get("type")
-                .and_then(|t| t.as_str())
-                .and_then(|ext| DocumentType::from_extension(&format!("x.{ext}"))),
-            options: &job.options.0,
-            strict: job.options_mode == "strict",
-        };
+        let needs = JobNeeds::of(job);
         let (choice, _) = route(
             &self.pool,
             &self.backends,
@@ -499,7 +504,7 @@ mod tests {
             member("b", Ok(()), 5),
             member("c", Ok(()), 0),
         ];
-        let choice = choose(Policy::FirstHealthy, &members, Some("a"), None);
+        let choice = choose(Policy::FirstHealthy, &members, Some("a"), None, 0);
         let Choice::Member { id, why } = choice else {
             panic!()
         };
@@ -515,11 +520,30 @@ mod tests {
             member("c", Ok(()), 2),
         ];
         assert_eq!(
-            chosen(choose(Policy::LeastLoaded, &members, None, None)),
+            chosen(choose(Policy::LeastLoaded, &members, None, None, 0)),
             "b"
         );
         assert_eq!(
-            chosen(choose(Policy::LeastLoaded, &members, Some("c"), None)),
+            chosen(choose(Policy::LeastLoaded, &members, Some("c"), None, 0)),
+            "c"
+        );
+        // equal loads take turns
+        let equal = [
+            member("a", Ok(()), 1),
+            member("b", Ok(()), 1),
+            member("c", Ok(()), 1),
+        ];
+        let turns: Vec<String> = (0..4)
+            .map(|turn| chosen(choose(Policy::LeastLoaded, &equal, None, None, turn)))
+            .collect();
+        assert_eq!(turns, ["a", "b", "c", "a"]);
+        assert_eq!(
+            chosen(choose(Policy::LeastLoaded, &members, None, None, 1)),
+            "b",
+            "the fewest wins over the turn"
+        );
+        assert_eq!(
+            chosen(choose(Policy::LeastLoaded, &members, None, None, 2)),
             "c"
         );
     }
@@ -528,7 +552,13 @@ mod tests {
     fn a_member_that_just_failed_is_avoided_while_another_fits() {
         let members = [member("a", Ok(()), 0), member("b", Ok(()), 0)];
         assert_eq!(
-            chosen(choose(Policy::FirstHealthy, &members, Some("a"), Some("a"))),
+            chosen(choose(
+                Policy::FirstHealthy,
+                &members,
+                Some("a"),
+                Some("a"),
+                0
+            )),
             "b"
         );
         let alone = [
@@ -536,7 +566,13 @@ mod tests {
             member("b", Err(Unfit::Unhealthy("offline".into())), 0),
         ];
         assert_eq!(
-            chosen(choose(Policy::FirstHealthy, &alone, Some("a"), Some("a"))),
+            chosen(choose(
+                Policy::FirstHealthy,
+                &alone,
+                Some("a"),
+                Some("a"),
+                0
+            )),
             "a"
         );
     }
@@ -552,12 +588,12 @@ mod tests {
             ),
         ];
         assert!(matches!(
-            choose(Policy::FirstHealthy, &members, None, None),
+            choose(Policy::FirstHealthy, &members, None, None, 0),
             Choice::NoneNow { .. }
         ));
         let never = [member("b", Err(Unfit::Static("no such printer".into())), 0)];
         assert!(matches!(
-            choose(Policy::LeastLoaded, &never, None, None),
+            choose(Policy::LeastLoaded, &never, None, None, 0),
             Choice::Never { .. }
         ));
     }

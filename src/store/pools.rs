@@ -102,6 +102,17 @@ pub async fn loads(pool: &PgPool, printers: &[String]) -> StoreResult<Vec<(Strin
     .await?)
 }
 
+/// Advances the pool's turn and returns the previous one (ties in `least_loaded` are
+/// broken from that member on, so equal members take turns).
+pub async fn next_turn(pool: &PgPool, id: &str) -> StoreResult<u64> {
+    let turn: Option<i64> =
+        sqlx::query_scalar("UPDATE pools SET turn = turn + 1 WHERE id = $1 RETURNING turn - 1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(turn.unwrap_or(0).max(0) as u64)
+}
+
 /// The pool a job came through, if any.
 pub async fn pool_of_job(pool: &PgPool, job_id: Uuid) -> StoreResult<Option<String>> {
     Ok(
