@@ -321,7 +321,7 @@ impl Application {
                 &engine,
                 Duration::from_secs(config.printer_status_every_secs),
                 config.vendor_timeout(),
-                config.lease(),
+                Duration::from_secs(config.capabilities_refresh_secs),
                 &tracker,
                 shutdown.clone(),
             );

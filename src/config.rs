@@ -225,6 +225,13 @@ pub struct Config {
           default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub printer_status_every_secs: u64,
 
+    /// Age after which a printer's cached capabilities are fetched again by the background
+    /// status round (strict options are checked against them). 0 = only at registration, on
+    /// a credential change and on request.
+    #[arg(long, env = "CAPABILITIES_REFRESH_SECS", value_name = "CAPABILITIES_REFRESH_SECS", global = true,
+          default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(0..=2_592_000))]
+    pub capabilities_refresh_secs: u64,
+
     /// Keys for the per-job callback tokens, comma-separated; the first signs, all verify
     /// (rotation: put the new key first, drop the old one once its jobs are done).
     /// Required with PUBLIC_BASE_URL (every replica must share it).

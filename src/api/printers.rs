@@ -760,11 +760,9 @@ pub async fn printer_capabilities(
     }
     let report = state
         .service()
-        .capabilities(&row)
+        .refresh_capabilities(&row)
         .await?
         .map_err(vendor_problem)?;
-    store::printers::save_capabilities(&state.pool, &row.id, &report.capabilities, &report.raw)
-        .await?;
     Ok(Json(CapabilitiesView {
         printer_id: row.id,
         capabilities: report.capabilities,
@@ -791,16 +789,11 @@ pub async fn printer_status(
     Path(id): Path<String>,
 ) -> Result<Json<StatusView>, ApiError> {
     let row = load(&state, &caller, &id).await?;
-    state.backend(&row.backend)?;
-    let status = crate::engine::status::check(
-        &state.pool,
-        &state.backends,
-        state.engine.keyring(),
-        &row,
-        state.config.vendor_timeout(),
-    )
-    .await?
-    .map_err(vendor_problem)?;
+    let status = state
+        .service()
+        .status(&row)
+        .await?
+        .map_err(vendor_problem)?;
     Ok(Json(StatusView {
         printer_id: row.id,
         status,

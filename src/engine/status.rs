@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
-use super::printer_context;
+use super::{gate, printer_context};
 use crate::backends::{BackendRegistry, PrinterStatus, VendorError};
 use crate::domain::{Decision, ErrorCode};
 use crate::secrets_at_rest::Keyring;
@@ -19,10 +18,29 @@ use crate::store::{self, StoreError};
 /// Printers checked per round of the background loop (per replica).
 const CHECKS_PER_ROUND: i64 = 50;
 
-/// Asks the printer's backend for its status and records the answer in its health: an
-/// answer updates online and last seen; a failure about the printer (authentication
-/// included) counts in its health, never toward the breaker.
+/// Asks the printer's backend for its status, holding one of the device's slots (waiting
+/// up to `wait` for one; still busy: `device_busy`, nothing asked or recorded), and records
+/// the answer in its health: an answer updates online and last seen; a failure about the
+/// printer (authentication included) counts in its health, never toward the breaker.
 pub async fn check(
+    pool: &PgPool,
+    backends: &BackendRegistry,
+    keyring: &Keyring,
+    row: &PrinterRow,
+    timeout: Duration,
+    wait: Duration,
+) -> Result<Result<PrinterStatus, VendorError>, StoreError> {
+    let Some(held) = gate::acquire(pool, &row.device, row.max_in_flight, wait, timeout).await?
+    else {
+        return Ok(Err(gate::busy()));
+    };
+    let answer = ask(pool, backends, keyring, row, timeout).await;
+    held.release(pool).await;
+    answer
+}
+
+/// The status call and its recording, for a caller that holds a slot on the device.
+async fn ask(
     pool: &PgPool,
     backends: &BackendRegistry,
     keyring: &Keyring,
@@ -56,9 +74,6 @@ pub async fn check(
             )),
         }
     };
-    // Not through the device gate: with it, the demo's Lianke box never got a status check
-    // through once it went offline (every check answered `device_busy` while no slot row
-    // was held; cause not found yet). Live status from the API still uses the gate.
     let answer = asked.await;
     match &answer {
         Ok(status) => store::printers::save_online(pool, &row.id, status.online).await?,
@@ -77,14 +92,16 @@ pub async fn check(
     Ok(answer)
 }
 
-/// Checks every enabled printer not checked for `every`, one replica per printer.
+/// Checks every enabled printer not checked for `every`, one replica per printer, and
+/// fetches again the capabilities of print targets whose cache is missing or older than
+/// `capabilities_age` (zero: never here), in the same device slot.
 pub async fn check_due(
     pool: &PgPool,
     backends: &BackendRegistry,
     keyring: &Keyring,
     every: Duration,
     timeout: Duration,
-    lease: Duration,
+    capabilities_age: Duration,
 ) -> Result<usize, StoreError> {
     let due = store::printers::claim_status_checks(pool, every, CHECKS_PER_ROUND).await?;
     let mut checked = 0;
@@ -94,38 +111,112 @@ pub async fn check_due(
         }
         // A status call is a vendor call on the device like any other (Lianke allows one
         // at a time per box): it takes a slot, or waits for the next round.
-        let holder = Uuid::new_v4();
-        let Some(slot) =
-            store::slots::acquire(pool, &row.device, row.max_in_flight, holder, lease).await?
+        let Some(held) = gate::acquire(
+            pool,
+            &row.device,
+            row.max_in_flight,
+            Duration::ZERO,
+            timeout,
+        )
+        .await?
         else {
             continue;
         };
-        let outcome = check(pool, backends, keyring, &row, timeout).await;
-        store::slots::release(pool, &row.device, slot, holder).await?;
+        let outcome = ask(pool, backends, keyring, &row, timeout).await;
+        let refreshed = match &outcome {
+            Ok(Ok(status))
+                if status.online != Some(false) && capabilities_stale(&row, capabilities_age) =>
+            {
+                refresh_capabilities(pool, backends, keyring, &row, timeout).await
+            }
+            _ => Ok(()),
+        };
+        held.release(pool).await;
         if let Err(err) = outcome? {
             tracing::debug!(printer_id = %row.id, error = %err, "status check failed");
         }
+        refreshed?;
         checked += 1;
     }
     Ok(checked)
 }
 
+fn capabilities_stale(row: &PrinterRow, age: Duration) -> bool {
+    if age.is_zero() {
+        return false;
+    }
+    match row.capabilities_at {
+        None => true,
+        Some(at) => chrono::Duration::from_std(age).is_ok_and(|age| at + age <= chrono::Utc::now()),
+    }
+}
+
+/// Fetches a print target's capabilities (the caller holds a device slot) and caches them;
+/// a vendor that cannot say now leaves the old cache for the next round.
+async fn refresh_capabilities(
+    pool: &PgPool,
+    backends: &BackendRegistry,
+    keyring: &Keyring,
+    row: &PrinterRow,
+    timeout: Duration,
+) -> Result<(), StoreError> {
+    let Some(target) = backends.target(&row.backend) else {
+        return Ok(());
+    };
+    let Ok(context) = printer_context(row, keyring) else {
+        return Ok(());
+    };
+    match tokio::time::timeout(timeout, target.capabilities(&context)).await {
+        Ok(Ok(report)) => {
+            store::printers::save_capabilities(pool, &row.id, &report.capabilities, &report.raw)
+                .await
+        }
+        Ok(Err(err)) => {
+            tracing::debug!(printer_id = %row.id, error = %err, "capabilities refresh failed");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::debug!(printer_id = %row.id, "capabilities refresh timed out");
+            Ok(())
+        }
+    }
+}
+
+impl super::Engine {
+    /// One round of the background status checks (and capabilities refreshes), on the
+    /// engine's pool, backends and keys. See [`check_due`].
+    pub async fn check_printers_due(
+        &self,
+        every: Duration,
+        timeout: Duration,
+        capabilities_age: Duration,
+    ) -> Result<usize, StoreError> {
+        check_due(
+            &self.pool,
+            &self.backends,
+            &self.keyring,
+            every,
+            timeout,
+            capabilities_age,
+        )
+        .await
+    }
+}
+
 /// The background loop (with the workers), on the engine's pool, backends and keys;
 /// `every` zero means off.
 pub fn spawn(
-    engine: &super::Engine,
+    engine: &Arc<super::Engine>,
     every: Duration,
     timeout: Duration,
-    lease: Duration,
+    capabilities_age: Duration,
     tracker: &tokio_util::task::TaskTracker,
     shutdown: CancellationToken,
 ) {
     if every.is_zero() {
         return;
     }
-    let pool = engine.pool.clone();
-    let backends = Arc::new(engine.backends.clone());
-    let keyring = Arc::clone(&engine.keyring);
+    let engine = engine.clone();
     tracker.spawn(async move {
         // Look for due printers a few times per period, so a new printer waits little.
         let mut tick = tokio::time::interval((every / 4).max(Duration::from_millis(200)));
@@ -133,7 +224,7 @@ pub fn spawn(
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    if let Err(err) = check_due(&pool, &backends, &keyring, every, timeout, lease).await {
+                    if let Err(err) = engine.check_printers_due(every, timeout, capabilities_age).await {
                         tracing::warn!(error = %err, "printer status checks failed");
                     }
                 }

@@ -4,8 +4,8 @@ use serde_json::Value;
 
 use super::{Service, ServiceError, ServiceResult};
 use crate::backends::{
-    Backend, CapabilitiesReport, DiscoveredPrinter, Housekeeping, PrinterContext, Secrets,
-    VendorError,
+    Backend, CapabilitiesReport, DiscoveredPrinter, Housekeeping, PrinterContext, PrinterStatus,
+    Secrets, VendorError,
 };
 use crate::domain::{ErrorCode, JobOptions, PrinterId};
 use crate::engine::{gate, printer_context};
@@ -190,15 +190,57 @@ impl Service {
             self.verify_with_vendor(backend.as_ref(), &fields).await?;
         }
         let keyring = self.engine.keyring();
-        match store::printers::insert(&self.pool, keyring, &fields).await? {
-            Some(row) => Ok(row),
+        let row = match store::printers::insert(&self.pool, keyring, &fields).await? {
+            Some(row) => row,
             None if when_taken == WhenTaken::Replace => {
                 store::printers::update(&self.pool, keyring, &fields)
                     .await?
-                    .ok_or_else(|| ServiceError::not_found(&format!("Printer `{}`", fields.id)))
+                    .ok_or_else(|| ServiceError::not_found(&format!("Printer `{}`", fields.id)))?
             }
-            None => Err(printer_exists(&fields.id)),
+            None => return Err(printer_exists(&fields.id)),
+        };
+        if verify {
+            return self.with_fresh_capabilities(row).await;
         }
+        Ok(row)
+    }
+
+    /// Fetches a print target's capabilities from its vendor (through the device gate) and
+    /// caches them, so that strict options are checked at accept. Best effort: a printer
+    /// whose vendor cannot say now keeps no cache, and its strict options are checked at
+    /// dispatch before any submit. Returns the row as stored afterwards.
+    async fn with_fresh_capabilities(&self, row: PrinterRow) -> ServiceResult<PrinterRow> {
+        if self.backends.target(&row.backend).is_none() {
+            return Ok(row);
+        }
+        match self.refresh_capabilities(&row).await? {
+            Ok(_) => Ok(store::printers::get(&self.pool, &row.id)
+                .await?
+                .unwrap_or(row)),
+            Err(err) => {
+                tracing::warn!(printer_id = %row.id, error = %err, "could not fetch the printer's capabilities; strict options wait for dispatch to be checked");
+                Ok(row)
+            }
+        }
+    }
+
+    /// Asks the vendor for a printer's capabilities now (through the device gate) and
+    /// caches what it says.
+    pub async fn refresh_capabilities(
+        &self,
+        row: &PrinterRow,
+    ) -> ServiceResult<Result<CapabilitiesReport, VendorError>> {
+        let report = self.capabilities(row).await?;
+        if let Ok(report) = &report {
+            store::printers::save_capabilities(
+                &self.pool,
+                &row.id,
+                &report.capabilities,
+                &report.raw,
+            )
+            .await?;
+        }
+        Ok(report)
     }
 
     /// Changes a printer (`row`, as its owner read it). New credentials are checked with
@@ -240,14 +282,19 @@ impl Service {
             self.verify_with_vendor(backend.as_ref(), &fields).await?;
         }
         // The secrets are merged again under a row lock, onto the row as it is then.
-        store::printers::update_keeping_secrets(
+        let row = store::printers::update_keeping_secrets(
             &self.pool,
             self.engine.keyring(),
             &fields,
             secret_changes.as_ref(),
         )
         .await?
-        .ok_or_else(|| ServiceError::not_found(&format!("Printer `{id}`")))
+        .ok_or_else(|| ServiceError::not_found(&format!("Printer `{id}`")))?;
+        if credentials_change && verify {
+            // New credentials or another device: what the old one could do says nothing.
+            return self.with_fresh_capabilities(row).await;
+        }
+        Ok(row)
     }
 
     /// Asks the vendor whether the printer's locator and secrets work (its live status). An
@@ -388,6 +435,25 @@ impl Service {
             row.max_in_flight,
             self.engine.settings().vendor_timeout,
             target.capabilities(&context),
+        )
+        .await?)
+    }
+
+    /// A printer's status asked of its vendor now, through its device gate, and recorded
+    /// in its health.
+    pub async fn status(
+        &self,
+        row: &PrinterRow,
+    ) -> ServiceResult<Result<PrinterStatus, VendorError>> {
+        self.backend(&row.backend)?;
+        let timeout = self.engine.settings().vendor_timeout;
+        Ok(crate::engine::status::check(
+            &self.pool,
+            &self.backends,
+            self.engine.keyring(),
+            row,
+            timeout,
+            timeout,
         )
         .await?)
     }

@@ -303,6 +303,19 @@ impl TestApp {
             .await
     }
 
+    /// Registers a printer without asking its vendor (`?verify=false`): no credentials
+    /// check and no capabilities cached, as in an offline set-up.
+    pub async fn create_unverified_printer(&self, body: Value) -> Value {
+        let response = self.post("/v1/printers?verify=false", &body).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "create printer: {}",
+            response.text().await.unwrap_or_default()
+        );
+        response.json().await.expect("printer JSON")
+    }
+
     pub async fn create_printer_with(&self, body: Value) -> Value {
         let response = self.post("/v1/printers", &body).await;
         assert_eq!(

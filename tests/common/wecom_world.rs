@@ -94,7 +94,11 @@ pub async fn world(role: Role, push: Push, tweak: impl FnOnce(&mut Config)) -> W
             receive_id: MODEL.into(),
         }));
     }
-    app.create_printer(TARGET, "scripted").await;
+    // No capabilities cached: WeCom's settings reach the job's options as asked.
+    app.create_unverified_printer(
+        json!({"id": TARGET, "backend": "scripted", "locator": {"device": TARGET}}),
+    )
+    .await;
     World {
         sim,
         app,

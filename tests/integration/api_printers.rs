@@ -192,7 +192,11 @@ async fn a_printer_with_jobs_cannot_be_deleted_but_can_be_disabled() {
 #[tokio::test]
 async fn capabilities_are_cached_until_refreshed_and_status_is_live() {
     let app = app().await;
-    app.create_printer("office", "scripted").await;
+    // Registered without asking the vendor: nothing cached, the first read asks.
+    app.create_unverified_printer(
+        json!({"id": "office", "backend": "scripted", "locator": {"device": "office"}}),
+    )
+    .await;
     let fresh: Value = app
         .get("/v1/printers/office/capabilities")
         .await
@@ -233,11 +237,74 @@ async fn capabilities_are_cached_until_refreshed_and_status_is_live() {
     );
 
     // A locator change drops the cache: it may describe another printer now.
+    let before = printer["capabilities_fetched_at"].clone();
+    assert!(before.is_string());
     app.patch(
-        "/v1/printers/office",
+        "/v1/printers/office?verify=false",
         &json!({"locator": {"device": "box-2"}}),
     )
     .await;
     let printer: Value = app.get("/v1/printers/office").await.json().await.unwrap();
     assert!(printer.get("capabilities_fetched_at").is_none());
+    // Checked with the vendor, a new device has its capabilities fetched at once.
+    app.patch(
+        "/v1/printers/office",
+        &json!({"locator": {"device": "box-3"}}),
+    )
+    .await;
+    let printer: Value = app.get("/v1/printers/office").await.json().await.unwrap();
+    assert!(
+        printer["capabilities_fetched_at"].is_string(),
+        "{printer:#}"
+    );
+}
+
+/// The background status round fetches again the capabilities of a printer whose cache is
+/// older than `CAPABILITIES_REFRESH_SECS`, and leaves a fresher cache alone.
+#[tokio::test]
+async fn the_status_round_refreshes_capabilities_older_than_the_refresh_age() {
+    let app = app().await;
+    app.create_printer("old", "scripted").await;
+    app.create_printer("fresh", "scripted").await;
+    // Both caches say something the vendor does not (copies_max 1); only `old` is aged.
+    sqlx::query(
+        "UPDATE printers SET capabilities = jsonb_set(capabilities, '{copies_max}', '1'),
+                capabilities_at = CASE id WHEN 'old' THEN now() - interval '2 days' ELSE now() END",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let engine = app.app.as_ref().expect("running").engine();
+    let checked = engine
+        .check_printers_due(
+            std::time::Duration::ZERO,
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_secs(86_400),
+        )
+        .await
+        .unwrap();
+    assert_eq!(checked, 2);
+    let caps = |id: &'static str| {
+        let app = &app;
+        async move {
+            let v: Value = app
+                .get(&format!("/v1/printers/{id}/capabilities"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            v
+        }
+    };
+    let old = caps("old").await;
+    assert_eq!(old["source"], "cache");
+    assert_eq!(
+        old["capabilities"]["copies_max"], 10,
+        "fetched again: {old:#}"
+    );
+    let fresh = caps("fresh").await;
+    assert_eq!(
+        fresh["capabilities"]["copies_max"], 1,
+        "left alone: {fresh:#}"
+    );
 }

@@ -818,6 +818,55 @@ async fn a_job_accepted_by_an_api_replica_wakes_a_worker_replica_without_the_swe
     api.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_job_that_meets_a_busy_device_slot_is_taken_up_when_the_slot_frees_not_at_the_sweep() {
+    // One slot on the device; the first submit is slow, so the second job, claimed by
+    // another worker meanwhile, finds the slot taken and is put off for a moment. A local
+    // alarm must take it up then: the sweep (a minute) is beyond the deadline below.
+    let backend = ScriptedBackend::new();
+    backend.script(
+        "office",
+        [Step::Slow(
+            Duration::from_millis(300),
+            Box::new(Step::Accept),
+        )],
+    );
+    let registry = BackendRegistry::new().with(backend.clone());
+    let slow_sweep = |c: &mut print_gateway::config::Config| c.sweep_interval_ms = 60_000;
+    let api = spawn_app_with(registry.clone(), Role::Api, slow_sweep).await;
+    api.create_printer_with(json!({"id": "office", "backend": "scripted",
+        "locator": {"device": "office"}, "max_in_flight": 1}))
+        .await;
+    let worker = start_on(
+        api.database_url.clone(),
+        api.pool.clone(),
+        registry,
+        Role::Worker,
+        slow_sweep,
+    )
+    .await;
+    api.wait_for_listener(print_gateway::engine::DUE_CHANNEL)
+        .await;
+    let first = uuid_of(&api.submit_text("office", "first").await);
+    while backend.submits_of(first) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The first submit is in flight and holds the device's one slot.
+    let second = uuid_of(&api.submit_text("office", "second").await);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while backend.submits_of(second) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second job waited for the sweep"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(backend.submits_of(first), 1);
+    assert_eq!(backend.submits_of(second), 1);
+    worker.shutdown().await;
+    api.shutdown().await;
+}
+
 // ----- an operator settles what the gateway cannot -----------------------------------------
 
 async fn unconfirmed_job(app: &TestApp, backend: &ScriptedBackend, text: &str) -> String {

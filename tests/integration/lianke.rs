@@ -212,11 +212,11 @@ fn id(job: &Value) -> String {
 async fn submits_carry_the_documented_form_fields_for_every_document_kind() {
     let lk = start(Results::Callbacks, |_| {}).await;
     lk.printer("office", DEVICE).await;
-    // Capabilities are fetched from Lianke and cached.
+    // Capabilities were fetched from Lianke when the printer was registered, and cached.
     let caps = lk.app.get("/v1/printers/office/capabilities").await;
     assert_eq!(caps.status(), StatusCode::OK);
     let caps: Value = caps.json().await.unwrap();
-    assert_eq!(caps["source"], "vendor");
+    assert_eq!(caps["source"], "cache");
     let a5 = caps["capabilities"]["papers"]
         .as_array()
         .unwrap()

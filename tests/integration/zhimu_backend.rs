@@ -73,6 +73,15 @@ async fn gateway(sim: &Sim, role: Role, tweak: impl Fn(&mut Config)) -> TestApp 
 
 /// Binds the simulator's share through the gateway and registers printer `id` on it.
 async fn bind_and_register(app: &TestApp, id: &str, max_in_flight: u32) -> Value {
+    let locator = bind(app).await;
+    app.create_printer_with(json!({
+        "id": id, "backend": "zhimu", "locator": locator, "max_in_flight": max_in_flight
+    }))
+    .await
+}
+
+/// Binds the share and returns the locator.
+async fn bind(app: &TestApp) -> Value {
     let bound = app
         .post(
             "/v1/backends/zhimu/shares",
@@ -81,10 +90,7 @@ async fn bind_and_register(app: &TestApp, id: &str, max_in_flight: u32) -> Value
         .await;
     assert_eq!(bound.status(), StatusCode::CREATED);
     let bound: Value = bound.json().await.unwrap();
-    app.create_printer_with(json!({
-        "id": id, "backend": "zhimu", "locator": bound["locator"], "max_in_flight": max_in_flight
-    }))
-    .await
+    bound["locator"].clone()
 }
 
 async fn setup() -> (Sim, TestApp) {
@@ -350,7 +356,10 @@ async fn printers_are_bound_listed_described_and_unbound() {
         .json()
         .await
         .unwrap();
-    assert_eq!(caps["source"], "vendor");
+    assert_eq!(
+        caps["source"], "cache",
+        "fetched when the printer was registered"
+    );
     let c = &caps["capabilities"];
     assert_eq!(c["color_modes"], json!(["monochrome"]));
     assert_eq!(
@@ -465,7 +474,12 @@ const XLSX: &[u8] = b"PK\x03\x04\x14\0\x06\0";
 
 #[tokio::test]
 async fn each_document_kind_reaches_zhimu_with_its_media_combination_and_config() {
-    let (sim, app) = setup().await;
+    let sim = sim_with(SimConfig::default()).await;
+    let app = gateway(&sim, Role::Api, |_| {}).await;
+    // Saved without asking Zhimu: no capabilities cached, so options go as asked.
+    let locator = bind(&app).await;
+    app.create_unverified_printer(json!({"id": "office", "backend": "zhimu", "locator": locator}))
+        .await;
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     // (document, mediaFormat, mediaSource, content sent)
     let cases = [
@@ -1077,9 +1091,18 @@ async fn a_thousand_jobs_with_five_percent_errors_all_end_with_one_accepted_subm
 #[tokio::test]
 async fn strict_options_without_cached_capabilities_are_checked_before_any_submit() {
     let (sim, app) = setup().await;
+    // Saved without asking the vendor (offline set-up): no capabilities cached.
+    let office: Value = app.get("/v1/printers/office").await.json().await.unwrap();
+    let saved = app
+        .post(
+            "/v1/printers?verify=false",
+            &json!({"id": "annex", "backend": "zhimu", "locator": office["locator"]}),
+        )
+        .await;
+    assert_eq!(saved.status(), StatusCode::CREATED);
     let before = sim.ledger_count(&zhimu("POST", "/openapi/control/queryPrinterDetail"));
     let job = app
-        .submit(json!({"printer_id": "office", "document": {"text": "x"},
+        .submit(json!({"printer_id": "annex", "document": {"text": "x"},
             "options": {"paper": "Z9"}}))
         .await;
     let failed = finish(&app, &id(&job), "failed").await;
@@ -1098,7 +1121,7 @@ async fn strict_options_without_cached_capabilities_are_checked_before_any_submi
     let refused = app
         .post(
             "/v1/jobs",
-            &json!({"printer_id": "office", "document": {"text": "x"}, "options": {"paper": "Z9"}}),
+            &json!({"printer_id": "annex", "document": {"text": "x"}, "options": {"paper": "Z9"}}),
         )
         .await;
     assert_problem(
@@ -1108,11 +1131,38 @@ async fn strict_options_without_cached_capabilities_are_checked_before_any_submi
     )
     .await;
     let good = app
-        .submit(json!({"printer_id": "office", "document": {"text": "x"},
+        .submit(json!({"printer_id": "annex", "document": {"text": "x"},
             "options": {"paper": "A4"}}))
         .await;
     finish(&app, &id(&good), "completed").await;
     assert_eq!(submits_of(&sim, &id(&good)).len(), 1);
+}
+
+/// A printer registered with its vendor gets its capabilities cached at once, so a strict
+/// option it lacks is refused at accept, before any job exists.
+#[tokio::test]
+async fn capabilities_are_cached_at_registration_and_strict_options_are_checked_at_accept() {
+    let (sim, app) = setup().await;
+    let office: Value = app.get("/v1/printers/office").await.json().await.unwrap();
+    assert!(office["capabilities_fetched_at"].is_string(), "{office:#}");
+    let asked = sim.ledger_count(&zhimu("POST", "/openapi/control/queryPrinterDetail"));
+    let refused = app
+        .post(
+            "/v1/jobs",
+            &json!({"printer_id": "office", "document": {"text": "x"}, "options": {"paper": "Z9"}}),
+        )
+        .await;
+    assert_problem(
+        refused,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unsupported_option",
+    )
+    .await;
+    assert_eq!(
+        sim.ledger_count(&zhimu("POST", "/openapi/control/queryPrinterDetail")),
+        asked,
+        "checked against the cache, without asking Zhimu again"
+    );
 }
 
 /// Zhimu refusing a parameter the caller sent ("参数…不能为空") is a 422 with Zhimu's words,
