@@ -14,6 +14,7 @@ mod hostile_input;
 mod lianke;
 mod observability;
 mod operations;
+mod pdf_conversion;
 mod pools;
 mod retention;
 mod secrets_at_rest;
