@@ -40,7 +40,7 @@ impl PoolPolicy {
     "id": "floor-2",
     "display_name": "2nd floor printers",
     "policy": "first_healthy",
-    "members": ["office-2f", "office-2f-zhimu"]
+    "members": ["demo-lianke", "demo-zhimu"]
 }))]
 pub struct CreatePool {
     /// A slug: lower-case letters, digits, `-` and `_`; not a printer's id.
@@ -63,7 +63,7 @@ fn default_policy() -> PoolPolicy {
 /// A pool's new settings (all replaced).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"policy": "least_loaded", "members": ["office-2f", "office-2f-zhimu", "office-3f"]}))]
+#[schema(example = json!({"policy": "least_loaded", "members": ["demo-zhimu", "demo-lianke"]}))]
 pub struct UpdatePool {
     #[schema(max_length = 200)]
     pub display_name: Option<String>,
@@ -76,7 +76,7 @@ pub struct UpdatePool {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
     "id": "floor-2", "display_name": "2nd floor printers", "policy": "first_healthy",
-    "members": ["office-2f", "office-2f-zhimu"],
+    "members": ["demo-lianke", "demo-zhimu"],
     "created_at": "2026-12-04T08:00:00Z", "updated_at": "2026-12-04T08:00:00Z"
 }))]
 pub struct PoolView {

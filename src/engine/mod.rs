@@ -293,7 +293,7 @@ impl Engine {
             && let Some(pool_id) = job.pool_id.as_deref()
             && job.submit_started_at.is_none()
             && !job.cancel_requested
-            && !job.expires_at.is_some_and(|t| t <= Utc::now())
+            && job.expires_at.is_none_or(|t| t > Utc::now())
         {
             match self.route_pending(&job, pool_id, token).await? {
                 Some(id) => printer_id = id,

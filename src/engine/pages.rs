@@ -320,27 +320,67 @@ pub fn previewable(doc_type: DocumentType) -> bool {
 /// depend on the page number, so that pages tell apart in a render. For tests, the demo
 /// and the benchmark; no fonts, so any renderer draws the same pixels.
 pub fn sample_pdf(pages: u32) -> Vec<u8> {
+    sample_document(pages, (200, 300), false)
+}
+
+/// Like [`sample_pdf`] on A4 pages with a heading and lines of text in Helvetica (the
+/// renderer's built-in standard font): what the benchmark renders.
+pub fn sample_a4_pdf(pages: u32) -> Vec<u8> {
+    sample_document(pages, (595, 842), true)
+}
+
+fn sample_document(pages: u32, (width, height): (u32, u32), text: bool) -> Vec<u8> {
     let mut objects: Vec<String> = Vec::new();
-    // 1: catalog, 2: pages, then per page: page object, content stream.
+    // 1: catalog, 2: pages, (3: font,) then per page: page object, content stream.
+    let first = if text { 4 } else { 3 };
     objects.push("<< /Type /Catalog /Pages 2 0 R >>".into());
-    let kids: Vec<String> = (0..pages).map(|i| format!("{} 0 R", 3 + 2 * i)).collect();
+    let kids: Vec<String> = (0..pages)
+        .map(|i| format!("{} 0 R", first + 2 * i))
+        .collect();
     objects.push(format!(
         "<< /Type /Pages /Kids [{}] /Count {pages} >>",
         kids.join(" ")
     ));
+    if text {
+        objects.push("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".into());
+    }
+    let (w, h) = (width as i64, height as i64);
     for i in 0..pages {
-        let content_id = 4 + 2 * i;
+        let content_id = first + 1 + 2 * i;
+        let resources = if text {
+            "<< /Font << /F1 3 0 R >> >>"
+        } else {
+            "<< >>"
+        };
         objects.push(format!(
-            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 300] /Contents {content_id} 0 R /Resources << >> >>"
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {w} {h}] /Contents {content_id} 0 R /Resources {resources} >>"
         ));
-        let n = i + 1;
+        let n = i64::from(i) + 1;
         // A black frame, and a grey box whose width and height encode the page number.
-        let stream = format!(
-            "0 g 10 10 180 4 re f 10 286 180 4 re f 10 10 4 280 re f 186 10 4 280 re f\n0.4 g 30 {} {} {} re f\n",
+        let mut stream = format!(
+            "0 g 10 10 {} 4 re f 10 {} {} 4 re f 10 10 4 {} re f {} 10 4 {} re f\n0.4 g 30 {} {} {} re f\n",
+            w - 20,
+            h - 14,
+            w - 20,
+            h - 20,
+            w - 14,
+            h - 20,
             40 + 20 * (n % 8),
             20 + 15 * (n % 9),
             30 + 10 * (n % 11)
         );
+        if text {
+            stream.push_str(&format!(
+                "0 g BT /F1 28 Tf 60 {} Td (Invoice page {n}) Tj ET\n",
+                h - 90
+            ));
+            for line in 0..30 {
+                stream.push_str(&format!(
+                    "BT /F1 11 Tf 60 {} Td (Line {line}: 2 x Widget, 19.90 EUR, delivered to the 2nd floor printers) Tj ET\n",
+                    h - 140 - line * 18
+                ));
+            }
+        }
         objects.push(format!(
             "<< /Length {} >>\nstream\n{stream}endstream",
             stream.len()
@@ -430,6 +470,15 @@ mod tests {
         let err = render_pdf(&pdf, None, PageTarget::default(), limits()).unwrap_err();
         assert!(err.0.contains("at most 10 pages"), "{err}");
         assert!(render_pdf(&pdf, Some("1-10"), PageTarget::default(), limits()).is_ok());
+    }
+
+    #[test]
+    fn the_sample_documents_are_what_the_fixture_holds() {
+        // tests/fixtures/pdf-pages/three-pages.pdf was written by sample_pdf(3).
+        let fixture = include_bytes!("../../tests/fixtures/pdf-pages/three-pages.pdf");
+        assert_eq!(sample_pdf(3), fixture.to_vec());
+        let a4 = render_pdf(&sample_a4_pdf(2), None, PageTarget::default(), limits()).unwrap();
+        assert_eq!(a4.sizes, vec![(595, 842), (595, 842)]);
     }
 
     #[test]
