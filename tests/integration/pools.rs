@@ -413,10 +413,11 @@ async fn the_pool_api_checks_members_and_is_per_tenant() {
 
 #[tokio::test]
 async fn least_loaded_spreads_a_thousand_jobs_evenly_over_three_members() {
-    let backend = ScriptedBackend::new();
+    // A backend name of its own: the metrics other tests count are process-wide.
+    let backend = ScriptedBackend::named("pool-members");
     let app = spawn_app(BackendRegistry::new().with(backend.clone())).await;
     for printer in ["m1", "m2", "m3"] {
-        app.create_printer(printer, "scripted").await;
+        app.create_printer(printer, "pool-members").await;
     }
     create_pool(&app, "trio", "least_loaded", &["m1", "m2", "m3"]).await;
     let mut jobs = Vec::new();
