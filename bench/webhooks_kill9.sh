@@ -89,7 +89,7 @@ unique_per_endpoint() { # $1 = phase, $2 = endpoint index
 write_events() { # $1 = how many, in one transaction
     psql -q "$DB_URL" -v ON_ERROR_STOP=1 -c "
         INSERT INTO outbox_events (tenant, type, printer_id, snapshot)
-        SELECT NULL, 'printer.offline', p.id,
+        SELECT p.owner_tenant, 'printer.offline', p.id,
                (to_jsonb(p) - 'secrets' - 'capabilities_raw' - 'capabilities') || '{\"secrets\": {}}'::jsonb
         FROM printers p, generate_series(1, $1) WHERE p.id = 'bench-printer'"
 }
@@ -112,8 +112,8 @@ wait_for() { # $1 = phase, $2 = expected unique per endpoint, $3 = deadline seco
 
 "$BIN" migrate 2>/dev/null
 KEY=$("$BIN" api-keys create --tenant bench --scopes webhooks:admin,jobs:read 2>/dev/null)
-psql -q "$DB_URL" -c "INSERT INTO printers (id, display_name, backend, device, max_in_flight)
-                      VALUES ('bench-printer', 'bench', 'lianke', 'bench', 1)"
+psql -q "$DB_URL" -c "INSERT INTO printers (id, display_name, backend, device, max_in_flight, owner_tenant)
+                      VALUES ('bench-printer', 'bench', 'lianke', 'bench', 1, 'bench')"
 start_gateway
 SECRETS=()
 for port in "${PORTS[@]}"; do

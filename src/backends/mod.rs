@@ -566,8 +566,14 @@ pub trait PrintTarget: Backend {
 
 /// Backends by name. Each is registered behind [`Measured`], so every vendor call made
 /// through the trait, by the engine, the API or a webhook, is counted and timed in one place.
+/// Cloning it is one reference count (the API clones it with its state on every request).
 #[derive(Clone, Default)]
 pub struct BackendRegistry {
+    maps: Arc<RegistryMaps>,
+}
+
+#[derive(Clone, Default)]
+struct RegistryMaps {
     backends: BTreeMap<&'static str, Arc<dyn Backend>>,
     targets: BTreeMap<&'static str, Arc<dyn PrintTarget>>,
     concrete: BTreeMap<&'static str, Arc<dyn Any + Send + Sync>>,
@@ -581,12 +587,13 @@ impl BackendRegistry {
     /// Registers a print target (Lianke, Zhimu).
     pub fn with<B: PrintTarget>(mut self, backend: Arc<B>) -> BackendRegistry {
         let name = backend.name();
-        self.concrete
+        let maps = Arc::make_mut(&mut self.maps);
+        maps.concrete
             .insert(name, Arc::clone(&backend) as Arc<dyn Any + Send + Sync>);
         let measured = Arc::new(Measured { inner: backend });
-        self.backends
+        maps.backends
             .insert(name, Arc::clone(&measured) as Arc<dyn Backend>);
-        self.targets.insert(name, measured);
+        maps.targets.insert(name, measured);
         self
     }
 
@@ -594,32 +601,33 @@ impl BackendRegistry {
     /// printed on.
     pub fn with_source<B: Backend>(mut self, backend: Arc<B>) -> BackendRegistry {
         let name = backend.name();
-        self.concrete
+        let maps = Arc::make_mut(&mut self.maps);
+        maps.concrete
             .insert(name, Arc::clone(&backend) as Arc<dyn Any + Send + Sync>);
-        self.backends
+        maps.backends
             .insert(name, Arc::new(Measured { inner: backend }));
-        self.targets.remove(name);
+        maps.targets.remove(name);
         self
     }
 
     /// Any backend, print target or job source.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Backend>> {
-        self.backends.get(name)
+        self.maps.backends.get(name)
     }
 
     /// The print target registered as `name`.
     pub fn target(&self, name: &str) -> Option<&Arc<dyn PrintTarget>> {
-        self.targets.get(name)
+        self.maps.targets.get(name)
     }
 
     /// The backend registered as `name`, as its concrete type (for vendor-specific
     /// operations the [`Backend`] trait does not cover).
     pub fn get_as<T: Backend>(&self, name: &str) -> Option<Arc<T>> {
-        self.concrete.get(name)?.clone().downcast::<T>().ok()
+        self.maps.concrete.get(name)?.clone().downcast::<T>().ok()
     }
 
     pub fn names(&self) -> Vec<&'static str> {
-        self.backends.keys().copied().collect()
+        self.maps.backends.keys().copied().collect()
     }
 }
 
