@@ -739,6 +739,46 @@ mod tests {
     }
 
     #[test]
+    fn a_job_of_one_task_per_page_combines_their_states() {
+        let processing = |r: &str| TaskProgress::Processing { reason: r.into() };
+        let failed = TaskProgress::Failed {
+            error: JobError {
+                code: ErrorCode::PrintFailed,
+                message: "Zhimu reports the task failed: PAPER_JAM".into(),
+                vendor_code: Some("ERROR".into()),
+                vendor_message: Some("PAPER_JAM".into()),
+            },
+        };
+        let done = TaskProgress::Completed;
+        assert_eq!(combined_progress(&[done.clone(), done.clone()]), done);
+        assert_eq!(
+            combined_progress(&[done.clone(), processing("printing"), processing("sending")]),
+            processing("printing"),
+            "the stage of the first page not finished"
+        );
+        match combined_progress(&[done.clone(), processing("printing"), failed.clone()]) {
+            TaskProgress::Failed { error } => {
+                assert!(
+                    error.message.starts_with("page 3 of 3: "),
+                    "{}",
+                    error.message
+                );
+                assert_eq!(error.code, ErrorCode::PrintFailed);
+            }
+            other => panic!("a failed page fails the job: {other:?}"),
+        }
+        assert_eq!(
+            combined_progress(&[TaskProgress::Canceled, processing("queued_at_vendor")]),
+            processing("queued_at_vendor"),
+            "canceled only once every page has ended"
+        );
+        assert_eq!(
+            combined_progress(&[done.clone(), TaskProgress::Canceled]),
+            TaskProgress::Canceled
+        );
+    }
+
+    #[test]
     fn every_task_status_maps_to_its_neutral_state() {
         let data = |status: &str, detail: Option<&str>| TaskData {
             task_id: None,
