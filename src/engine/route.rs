@@ -123,6 +123,30 @@ pub fn converts(backend: &dyn Backend, kind: DocumentKind, doc_type: Option<Docu
             .is_ok()
 }
 
+/// The file types a backend's printers take as bytes (upload or base64): natively, and by
+/// the gateway's conversion.
+pub fn document_types(backend: &dyn Backend) -> (Vec<DocumentType>, Vec<DocumentType>) {
+    let mut native = Vec::new();
+    let mut converted = Vec::new();
+    for name in DocumentType::all_names() {
+        let Some(doc_type) = DocumentType::from_extension(&format!("x.{name}")) else {
+            continue;
+        };
+        if native.contains(&doc_type) || converted.contains(&doc_type) {
+            continue;
+        }
+        if backend
+            .check_document(DocumentKind::Base64, Some(doc_type))
+            .is_ok()
+        {
+            native.push(doc_type);
+        } else if converts(backend, DocumentKind::Base64, Some(doc_type)) {
+            converted.push(doc_type);
+        }
+    }
+    (native, converted)
+}
+
 /// Judges one member for a job.
 pub fn fitness(
     printer: Option<&PrinterRow>,

@@ -136,6 +136,36 @@ async fn a_pdf_prints_on_zhimu_as_one_png_task_per_selected_page() {
 }
 
 #[tokio::test]
+async fn capabilities_say_which_types_a_printer_takes_natively_and_by_conversion() {
+    let w = world().await;
+    let zhimu: Value = w
+        .app
+        .get("/v1/printers/zm/capabilities")
+        .await
+        .json()
+        .await
+        .expect("capabilities");
+    assert_eq!(zhimu["document_types"]["by_conversion"], json!(["pdf"]));
+    let native = zhimu["document_types"]["native"].as_array().expect("list");
+    assert!(native.contains(&json!("png")) && !native.contains(&json!("pdf")));
+    let lianke: Value = w
+        .app
+        .get("/v1/printers/lk/capabilities")
+        .await
+        .json()
+        .await
+        .expect("capabilities");
+    assert_eq!(lianke["document_types"]["by_conversion"], json!([]));
+    assert!(
+        lianke["document_types"]["native"]
+            .as_array()
+            .expect("list")
+            .contains(&json!("pdf"))
+    );
+    w.app.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_corrupt_pdf_fails_as_unrenderable_before_any_vendor_call() {
     let w = world().await;
     let submits_before = w
