@@ -542,7 +542,11 @@ impl WecomBridge {
                     "the document `{}` is of a type the gateway cannot print",
                     job.doc_name
                 )),
-                (Some(t), Some(b)) => b.check_document(DocumentKind::Upload, Some(t)).err(),
+                // A PDF for a printer that takes images only is rendered at dispatch.
+                (Some(t), Some(b)) => {
+                    crate::engine::route::takes_document(b.as_ref(), DocumentKind::Upload, Some(t))
+                        .err()
+                }
                 (Some(_), None) => None,
             };
             if let Some(why) = refused {
