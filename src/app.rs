@@ -1,7 +1,7 @@
 //! Builds the state, the router and the workers; starts and stops them. Usable from tests
 //! on port 0 (`BIND_ADDR=127.0.0.1:0`), where it reports the real address.
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -46,6 +46,14 @@ pub enum Role {
 pub enum StartError {
     #[error("configuration: {0}")]
     Config(String),
+    #[error("configuration: {0}")]
+    Keys(#[from] crate::secrets_at_rest::InvalidKeys),
+    #[error("configuration: {0}")]
+    Documents(#[from] crate::document_store::InvalidDocumentStore),
+    #[error("configuration: {0}")]
+    Backend(#[from] crate::backends::BackendSetupError),
+    #[error("configuration: {0}")]
+    Outbox(#[from] crate::engine::outbox::OutboxSetupError),
     #[error("configuration: {0}")]
     Setting(#[from] crate::config::InvalidSetting),
     #[error("database at DATABASE_URL ({url}): {source}")]
@@ -187,14 +195,9 @@ pub fn wecom_settings(config: &Config) -> WecomSettings {
         model_secret: config
             .wecom
             .wecom_model_secret
-            .as_ref()
-            .map(|s| s.expose_secret().to_owned())
-            .unwrap_or_default(),
-        model_ticket: config
-            .wecom
-            .wecom_model_ticket
-            .as_ref()
-            .map(|s| s.expose_secret().to_owned()),
+            .clone()
+            .unwrap_or_else(|| SecretString::from("")),
+        model_ticket: config.wecom.wecom_model_ticket.clone(),
         timeout: config.vendor_timeout(),
         max_document_bytes: config.max_document_bytes,
         push_configured: config.wecom_push_configured(),
@@ -212,17 +215,15 @@ impl Application {
         role: Role,
     ) -> Result<Application, StartError> {
         config.validate()?;
-        let keyring = Arc::new(config.secrets.keyring().map_err(StartError::Config)?);
-        let documents = DocumentStore::from_url(config.retention.document_store_url.as_deref())
-            .map_err(StartError::Config)?;
+        let keyring = Arc::new(config.secrets.keyring()?);
+        let documents = DocumentStore::from_url(config.retention.document_store_url.as_deref())?;
         seal_clear_secrets(&config, &pool, &keyring).await?;
         // WeCom printers exist when a WeCom model is configured: the backend validates
         // them, the bridge pulls, imports and reports.
         let mut backends = backends;
         let mut wecom_client = None;
         if config.wecom_enabled() {
-            let client =
-                Arc::new(WecomClient::new(wecom_settings(&config)).map_err(StartError::Config)?);
+            let client = Arc::new(WecomClient::new(wecom_settings(&config))?);
             if backends.get(wecom::NAME).is_none() {
                 backends = backends.with_source(Arc::new(WecomBackend::new(Arc::clone(&client))));
             }
@@ -258,8 +259,7 @@ impl Application {
             OutboxSettings::from_config(&config),
             Arc::new(move |event| api::events::render_body(event, breaker_threshold)),
             Arc::clone(&keyring),
-        )
-        .map_err(StartError::Config)?;
+        )?;
         let state = AppState {
             pool,
             backends,
@@ -447,7 +447,7 @@ async fn wait_for_signal() {
 pub fn default_backends(config: &Config) -> BackendRegistry {
     let mut registry = BackendRegistry::new();
     if let Some(api_key) = &config.lianke.lianke_api_key {
-        match LiankeBackend::new(api_key.expose_secret().to_owned(), lianke_settings(config)) {
+        match LiankeBackend::new(api_key.clone(), lianke_settings(config)) {
             Ok(lianke) => registry = registry.with(Arc::new(lianke)),
             Err(err) => tracing::error!(error = %err, "the Lianke backend could not start"),
         }
@@ -481,7 +481,7 @@ pub fn zhimu_settings(config: &Config) -> Option<ZhimuSettings> {
         base_url: z.zhimu_base_url.clone(),
         credentials: AppCredentials {
             app_id: app_id.to_owned(),
-            app_key: app_key.to_owned(),
+            app_key: SecretString::from(app_key.to_owned()),
         },
         timeout: Duration::from_millis(z.zhimu_timeout_ms),
         poll: PollCadence {
@@ -499,5 +499,5 @@ pub fn zhimu_backend(config: &Config) -> Result<Option<Arc<ZhimuBackend>>, Start
     zhimu_settings(config)
         .map(|settings| ZhimuBackend::new(settings).map(Arc::new))
         .transpose()
-        .map_err(StartError::Config)
+        .map_err(StartError::Backend)
 }

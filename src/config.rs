@@ -338,7 +338,9 @@ pub struct SecretsConfig {
 
 impl SecretsConfig {
     /// The keyring these settings describe.
-    pub fn keyring(&self) -> Result<crate::secrets_at_rest::Keyring, String> {
+    pub fn keyring(
+        &self,
+    ) -> Result<crate::secrets_at_rest::Keyring, crate::secrets_at_rest::InvalidKeys> {
         crate::secrets_at_rest::Keyring::parse(
             self.secrets_keys.as_ref().map(ExposeSecret::expose_secret),
             self.secrets_active_key.as_deref(),
@@ -807,6 +809,12 @@ pub struct InvalidSetting(pub String);
 impl From<String> for InvalidSetting {
     fn from(message: String) -> Self {
         InvalidSetting(message)
+    }
+}
+
+impl From<crate::secrets_at_rest::InvalidKeys> for InvalidSetting {
+    fn from(err: crate::secrets_at_rest::InvalidKeys) -> Self {
+        InvalidSetting(err.to_string())
     }
 }
 

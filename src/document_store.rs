@@ -34,6 +34,17 @@ fn objects_error(what: &str, err: object_store::Error) -> StoreError {
     StoreError::Objects(format!("{what}: {err}"))
 }
 
+/// A `DOCUMENT_STORE_URL` that cannot be used; the text names the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidDocumentStore(String);
+
+impl From<String> for InvalidDocumentStore {
+    fn from(message: String) -> Self {
+        InvalidDocumentStore(message)
+    }
+}
+
 impl DocumentStore {
     /// Bytes in Postgres.
     pub fn postgres() -> DocumentStore {
@@ -41,7 +52,7 @@ impl DocumentStore {
     }
 
     /// From `DOCUMENT_STORE_URL` (`None`: Postgres). Errors name the variable.
-    pub fn from_url(url: Option<&str>) -> Result<DocumentStore, String> {
+    pub fn from_url(url: Option<&str>) -> Result<DocumentStore, InvalidDocumentStore> {
         let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else {
             return Ok(DocumentStore::postgres());
         };
@@ -79,7 +90,7 @@ impl DocumentStore {
             other => {
                 return Err(format!(
                     "DOCUMENT_STORE_URL: `{other}://` is not supported; use file:///DIR or s3://BUCKET/PREFIX"
-                ));
+                ).into());
             }
         };
         Ok(DocumentStore {

@@ -274,12 +274,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             secret,
             quiet,
         }) => {
-            webhook_listen::listen((host, port).into(), &secret, quiet)
-                .await
-                .map_err(anyhow::Error::msg)?;
+            webhook_listen::listen((host, port).into(), &secret, quiet).await?;
         }
         Command::Secrets(SecretsCommand::Rotate { database, secrets }) => {
-            let keyring = secrets.keyring().map_err(anyhow::Error::msg)?;
+            let keyring = secrets.keyring()?;
             let Some(active) = keyring.active_key_id() else {
                 anyhow::bail!(
                     "SECRETS_KEYS is not set: there is no key to seal with (e.g. SECRETS_KEYS=k1:$(openssl rand -base64 32))"
@@ -321,8 +319,9 @@ async fn api_keys(config: Config, command: ApiKeysCommand) -> anyhow::Result<()>
             name,
             expires_at,
         } => {
-            api::keys::check_new_key(&tenant, &name, &scopes, expires_at)
-                .map_err(|message| anyhow::anyhow!("{}", message.trim_end_matches('.')))?;
+            api::keys::check_new_key(&tenant, &name, &scopes, expires_at).map_err(|message| {
+                anyhow::anyhow!("{}", message.to_string().trim_end_matches('.'))
+            })?;
             let pool = app::prepare_database(&config).await?;
             let new = store::api_keys::NewKey {
                 tenant: &tenant,

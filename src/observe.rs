@@ -337,17 +337,25 @@ pub fn token_refresh(vendor: &'static str, ok: bool) {
         .increment(1);
 }
 
+/// The answer the gateway gave a callback: its ack status, or the problem code it refused with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackAnswer<'a> {
+    Acked(&'a str),
+    Refused(&'a str),
+}
+
 /// What became of a callback, from the answer the gateway gave it.
-pub fn callback_result(code: Result<&'static str, &'static str>) -> &'static str {
-    match code {
-        Ok("applied") => "applied",
-        Ok("duplicate") => "duplicate",
-        Ok("recorded") => "recorded",
-        Ok(_) => "applied",
-        Err("unauthorized" | "callback_mismatch" | "invalid_signature") => "forged",
-        Err("unknown_job" | "not_found") => "unknown",
-        Err("callback_not_ready") => "not_ready",
-        Err(_) => "invalid",
+pub fn callback_result(answer: CallbackAnswer<'_>) -> &'static str {
+    use CallbackAnswer::{Acked, Refused};
+    match answer {
+        Acked("applied") => "applied",
+        Acked("duplicate") => "duplicate",
+        Acked("recorded") => "recorded",
+        Acked(_) => "applied",
+        Refused("unauthorized" | "callback_mismatch" | "invalid_signature") => "forged",
+        Refused("unknown_job" | "not_found") => "unknown",
+        Refused("callback_not_ready") => "not_ready",
+        Refused(_) => "invalid",
     }
 }
 
@@ -361,10 +369,10 @@ pub fn callback(vendor: &'static str, result: &'static str) {
 }
 
 /// Live jobs of one state: count and the age of the oldest.
-pub fn live_jobs(state: &'static str, count: i64, oldest_age: Option<f64>) {
-    gauge!(JOBS, "state" => state).set(count as f64);
-    gauge!(JOB_OLDEST_AGE, "state" => state).set(oldest_age.unwrap_or(0.0).max(0.0));
-    if state == "unconfirmed" {
+pub fn live_jobs(state: JobState, count: i64, oldest_age: Option<f64>) {
+    gauge!(JOBS, "state" => state.as_str()).set(count as f64);
+    gauge!(JOB_OLDEST_AGE, "state" => state.as_str()).set(oldest_age.unwrap_or(0.0).max(0.0));
+    if state == JobState::Unconfirmed {
         gauge!(JOBS_UNCONFIRMED).set(count as f64);
     }
 }

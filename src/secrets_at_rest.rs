@@ -50,6 +50,31 @@ pub enum OpenError {
     Malformed,
 }
 
+/// A printer secret that cannot be opened; names the secret, never shows it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("its secret `{name}` cannot be read: {reason}")]
+pub struct UnreadableSecret {
+    pub name: String,
+    pub reason: OpenError,
+}
+
+/// `SECRETS_KEYS` or `SECRETS_ACTIVE_KEY` that cannot be used; names the variable, never a key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidKeys(String);
+
+impl From<String> for InvalidKeys {
+    fn from(message: String) -> Self {
+        InvalidKeys(message)
+    }
+}
+
+impl From<&str> for InvalidKeys {
+    fn from(message: &str) -> Self {
+        InvalidKeys(message.to_owned())
+    }
+}
+
 /// The keys from `SECRETS_KEYS`, and the one new values are sealed with.
 pub struct Keyring {
     keys: Vec<(String, SecretBox<[u8; 32]>)>,
@@ -79,7 +104,7 @@ impl Keyring {
 
     /// Parses `SECRETS_KEYS` (`id:base64,id:base64`, each key 32 bytes) and
     /// `SECRETS_ACTIVE_KEY` (default: the first listed). Errors name the variable, never a key.
-    pub fn parse(keys: Option<&str>, active: Option<&str>) -> Result<Keyring, String> {
+    pub fn parse(keys: Option<&str>, active: Option<&str>) -> Result<Keyring, InvalidKeys> {
         let mut ring = Keyring::none();
         for entry in keys.unwrap_or("").split(',').map(str::trim) {
             if entry.is_empty() {
@@ -98,10 +123,11 @@ impl Keyring {
                 return Err(format!(
                     "SECRETS_KEYS: key id `{}` must be 1-32 characters of A-Z, a-z, 0-9, - and _",
                     id.chars().take(40).collect::<String>()
-                ));
+                )
+                .into());
             }
             if ring.keys.iter().any(|(k, _)| k == id) {
-                return Err(format!("SECRETS_KEYS: key id `{id}` appears twice"));
+                return Err(format!("SECRETS_KEYS: key id `{id}` appears twice").into());
             }
             let bytes = STANDARD
                 .decode(encoded.trim())
@@ -234,14 +260,18 @@ impl Keyring {
         &self,
         printer_id: &str,
         stored: &Value,
-    ) -> Result<BTreeMap<String, SecretString>, String> {
+    ) -> Result<BTreeMap<String, SecretString>, UnreadableSecret> {
         let mut out = BTreeMap::new();
         if let Some(map) = stored.as_object() {
             for (name, value) in map {
                 let opened = match value {
-                    Value::String(s) => self
-                        .open(&printer_context(printer_id, name), s)
-                        .map_err(|err| format!("its secret `{name}` cannot be read: {err}"))?,
+                    Value::String(s) => {
+                        self.open(&printer_context(printer_id, name), s)
+                            .map_err(|reason| UnreadableSecret {
+                                name: name.clone(),
+                                reason,
+                            })?
+                    }
                     other => SecretString::from(other.to_string()),
                 };
                 out.insert(name.clone(), opened);
@@ -256,7 +286,7 @@ impl Keyring {
         &self,
         printer_id: &str,
         stored: &Value,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, UnreadableSecret> {
         Ok(Value::Object(
             self.open_printer_secrets(printer_id, stored)?
                 .into_iter()
@@ -351,7 +381,7 @@ mod tests {
             (K1, Some("k9")),
             (&format!("{K1},{K1}"), None),
         ] {
-            let err = Keyring::parse(Some(keys), active).unwrap_err();
+            let err = Keyring::parse(Some(keys), active).unwrap_err().to_string();
             assert!(err.starts_with("SECRETS_"), "{err}");
             assert!(!err.contains("AAAAAAAA"), "{err}");
         }

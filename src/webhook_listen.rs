@@ -13,6 +13,20 @@ use axum::routing::post;
 
 use crate::webhook_signature;
 
+/// Why `webhooks listen` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("--secret: {0} (copy it from the endpoint's create answer)")]
+    Secret(webhook_signature::BadSecret),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Serve(std::io::Error),
+}
+
 struct Receiver {
     key: Vec<u8>,
     quiet: bool,
@@ -21,9 +35,8 @@ struct Receiver {
 /// Serves on `addr` until Ctrl-C: every POST (any path) is verified with `secret`; a
 /// valid one is printed to stdout and answered 204, an invalid one is reported on stderr
 /// and answered 400.
-pub async fn listen(addr: SocketAddr, secret: &str, quiet: bool) -> Result<(), String> {
-    let key = webhook_signature::secret_key(secret)
-        .map_err(|err| format!("--secret: {err} (copy it from the endpoint's create answer)"))?;
+pub async fn listen(addr: SocketAddr, secret: &str, quiet: bool) -> Result<(), ListenError> {
+    let key = webhook_signature::secret_key(secret).map_err(ListenError::Secret)?;
     let receiver = Arc::new(Receiver { key, quiet });
     let app = Router::new()
         .route("/", post(receive))
@@ -31,15 +44,15 @@ pub async fn listen(addr: SocketAddr, secret: &str, quiet: bool) -> Result<(), S
         .with_state(receiver);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|err| format!("cannot listen on {addr}: {err}"))?;
-    let local = listener.local_addr().map_err(|err| err.to_string())?;
+        .map_err(|source| ListenError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(ListenError::Serve)?;
     eprintln!("listening on http://{local}/ — verifying signatures; Ctrl-C stops");
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
-        .map_err(|err| err.to_string())
+        .map_err(ListenError::Serve)
 }
 
 async fn receive(

@@ -23,14 +23,21 @@ pub fn generate_secret() -> String {
     format!("{SECRET_PREFIX}{}", STANDARD.encode(key))
 }
 
+/// Why a signing secret has no key bytes (never shows the secret).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadSecret {
+    #[error("the secret is not `whsec_` followed by base64")]
+    NotBase64,
+    #[error("the secret is empty")]
+    Empty,
+}
+
 /// The key bytes of a `whsec_…` secret.
-pub fn secret_key(secret: &str) -> Result<Vec<u8>, String> {
+pub fn secret_key(secret: &str) -> Result<Vec<u8>, BadSecret> {
     let encoded = secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret);
-    let key = STANDARD
-        .decode(encoded)
-        .map_err(|_| "the secret is not `whsec_` followed by base64".to_owned())?;
+    let key = STANDARD.decode(encoded).map_err(|_| BadSecret::NotBase64)?;
     if key.is_empty() {
-        return Err("the secret is empty".into());
+        return Err(BadSecret::Empty);
     }
     Ok(key)
 }

@@ -1,4 +1,6 @@
-//! `Authorization: Bearer <key>`: the key's tenant and scopes, checked per handler.
+//! `Authorization: Bearer <key>`: the key's tenant and scopes, checked per handler. The
+//! scope names are defined here and nowhere else; handlers name them through the
+//! [`Scoped`] markers (`JobsWrite`, `Admin`, …).
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -17,15 +19,13 @@ pub const JOBS_READ: &str = "jobs:read";
 pub const PRINTERS_ADMIN: &str = "printers:admin";
 /// Manage webhook subscriptions.
 pub const WEBHOOKS_ADMIN: &str = "webhooks:admin";
-/// The operator: manages API keys and reads across tenants.
+/// The operator: manages API keys and reads across tenants (the console uses it). It grants
+/// reading every tenant's printers, jobs and events; changing things still needs the scope
+/// that change needs.
 pub const ADMIN: &str = "admin";
 
 /// Every scope a key may have.
 pub const SCOPES: [&str; 5] = [JOBS_WRITE, JOBS_READ, PRINTERS_ADMIN, WEBHOOKS_ADMIN, ADMIN];
-
-/// Operators: read every tenant's printers, jobs and events (the console uses it). It
-/// grants reading only; changing things still needs the scope that change needs.
-pub const ADMIN_SCOPE: &str = ADMIN;
 
 /// A key's last use is written at most this often (not on every request).
 const LAST_USED_RESOLUTION_SECS: i64 = 60;
@@ -45,12 +45,12 @@ impl Caller {
     fn has(&self, scope: &str) -> bool {
         self.scopes
             .iter()
-            .any(|s| s == scope || (s == ADMIN_SCOPE && scope == "jobs:read"))
+            .any(|s| s == scope || (s == ADMIN && scope == JOBS_READ))
     }
 
     /// Whether this key reads across tenants.
     pub fn is_admin(&self) -> bool {
-        self.scopes.iter().any(|s| s == ADMIN_SCOPE)
+        self.scopes.iter().any(|s| s == ADMIN)
     }
 
     /// Whose data this key may read: its own tenant's, or everyone's (`None`) for an
@@ -72,7 +72,7 @@ impl Caller {
             Ok(())
         } else {
             Err(ApiError::forbidden(
-                scopes.first().copied().unwrap_or("jobs:read"),
+                scopes.first().copied().unwrap_or(JOBS_READ),
             ))
         }
     }

@@ -113,71 +113,6 @@ impl ApiError {
     }
 }
 
-/// A vendor's answer to a read or housekeeping call made for the caller: the vendor refusing
-/// what the caller sent (a parameter, a name, a task id: `VendorRejected`) is the caller's
-/// error, `422 vendor_refused_input` with the vendor's code and words; anything else (the
-/// vendor down, slow, or answering nonsense) is `502 vendor_error`.
-pub fn vendor_answer(vendor: &str, err: &crate::backends::VendorError) -> ApiError {
-    let words = match (&err.vendor_code, &err.vendor_message) {
-        (Some(code), Some(msg)) => format!(" (vendor code {code}: {msg})"),
-        (Some(code), None) => format!(" (vendor code {code})"),
-        _ => String::new(),
-    };
-    if err.code == crate::domain::ErrorCode::BackendUnavailable {
-        // The printer's backend has no such call (a WeCom printer has no capabilities).
-        return ApiError::unprocessable("not_supported", format!("{}{words}.", err.message));
-    }
-    if matches!(
-        err.code,
-        crate::domain::ErrorCode::DeviceBusy | crate::domain::ErrorCode::DeviceOffline
-    ) {
-        // Not a fault of the gateway or the vendor: the device is taken (another call holds
-        // it) or offline, a state of the printer that conflicts with asking it now.
-        return ApiError::new(
-            StatusCode::CONFLICT,
-            err.code.as_str(),
-            format!("{}{words}; try again shortly.", err.message),
-        );
-    }
-    if matches!(
-        err.code,
-        crate::domain::ErrorCode::PrinterNotFound | crate::domain::ErrorCode::PrinterAuthFailed
-    ) {
-        // The printer as registered no longer matches the vendor (unbound, removed, or its
-        // credentials changed there): fix the registration, not a vendor fault.
-        return ApiError::new(
-            StatusCode::CONFLICT,
-            err.code.as_str(),
-            format!("{}{words}.", err.message),
-        );
-    }
-    if err.code == crate::domain::ErrorCode::VendorRateLimited {
-        return ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            err.code.as_str(),
-            format!(
-                "{vendor} limits how often this may be asked: {}{words}.",
-                err.message
-            ),
-        );
-    }
-    if err.code == crate::domain::ErrorCode::VendorRejected && !err.outcome_unknown {
-        ApiError::unprocessable(
-            "vendor_refused_input",
-            format!("{vendor} refused what was sent: {}{words}.", err.message),
-        )
-    } else {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "vendor_error",
-            format!(
-                "{vendor} could not answer ({}): {}{words}",
-                err.code, err.message
-            ),
-        )
-    }
-}
-
 fn title(status: StatusCode) -> String {
     status.canonical_reason().unwrap_or("Error").to_owned()
 }
@@ -277,7 +212,9 @@ impl From<ServiceError> for ApiError {
                 detail,
             ),
             // Only printer registration asks the vendor; the printers API words it.
-            ServiceError::Unverified(err) => with_verify_hint(vendor_refusal(err)),
+            ServiceError::Unverified(err) => {
+                with_verify_hint(vendor_problem(VendorCall::Setup, &err))
+            }
             ServiceError::Store(err) => err.into(),
             ServiceError::Internal(message) => ApiError::Internal(message),
         }
@@ -493,47 +430,97 @@ fn with_verify_hint(err: ApiError) -> ApiError {
     }
 }
 
-/// A vendor refusal an operator can act on, with a status that says what kind it is. The
-/// vendor's code and message are included; secrets never are (they are not in errors).
-pub fn vendor_refusal(err: VendorError) -> ApiError {
-    if err.code == ErrorCode::PrinterAuthFailed {
-        return ApiError::unprocessable(
+/// What a vendor call was for, which decides how its failure is told to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VendorCall<'a> {
+    /// A read on a registered printer made for the caller (capabilities, live status, a
+    /// vendor's own listing): `vendor` names who answered.
+    Read { vendor: &'a str },
+    /// An operator's setup call: the registration check of a printer's credentials,
+    /// discovery, housekeeping.
+    Setup,
+}
+
+/// The one table from a vendor error to the caller's answer. The vendor's code and words
+/// are included; secrets never are (they are not in errors).
+///
+/// | error | read | setup |
+/// |---|---|---|
+/// | backend has no such call | 422 `not_supported` | 502 (its code) |
+/// | device busy / offline | 409 (its code), "try again shortly" | 409 (its code) |
+/// | printer not found | 409 `printer_not_found` | 502 `printer_not_found` |
+/// | printer's credentials refused | 409 `printer_auth_failed` | 422 `vendor_auth_failed` |
+/// | gateway's own credentials refused | 502 `vendor_error` | 502 `vendor_app_auth_failed` |
+/// | rate limited | 429 `vendor_rate_limited` | 429 `vendor_rate_limited` |
+/// | vendor refused the input | 422 `vendor_refused_input` | 409 `vendor_rejected` |
+/// | anything else (down, slow, nonsense) | 502 `vendor_error` | 502 (its code) |
+pub fn vendor_problem(call: VendorCall<'_>, err: &VendorError) -> ApiError {
+    use ErrorCode::*;
+    use VendorCall::{Read, Setup};
+    let words = vendor_words(err);
+    let message = &err.message;
+    let own_code = err.code.as_str();
+    let (status, code, detail) = match (call, err.code) {
+        // The printer's backend has no such call (a WeCom printer has no capabilities).
+        (Read { .. }, BackendUnavailable) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_supported",
+            format!("{message}{words}."),
+        ),
+        // Not a fault of the gateway or the vendor: the device is taken (another call
+        // holds it) or offline, a state of the printer that conflicts with asking it now.
+        (Read { .. }, DeviceBusy | DeviceOffline) => (
+            StatusCode::CONFLICT,
+            own_code,
+            format!("{message}{words}; try again shortly."),
+        ),
+        (Setup, DeviceBusy | DeviceOffline) => {
+            (StatusCode::CONFLICT, own_code, format!("{message}{words}."))
+        }
+        // The printer as registered no longer matches the vendor (unbound, removed, or its
+        // credentials changed there): fix the registration, not a vendor fault.
+        (Read { .. }, PrinterNotFound | PrinterAuthFailed) => {
+            (StatusCode::CONFLICT, own_code, format!("{message}{words}."))
+        }
+        (Setup, PrinterAuthFailed) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
             "vendor_auth_failed",
-            format!(
-                "The vendor refused the printer's credentials: {}{}.",
-                err.message,
-                vendor_words(&err)
-            ),
-        );
-    }
-    if err.code == ErrorCode::VendorAuthFailed {
+            format!("The vendor refused the printer's credentials: {message}{words}."),
+        ),
         // The gateway's own credentials (not the printer's): a configuration problem.
-        return ApiError::new(
+        (Setup, VendorAuthFailed) => (
             StatusCode::BAD_GATEWAY,
             "vendor_app_auth_failed",
-            format!(
-                "The vendor refused the gateway's own credentials: {}{}.",
-                err.message,
-                vendor_words(&err)
-            ),
-        );
-    }
-    let status = match err.code {
-        ErrorCode::VendorRejected => StatusCode::CONFLICT,
-        ErrorCode::VendorRateLimited => StatusCode::TOO_MANY_REQUESTS,
-        // The printer's state conflicts with the call now (taken by another call, or
-        // offline); try again later. Not a 5xx: nothing on the gateway's side failed.
-        ErrorCode::DeviceBusy | ErrorCode::DeviceOffline => StatusCode::CONFLICT,
-        _ => StatusCode::BAD_GATEWAY,
+            format!("The vendor refused the gateway's own credentials: {message}{words}."),
+        ),
+        (Read { vendor }, VendorRateLimited) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            own_code,
+            format!("{vendor} limits how often this may be asked: {message}{words}."),
+        ),
+        (Setup, VendorRateLimited) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            own_code,
+            format!("{message}{words}."),
+        ),
+        // The vendor refusing what the caller sent (a parameter, a name, a task id) is the
+        // caller's error.
+        (Read { vendor }, VendorRejected) if !err.outcome_unknown => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "vendor_refused_input",
+            format!("{vendor} refused what was sent: {message}{words}."),
+        ),
+        (Setup, VendorRejected) => (StatusCode::CONFLICT, own_code, format!("{message}{words}.")),
+        (Read { vendor }, _) => (
+            StatusCode::BAD_GATEWAY,
+            "vendor_error",
+            format!("{vendor} could not answer ({}): {message}{words}", err.code),
+        ),
+        (Setup, _) => (
+            StatusCode::BAD_GATEWAY,
+            own_code,
+            format!("{message}{words}."),
+        ),
     };
-    let vendor = match (&err.vendor_code, &err.vendor_message) {
-        (Some(code), Some(msg)) => format!(" (vendor code {code}: {msg})"),
-        (Some(code), None) => format!(" (vendor code {code})"),
-        _ => String::new(),
-    };
-    ApiError::new(
-        status,
-        err.code.as_str(),
-        format!("{}{vendor}.", err.message),
-    )
+    ApiError::new(status, code, detail)
 }

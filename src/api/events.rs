@@ -13,7 +13,7 @@ use super::auth::{JobsRead, Scoped};
 use super::error::{ApiError, Json, Problem, Query};
 use super::jobs::JobView;
 use super::printers::PrinterView;
-use crate::engine::outbox::event_id;
+use crate::engine::outbox::{RenderError, event_id};
 use crate::store::jobs::JobRow;
 use crate::store::printers::PrinterRow;
 use crate::store::webhooks::{FeedCursor, OutboxEventRow};
@@ -87,16 +87,23 @@ pub struct PingData {
 }
 
 /// Builds the event body from its outbox row.
-pub fn render(row: &OutboxEventRow, breaker_threshold: i32) -> Result<Event, String> {
+pub fn render(row: &OutboxEventRow, breaker_threshold: i32) -> Result<Event, RenderError> {
+    let snapshot = |part: &'static str| {
+        move |source| RenderError::Snapshot {
+            id: row.id,
+            part,
+            source,
+        }
+    };
     let data = if row.job_id.is_some() {
-        let job: JobRow = serde_json::from_value(row.snapshot.clone())
-            .map_err(|err| format!("event {}: job snapshot: {err}", row.id))?;
+        let job: JobRow =
+            serde_json::from_value(row.snapshot.clone()).map_err(snapshot("job snapshot"))?;
         EventData::Job(Box::new(
-            JobView::from_row(job).map_err(|err| err.to_string())?,
+            JobView::from_row(job).map_err(|err| RenderError::View(err.to_string()))?,
         ))
     } else if row.printer_id.is_some() {
-        let printer: PrinterRow = serde_json::from_value(row.snapshot.clone())
-            .map_err(|err| format!("event {}: printer snapshot: {err}", row.id))?;
+        let printer: PrinterRow =
+            serde_json::from_value(row.snapshot.clone()).map_err(snapshot("printer snapshot"))?;
         EventData::Printer(Box::new(PrinterView::from_row_at(
             printer,
             breaker_threshold,
@@ -107,8 +114,7 @@ pub fn render(row: &OutboxEventRow, breaker_threshold: i32) -> Result<Event, Str
         struct Ping {
             endpoint_id: Uuid,
         }
-        let ping: Ping = serde_json::from_value(row.snapshot.clone())
-            .map_err(|err| format!("event {}: ping: {err}", row.id))?;
+        let ping: Ping = serde_json::from_value(row.snapshot.clone()).map_err(snapshot("ping"))?;
         EventData::Ping(PingData {
             endpoint_id: ping.endpoint_id,
         })
@@ -123,9 +129,9 @@ pub fn render(row: &OutboxEventRow, breaker_threshold: i32) -> Result<Event, Str
 }
 
 /// The JSON body of a delivery.
-pub fn render_body(row: &OutboxEventRow, breaker_threshold: i32) -> Result<Vec<u8>, String> {
+pub fn render_body(row: &OutboxEventRow, breaker_threshold: i32) -> Result<Vec<u8>, RenderError> {
     let event = render(row, breaker_threshold)?;
-    serde_json::to_vec(&event).map_err(|err| err.to_string())
+    serde_json::to_vec(&event).map_err(RenderError::Encode)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -178,7 +184,7 @@ pub async fn list_events(
     let types = match query.kind.as_deref() {
         None => Vec::new(),
         Some(list) => parse_event_types(list.split(',').map(str::trim))
-            .map_err(|detail| ApiError::bad_request("invalid_query", detail))?,
+            .map_err(|detail| ApiError::bad_request("invalid_query", detail.to_string()))?,
     };
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let (rows, last) =
@@ -186,21 +192,25 @@ pub async fn list_events(
     let threshold = state.engine.settings().breaker_threshold;
     let items = rows
         .iter()
-        .map(|row| render(row, threshold).map_err(ApiError::Internal))
+        .map(|row| render(row, threshold).map_err(|err| ApiError::Internal(err.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
     let next_cursor = last.or(after).map(encode_cursor);
     Ok(Json(EventPage { items, next_cursor }))
 }
 
+/// An event type name that is not one of [`EVENT_TYPES`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Unknown event type {0:?}; the types are {types}.", types = EVENT_TYPES.join(", "))]
+pub struct UnknownEventType(String);
+
 /// Checks event type names against [`EVENT_TYPES`].
-pub fn parse_event_types<'a>(names: impl Iterator<Item = &'a str>) -> Result<Vec<String>, String> {
+pub fn parse_event_types<'a>(
+    names: impl Iterator<Item = &'a str>,
+) -> Result<Vec<String>, UnknownEventType> {
     let mut out: Vec<String> = Vec::new();
     for name in names {
         if !EVENT_TYPES.contains(&name) {
-            return Err(format!(
-                "Unknown event type {name:?}; the types are {}.",
-                EVENT_TYPES.join(", ")
-            ));
+            return Err(UnknownEventType(name.to_owned()));
         }
         if !out.iter().any(|t| t == name) {
             out.push(name.to_owned());

@@ -193,7 +193,7 @@ pub struct JobView {
 
 impl JobView {
     pub fn from_row(row: JobRow) -> Result<JobView, ApiError> {
-        let state = row.job_state()?;
+        let state = row.state;
         let document: DocumentInfo = serde_json::from_value(row.document_info)
             .map_err(|err| ApiError::Internal(format!("job {} document_info: {err}", row.id)))?;
         Ok(JobView {
@@ -203,7 +203,7 @@ impl JobView {
             pool_id: row.pool_id,
             converted_from: row.converted_from,
             page_count: row.page_count,
-            source: row.source,
+            source: row.source.as_str().to_owned(),
             state,
             state_reason: row.state_reason,
             vendor_status: row.vendor_status,
@@ -218,11 +218,7 @@ impl JobView {
             cancel_requested: row.cancel_requested,
             document,
             options: row.options.0,
-            options_mode: if row.options_mode == "best_effort" {
-                OptionsMode::BestEffort
-            } else {
-                OptionsMode::Strict
-            },
+            options_mode: row.options_mode,
             dropped_options: row.dropped_options,
             metadata: row.metadata,
             idempotency_key: row.idempotency_key,
@@ -420,7 +416,7 @@ pub async fn create_job(
                 .map_err(|err| ApiError::Internal(err.to_string()))?,
             idempotency_key: idempotency_key.clone(),
             request_hash: Some(request_hash.clone()),
-            source: "api".to_owned(),
+            source: EventSource::Api,
             vendor_ids: None,
         })
         .await?;
@@ -863,14 +859,19 @@ pub async fn list_jobs(
             ApiError::bad_request("invalid_query", format!("`state` must be one of pending, processing, unconfirmed, completed, failed, canceled; got {s:?}."))
         })?),
     };
-    if let Some(source) = &query.source
-        && !matches!(source.as_str(), "api" | "wecom")
-    {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("`source` must be `api` or `wecom`, got {source:?}."),
-        ));
-    }
+    let source = match query.source.as_deref() {
+        None => None,
+        Some(s) => Some(
+            EventSource::parse(s)
+                .filter(|source| matches!(source, EventSource::Api | EventSource::Wecom))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_query",
+                        format!("`source` must be `api` or `wecom`, got {s:?}."),
+                    )
+                })?,
+        ),
+    };
     if query.q.as_ref().is_some_and(|q| q.len() > 255) {
         return Err(ApiError::bad_request(
             "invalid_query",
@@ -881,7 +882,7 @@ pub async fn list_jobs(
     let filter = ListFilter {
         state: job_state,
         printer_id: query.printer_id,
-        source: query.source,
+        source,
         created_after: query.created_after,
         created_before: query.created_before,
         search: query
@@ -962,19 +963,13 @@ pub async fn job_events(
     let rows = store::events::for_job(&state.pool, id).await?;
     let mut items = Vec::with_capacity(rows.len());
     for row in rows {
-        let parse_state = |s: &str| {
-            JobState::parse(s)
-                .ok_or_else(|| ApiError::Internal(format!("event {} has state {s:?}", row.id)))
-        };
         items.push(JobEvent {
             id: row.id,
             at: row.at,
-            source: EventSource::parse(&row.source).ok_or_else(|| {
-                ApiError::Internal(format!("event {} has source {:?}", row.id, row.source))
-            })?,
+            source: row.source,
             kind: row.kind.clone(),
-            from_state: row.from_state.as_deref().map(parse_state).transpose()?,
-            to_state: parse_state(&row.to_state)?,
+            from_state: row.from_state,
+            to_state: row.to_state,
             reason: row.reason,
             message: row.message,
             vendor_payload: row.vendor_payload,
@@ -1091,7 +1086,7 @@ pub async fn resolve_job(
     let row = store::jobs::get(&state.pool, &caller.tenant, id)
         .await?
         .ok_or_else(|| ApiError::not_found(&format!("Job {id}")))?;
-    let current = row.job_state()?;
+    let current = row.state;
     if current != JobState::Unconfirmed {
         return Err(ApiError::conflict(
             "job_not_unconfirmed",

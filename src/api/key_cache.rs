@@ -157,7 +157,7 @@ mod tests {
         CachedKey {
             id,
             tenant: "t".into(),
-            scopes: vec!["jobs:read".into()],
+            scopes: vec![crate::api::auth::JOBS_READ.into()],
             name: "k".into(),
             prefix: "pg_test".into(),
             expires_at: None,

@@ -130,13 +130,30 @@ pub struct KeyListQuery {
     pub tenant: Option<String>,
 }
 
+/// A new key's field that is refused; the text names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidNewKey(String);
+
+impl From<String> for InvalidNewKey {
+    fn from(message: String) -> Self {
+        InvalidNewKey(message)
+    }
+}
+
+impl From<&str> for InvalidNewKey {
+    fn from(message: &str) -> Self {
+        InvalidNewKey(message.to_owned())
+    }
+}
+
 /// Checks a new key's fields; the message names the field at fault.
 pub fn check_new_key(
     tenant: &str,
     name: &str,
     scopes: &[String],
     expires_at: Option<DateTime<Utc>>,
-) -> Result<(), String> {
+) -> Result<(), InvalidNewKey> {
     if tenant.trim().is_empty() || tenant.len() > 200 {
         return Err("`tenant` must be 1-200 characters.".into());
     }
@@ -144,16 +161,10 @@ pub fn check_new_key(
         return Err("`name` must be 1-200 characters.".into());
     }
     if scopes.is_empty() {
-        return Err(format!(
-            "`scopes` must name at least one of {}.",
-            SCOPES.join(", ")
-        ));
+        return Err(format!("`scopes` must name at least one of {}.", SCOPES.join(", ")).into());
     }
     if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
-        return Err(format!(
-            "unknown scope `{bad}`; scopes are {}.",
-            SCOPES.join(", ")
-        ));
+        return Err(format!("unknown scope `{bad}`; scopes are {}.", SCOPES.join(", ")).into());
     }
     if expires_at.is_some_and(|at| at <= Utc::now()) {
         return Err("`expires_at` is in the past.".into());
@@ -200,7 +211,7 @@ pub async fn create_key(
 ) -> Result<Response, ApiError> {
     let tenant = input.tenant.unwrap_or_else(|| caller.tenant.clone());
     check_new_key(&tenant, &input.name, &input.scopes, input.expires_at)
-        .map_err(|detail| ApiError::unprocessable("invalid_field", detail))?;
+        .map_err(|detail| ApiError::unprocessable("invalid_field", detail.to_string()))?;
     let (row, key) = store::api_keys::create_key(
         &state.pool,
         &NewKey {

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::{Caller, PrintersAdmin, PrintersRead, Scoped};
-use super::error::{ApiError, Json, Path, Problem, Query, vendor_refusal};
+use super::error::{ApiError, Json, Path, Problem, Query, VendorCall, vendor_problem};
 use crate::backends::{DiscoveredPrinter, Housekeeping, PrinterStatus, VendorError};
 use crate::domain::ErrorCode;
 use crate::domain::{Capabilities, DocumentType, JobOptions, PrinterId};
@@ -388,7 +388,7 @@ pub async fn create_printer(
     Json(input): Json<CreatePrinter>,
 ) -> Result<Response, ApiError> {
     let id = PrinterId::parse(&input.id)
-        .map_err(|detail| ApiError::unprocessable("invalid_field", detail))?;
+        .map_err(|detail| ApiError::unprocessable("invalid_field", detail.to_string()))?;
     let draft = PrinterDraft {
         id: id.to_string(),
         display_name: input.display_name.unwrap_or_else(|| id.to_string()),
@@ -567,8 +567,14 @@ pub async fn delete_printer(
     }
 }
 
-fn vendor_problem(err: VendorError) -> ApiError {
-    super::error::vendor_answer("The vendor", &err)
+/// A vendor error on one of the printer's vendor routes (capabilities, live status).
+fn read_problem(err: VendorError) -> ApiError {
+    vendor_problem(
+        VendorCall::Read {
+            vendor: "The vendor",
+        },
+        &err,
+    )
 }
 
 /// A device to look behind.
@@ -638,7 +644,7 @@ pub async fn discover_printers(
         Some(Err(err)) if err.code == ErrorCode::VendorRejected && err.vendor_code.is_none() => {
             Err(ApiError::unprocessable("invalid_field", err.message))
         }
-        Some(Err(err)) => Err(vendor_refusal(err)),
+        Some(Err(err)) => Err(vendor_problem(VendorCall::Setup, &err)),
         Some(Ok(items)) => Ok(Json(DiscoveredPrinters { items })),
     }
 }
@@ -673,7 +679,7 @@ async fn housekeeping(
                 format!("The `{}` backend does not offer {name}.", row.backend),
             )
         })?;
-    let data = outcome.map_err(vendor_refusal)?;
+    let data = outcome.map_err(|err| vendor_problem(VendorCall::Setup, &err))?;
     let mut resumed = 0;
     if action == Housekeeping::ResetErrorLimit {
         // The vendor lifted its suspension: close the breaker, resume waiting jobs.
@@ -787,7 +793,7 @@ pub async fn printer_capabilities(
         .service()
         .refresh_capabilities(&row)
         .await?
-        .map_err(vendor_problem)?;
+        .map_err(read_problem)?;
     Ok(Json(CapabilitiesView {
         document_types: document_types(&state, &row.backend),
         printer_id: row.id,
@@ -815,11 +821,7 @@ pub async fn printer_status(
     Path(id): Path<String>,
 ) -> Result<Json<StatusView>, ApiError> {
     let row = load(&state, &caller, &id).await?;
-    let status = state
-        .service()
-        .status(&row)
-        .await?
-        .map_err(vendor_problem)?;
+    let status = state.service().status(&row).await?.map_err(read_problem)?;
     Ok(Json(StatusView {
         printer_id: row.id,
         status,

@@ -342,7 +342,7 @@ fn check_types(types: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
         ));
     }
     parse_event_types(types.iter().map(String::as_str))
-        .map_err(|detail| ApiError::unprocessable("unknown_event_type", detail))
+        .map_err(|detail| ApiError::unprocessable("unknown_event_type", detail.to_string()))
 }
 
 async fn load(state: &AppState, caller: &Caller, id: Uuid) -> Result<EndpointRow, ApiError> {

@@ -101,8 +101,8 @@ pub async fn lianke_callback(
 ) -> Result<Json<CallbackAck>, ApiError> {
     let answer = handle_lianke_callback(state, job_id, query, &headers, body).await;
     let result = match &answer {
-        Ok(ack) => Ok(ack.0.status),
-        Err(err) => Err(err.code()),
+        Ok(ack) => observe::CallbackAnswer::Acked(ack.0.status),
+        Err(err) => observe::CallbackAnswer::Refused(err.code()),
     };
     observe::callback(lianke::NAME, observe::callback_result(result));
     answer
@@ -129,7 +129,7 @@ async fn handle_lianke_callback(
     let body =
         super::body::read_limited(headers, body, LIANKE_CALLBACK_MAX_BYTES, lianke::NAME).await?;
     let callback = LiankeCallback::parse(&body)
-        .map_err(|detail| ApiError::bad_request("invalid_callback", detail))?;
+        .map_err(|detail| ApiError::bad_request("invalid_callback", detail.to_string()))?;
     let job = store::jobs::get_any(&state.pool, job_id)
         .await?
         .ok_or_else(unknown_job)?;
@@ -137,7 +137,8 @@ async fn handle_lianke_callback(
         .await?
         .filter(|p| p.backend == lianke::NAME)
         .ok_or_else(unknown_job)?;
-    let locator = Locator::parse(&printer.locator).map_err(ApiError::Internal)?;
+    let locator =
+        Locator::parse(&printer.locator).map_err(|err| ApiError::Internal(err.to_string()))?;
     if let Err(mismatch) = callback.check(&locator.device_id, job.vendor_task_id.as_deref()) {
         tracing::warn!(%job_id, %mismatch, "Lianke callback for another task or device refused");
         return Err(ApiError::conflict(
@@ -146,7 +147,7 @@ async fn handle_lianke_callback(
         ));
     }
     let backend = state.target(lianke::NAME)?.clone();
-    let current = job.job_state()?;
+    let current = job.state;
     let duplicate = Json(CallbackAck {
         status: "duplicate",
         job_state: current,
@@ -186,10 +187,10 @@ async fn handle_lianke_callback(
                             mismatch.to_string(),
                         ));
                     }
-                    if row.job_state()? != JobState::Processing {
+                    if row.state != JobState::Processing {
                         return Ok(Json(CallbackAck {
                             status: "duplicate",
-                            job_state: row.job_state()?,
+                            job_state: row.state,
                         }));
                     }
                     row
@@ -202,8 +203,8 @@ async fn handle_lianke_callback(
     let mut report = callback.report();
     if callback.is_terminal() && state.config.lianke.lianke_confirm_callbacks {
         // Trust Lianke's own answer over an unsigned body before ending the job.
-        let context =
-            printer_context(&printer, state.engine.keyring()).map_err(ApiError::Internal)?;
+        let context = printer_context(&printer, state.engine.keyring())
+            .map_err(|err| ApiError::Internal(err.to_string()))?;
         let confirmed = backend
             .task_status(&context, &callback.body.task_id)
             .await
@@ -230,7 +231,7 @@ async fn handle_lianke_callback(
     match applied {
         Some(row) => Ok(Json(CallbackAck {
             status: "applied",
-            job_state: row.job_state()?,
+            job_state: row.state,
         })),
         // Another callback copy or a poll got there first.
         None => {
@@ -239,7 +240,7 @@ async fn handle_lianke_callback(
                 .ok_or_else(unknown_job)?;
             Ok(Json(CallbackAck {
                 status: "duplicate",
-                job_state: now.job_state()?,
+                job_state: now.state,
             }))
         }
     }

@@ -130,8 +130,10 @@ pub async fn wecom_push(
 ) -> Result<Response, ApiError> {
     let answer = handle_push(state, query, &headers, body).await;
     let result = match &answer {
-        Ok(fresh) => Ok(if *fresh { "applied" } else { "duplicate" }),
-        Err(err) => Err(err.code()),
+        Ok(fresh) => {
+            crate::observe::CallbackAnswer::Acked(if *fresh { "applied" } else { "duplicate" })
+        }
+        Err(err) => crate::observe::CallbackAnswer::Refused(err.code()),
     };
     crate::observe::callback(
         crate::backends::wecom::NAME,

@@ -77,7 +77,7 @@ fn zhimu_backend(state: &AppState) -> Result<Arc<ZhimuBackend>, ApiError> {
 }
 
 fn vendor_problem(err: VendorError) -> ApiError {
-    super::error::vendor_answer("Zhimu", &err)
+    super::error::vendor_problem(super::error::VendorCall::Read { vendor: "Zhimu" }, &err)
 }
 
 /// The gateway's Zhimu printers with their locators, read once per request.

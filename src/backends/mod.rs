@@ -31,6 +31,52 @@ use crate::domain::{
     Capabilities, Decision, DocumentKind, DocumentType, ErrorCode, JobError, JobOptions, PrinterId,
 };
 
+/// Declares a refusal a backend gives before any vendor call: a newtype over the sentence
+/// that says what to change (the text reaches the caller unchanged).
+macro_rules! refusal {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+        #[error("{0}")]
+        pub struct $name(pub String);
+
+        impl From<String> for $name {
+            fn from(message: String) -> Self {
+                $name(message)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(message: &str) -> Self {
+                $name(message.to_owned())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(refusal: $name) -> String {
+                refusal.0
+            }
+        }
+    };
+}
+
+refusal!(
+    /// A printer's locator or secrets that its backend refuses at registration.
+    InvalidPrinterConfig
+);
+refusal!(
+    /// A document (kind and type) that the vendor cannot take.
+    UnsupportedDocument
+);
+refusal!(
+    /// A `vendor_options` entry outside the vendor's allow-list, or of the wrong type.
+    UnsupportedOption
+);
+refusal!(
+    /// A backend that cannot start from its settings (base URL, credentials, HTTP client).
+    BackendSetupError
+);
+
 /// A printer as a backend sees it: its locator, its secrets and its cached capabilities.
 #[derive(Debug, Clone)]
 pub struct PrinterContext {
@@ -41,7 +87,8 @@ pub struct PrinterContext {
 }
 
 /// Backend credentials, opened in memory for the call (they are sealed at rest, see
-/// `secrets_at_rest`). `Debug` never shows them, so they cannot leak through a log line.
+/// `secrets_at_rest`). `Debug` never shows them, so they cannot leak through a log line
+/// (the log tests look for `Secrets([redacted])`).
 #[derive(Clone, Default)]
 pub struct Secrets(BTreeMap<String, secrecy::SecretString>);
 
@@ -432,7 +479,11 @@ pub trait Backend: Any + Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
     /// Checks a printer's backend configuration at registration and names its device.
-    fn setup_printer(&self, locator: &Value, secrets: &Value) -> Result<PrinterSetup, String>;
+    fn setup_printer(
+        &self,
+        locator: &Value,
+        secrets: &Value,
+    ) -> Result<PrinterSetup, InvalidPrinterConfig>;
 
     /// The secret fields of this backend's printers, removed from every API answer.
     fn secret_fields(&self) -> &'static [&'static str] {
@@ -444,17 +495,21 @@ pub trait Backend: Any + Send + Sync + 'static {
         &self,
         _kind: DocumentKind,
         _doc_type: Option<DocumentType>,
-    ) -> Result<(), String> {
+    ) -> Result<(), UnsupportedDocument> {
         Ok(())
     }
 
     /// Checks `vendor_options` against this vendor's allow-list.
-    fn check_vendor_options(&self, options: &serde_json::Map<String, Value>) -> Result<(), String> {
+    fn check_vendor_options(
+        &self,
+        options: &serde_json::Map<String, Value>,
+    ) -> Result<(), UnsupportedOption> {
         match options.keys().next() {
             Some(key) => Err(format!(
                 "vendor option `{key}` is not accepted by the {} backend",
                 self.name()
-            )),
+            )
+            .into()),
             None => Ok(()),
         }
     }
@@ -696,7 +751,11 @@ impl<B: Backend> Backend for Measured<B> {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
-    fn setup_printer(&self, locator: &Value, secrets: &Value) -> Result<PrinterSetup, String> {
+    fn setup_printer(
+        &self,
+        locator: &Value,
+        secrets: &Value,
+    ) -> Result<PrinterSetup, InvalidPrinterConfig> {
         self.inner.setup_printer(locator, secrets)
     }
     fn secret_fields(&self) -> &'static [&'static str] {
@@ -706,10 +765,13 @@ impl<B: Backend> Backend for Measured<B> {
         &self,
         kind: DocumentKind,
         doc_type: Option<DocumentType>,
-    ) -> Result<(), String> {
+    ) -> Result<(), UnsupportedDocument> {
         self.inner.check_document(kind, doc_type)
     }
-    fn check_vendor_options(&self, options: &serde_json::Map<String, Value>) -> Result<(), String> {
+    fn check_vendor_options(
+        &self,
+        options: &serde_json::Map<String, Value>,
+    ) -> Result<(), UnsupportedOption> {
         self.inner.check_vendor_options(options)
     }
     fn accepts_jobs(&self) -> bool {

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::VendorError;
+use super::{InvalidPrinterConfig, VendorError};
 use crate::domain::{EventSource, JobError, JobOptions, JobState};
 
 /// A source printer's settings (its locator), as the source reads them.
@@ -31,19 +31,10 @@ pub struct SourcePrinter {
 }
 
 /// A bound device's credentials (the secret is never shown).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SourceDevice {
     pub device: String,
-    pub secret: String,
-}
-
-impl std::fmt::Debug for SourceDevice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SourceDevice")
-            .field("device", &self.device)
-            .field("secret", &"<redacted>")
-            .finish()
-    }
+    pub secret: secrecy::SecretString,
 }
 
 /// One job a source holds, in neutral words.
@@ -138,7 +129,7 @@ pub trait JobSource: Send + Sync + 'static {
     fn max_page(&self) -> u32;
 
     /// Reads a source printer's locator.
-    fn printer(&self, locator: &Value) -> Result<SourcePrinter, String>;
+    fn printer(&self, locator: &Value) -> Result<SourcePrinter, InvalidPrinterConfig>;
     /// A bound device's credentials from its printer's secrets; `None` until bound.
     fn credentials(&self, device: &str, secrets: &Value) -> Option<SourceDevice>;
 
@@ -179,9 +170,9 @@ pub trait JobSource: Send + Sync + 'static {
     /// A push message's meaning (`payload`: its source-specific fields).
     fn push(&self, event: &str, payload: Option<&Value>) -> Push;
     /// A bound device's secret from a bind's code.
-    async fn bind(&self, device: &str, code: &str) -> Result<String, VendorError>;
+    async fn bind(&self, device: &str, code: &str) -> Result<secrecy::SecretString, VendorError>;
     /// Uses `ticket` for the source-wide token from now on.
-    fn set_ticket(&self, ticket: String);
+    fn set_ticket(&self, ticket: secrecy::SecretString);
     /// When the source asked the gateway to slow down, until when.
     fn paused_until(&self) -> Option<Instant>;
 }

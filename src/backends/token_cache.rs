@@ -30,6 +30,31 @@ struct Entry<T> {
 /// The longest lifetime believed (vendors document hours to a day).
 const MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// A vendor access token (Zhimu's app token, WeCom's model and device tokens). `Debug`
+/// never shows it (`secrecy`); two tokens compare by value, so a rejected one can be
+/// dropped from its cache without touching a newer one.
+#[derive(Clone, Debug)]
+pub struct AccessToken(secrecy::SecretString);
+
+impl AccessToken {
+    pub fn new(token: String) -> AccessToken {
+        AccessToken(secrecy::SecretString::from(token))
+    }
+
+    /// The token's text, for the request that carries it.
+    pub fn expose(&self) -> &str {
+        secrecy::ExposeSecret::expose_secret(&self.0)
+    }
+}
+
+impl PartialEq for AccessToken {
+    fn eq(&self, other: &AccessToken) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for AccessToken {}
+
 /// A cached credential of type `T` with its expiry.
 #[derive(Debug)]
 pub struct TokenCache<T> {
@@ -172,7 +197,7 @@ mod tests {
         calls: &Arc<AtomicU32>,
         lifetime: Duration,
         delay: Duration,
-    ) -> impl Future<Output = Result<(u32, Duration), String>> + use<> {
+    ) -> impl Future<Output = Result<(u32, Duration), std::convert::Infallible>> + use<> {
         let calls = Arc::clone(calls);
         async move {
             tokio::time::sleep(delay).await;
@@ -266,7 +291,7 @@ mod tests {
         let cache = TokenCache::new(Duration::from_secs(300));
         // Lifetime 100 ms, margin 20 ms.
         let first = cache
-            .get(|| async { Ok::<_, String>((7u32, Duration::from_millis(100))) })
+            .get(|| async { Ok::<_, std::convert::Infallible>((7u32, Duration::from_millis(100))) })
             .await;
         assert_eq!(first, Ok(7));
         tokio::time::sleep(Duration::from_millis(85)).await;

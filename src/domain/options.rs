@@ -3,6 +3,23 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// An option outside its own range; the text names the option and what it must be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidOption(String);
+
+impl From<String> for InvalidOption {
+    fn from(message: String) -> Self {
+        InvalidOption(message)
+    }
+}
+
+impl From<&str> for InvalidOption {
+    fn from(message: &str) -> Self {
+        InvalidOption(message.to_owned())
+    }
+}
+
 /// How options the printer cannot honour are treated.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -12,6 +29,21 @@ pub enum OptionsMode {
     Strict,
     /// Drop what the printer cannot do; the job lists `applied_options` and `dropped_options`.
     BestEffort,
+}
+
+impl OptionsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OptionsMode::Strict => "strict",
+            OptionsMode::BestEffort => "best_effort",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OptionsMode> {
+        [OptionsMode::Strict, OptionsMode::BestEffort]
+            .into_iter()
+            .find(|mode| mode.as_str() == s)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -49,7 +81,7 @@ pub enum Paper {
 }
 
 impl Paper {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), InvalidOption> {
         match self {
             Paper::Named(name) if name.trim().is_empty() || name.len() > 64 => {
                 Err("`paper` must be a paper name such as \"A4\" (1-64 characters) or {\"width_mm\", \"height_mm\"}".into())
@@ -116,24 +148,22 @@ pub struct JobOptions {
 
 impl JobOptions {
     /// Checks every value's own range. Capability checks come later, per printer.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidOption> {
         if let Some(copies) = self.copies
             && !(1..=999).contains(&copies)
         {
-            return Err(format!("`copies` must be between 1 and 999, got {copies}"));
+            return Err(format!("`copies` must be between 1 and 999, got {copies}").into());
         }
         if let Some(paper) = &self.paper {
             paper.validate()?;
         }
         if let Some(ranges) = &self.page_ranges {
-            parse_page_ranges(ranges)?;
+            PageRanges::parse(ranges)?;
         }
         if let Some(Scale::Percent(p)) = self.scale
             && !(1..=400).contains(&p)
         {
-            return Err(format!(
-                "`scale` percent must be between 1 and 400, got {p}"
-            ));
+            return Err(format!("`scale` percent must be between 1 and 400, got {p}").into());
         }
         if let Some(tray) = &self.tray
             && (tray.is_empty() || tray.len() > 128)
@@ -141,6 +171,23 @@ impl JobOptions {
             return Err("`tray` must be a tray name of 1-128 characters".into());
         }
         Ok(())
+    }
+
+    /// `page_ranges` parsed. `None` when unset, or for a value that does not parse (every
+    /// stored job's was checked by [`JobOptions::validate`] when it was accepted).
+    pub fn parsed_page_ranges(&self) -> Option<PageRanges> {
+        self.page_ranges
+            .as_deref()
+            .and_then(|raw| PageRanges::parse(raw).ok())
+    }
+
+    /// The options with `page_ranges` in its one written form (`"1-3,5"`), as stored and
+    /// shown once a job is accepted. Call after [`JobOptions::validate`].
+    pub fn normalised(mut self) -> JobOptions {
+        if let Some(ranges) = self.parsed_page_ranges() {
+            self.page_ranges = Some(ranges.to_string());
+        }
+        self
     }
 
     /// Fills every option the caller left out from the printer's defaults.
@@ -162,28 +209,57 @@ impl JobOptions {
     }
 }
 
-/// Parses `"1-3,5"` into inclusive ranges; refuses empty parts, zero and reversed ranges.
-pub fn parse_page_ranges(raw: &str) -> Result<Vec<(u32, u32)>, String> {
-    let bad = || {
-        format!(
-            "`page_ranges` must look like \"1-3,5\" (pages from 1, ascending ranges), got {raw:?}"
-        )
-    };
-    let mut out = Vec::new();
-    for part in raw.split(',') {
-        let part = part.trim();
-        let (start, end) = match part.split_once('-') {
-            Some((a, b)) => (a.trim(), b.trim()),
-            None => (part, part),
+/// Pages to print: inclusive ranges of page numbers from 1, in the caller's order. The
+/// one place that reads and writes the `"1-3,5"` form; vendors format it from the ranges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRanges(Vec<(u32, u32)>);
+
+impl PageRanges {
+    /// Parses `"1-3, 5"`; refuses empty parts, zero and reversed ranges.
+    pub fn parse(raw: &str) -> Result<PageRanges, InvalidOption> {
+        let bad = || {
+            InvalidOption(format!(
+                "`page_ranges` must look like \"1-3,5\" (pages from 1, ascending ranges), got {raw:?}"
+            ))
         };
-        let start: u32 = start.parse().map_err(|_| bad())?;
-        let end: u32 = end.parse().map_err(|_| bad())?;
-        if start == 0 || end < start {
-            return Err(bad());
+        let mut out = Vec::new();
+        for part in raw.split(',') {
+            let part = part.trim();
+            let (start, end) = match part.split_once('-') {
+                Some((a, b)) => (a.trim(), b.trim()),
+                None => (part, part),
+            };
+            let start: u32 = start.parse().map_err(|_| bad())?;
+            let end: u32 = end.parse().map_err(|_| bad())?;
+            if start == 0 || end < start {
+                return Err(bad());
+            }
+            out.push((start, end));
         }
-        out.push((start, end));
+        Ok(PageRanges(out))
     }
-    Ok(out)
+
+    /// The ranges, first and last page inclusive (a single page is `(n, n)`).
+    pub fn ranges(&self) -> &[(u32, u32)] {
+        &self.0
+    }
+}
+
+/// The canonical form: `"1-3,5"` (no spaces, a single page without a dash).
+impl std::fmt::Display for PageRanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (start, end)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if start == end {
+                write!(f, "{start}")?;
+            } else {
+                write!(f, "{start}-{end}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -192,10 +268,25 @@ mod tests {
 
     #[test]
     fn page_ranges_parse_and_refuse() {
-        assert_eq!(parse_page_ranges("1-3, 5").unwrap(), vec![(1, 3), (5, 5)]);
+        assert_eq!(
+            PageRanges::parse("1-3, 5").unwrap().ranges(),
+            [(1, 3), (5, 5)]
+        );
         for bad in ["", "0", "3-1", "1-", "a", "1,,2"] {
-            assert!(parse_page_ranges(bad).is_err(), "{bad:?}");
+            assert!(PageRanges::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn page_ranges_have_one_written_form() {
+        for (raw, canonical) in [("1-3, 5", "1-3,5"), (" 2 - 4 ", "2-4"), ("7-7,9", "7,9")] {
+            assert_eq!(PageRanges::parse(raw).unwrap().to_string(), canonical);
+        }
+        let options = JobOptions {
+            page_ranges: Some("1 - 3, 5".into()),
+            ..Default::default()
+        };
+        assert_eq!(options.normalised().page_ranges.as_deref(), Some("1-3,5"));
     }
 
     #[test]
@@ -204,7 +295,13 @@ mod tests {
             copies: Some(1000),
             ..Default::default()
         };
-        assert!(too_many.validate().unwrap_err().contains("copies"));
+        assert!(
+            too_many
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("copies")
+        );
         let tiny = JobOptions {
             paper: Some(Paper::Custom {
                 width_mm: 1.0,
@@ -212,7 +309,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert!(tiny.validate().unwrap_err().contains("paper"));
+        assert!(tiny.validate().unwrap_err().to_string().contains("paper"));
     }
 
     #[test]

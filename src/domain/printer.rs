@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 pub struct PrinterId(String);
 
 impl PrinterId {
-    pub fn parse(raw: &str) -> Result<PrinterId, String> {
+    pub fn parse(raw: &str) -> Result<PrinterId, InvalidPrinterId> {
         let ok_len = (1..=64).contains(&raw.len());
         let ok_first = raw
             .chars()
@@ -21,10 +21,7 @@ impl PrinterId {
         if ok_len && ok_first && ok_chars {
             Ok(PrinterId(raw.to_owned()))
         } else {
-            Err(format!(
-                "printer id `{}` must be 1-64 characters of a-z, 0-9, `-` or `_`, starting with a letter or digit",
-                raw.chars().take(64).collect::<String>()
-            ))
+            Err(InvalidPrinterId(raw.chars().take(64).collect()))
         }
     }
 
@@ -33,8 +30,15 @@ impl PrinterId {
     }
 }
 
+/// A printer id that is not a slug; the text shows (at most 64 characters of) what was given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "printer id `{0}` must be 1-64 characters of a-z, 0-9, `-` or `_`, starting with a letter or digit"
+)]
+pub struct InvalidPrinterId(String);
+
 impl TryFrom<String> for PrinterId {
-    type Error = String;
+    type Error = InvalidPrinterId;
     fn try_from(value: String) -> Result<Self, Self::Error> {
         PrinterId::parse(&value)
     }

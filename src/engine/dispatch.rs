@@ -3,6 +3,7 @@
 //! failed submit means for the job.
 
 use super::*;
+use crate::domain::OptionsMode;
 
 impl Engine {
     /// Strict means checked: a pending `strict` job whose options name something the
@@ -26,7 +27,7 @@ impl Engine {
             || options.orientation.is_some()
             || options.tray.is_some()
             || options.copies.is_some_and(|c| c > 1);
-        if job.options_mode != "strict"
+        if job.options_mode != OptionsMode::Strict
             || !decided_by_capabilities
             || job.cancel_requested
             || job.submit_started_at.is_some()
@@ -409,7 +410,7 @@ impl Engine {
         let Some(now) = store::jobs::get_any(&self.pool, id).await? else {
             return Ok(());
         };
-        let state = now.job_state()?;
+        let state = now.state;
         match (state, now.vendor_task_id.as_deref()) {
             (JobState::Pending, None) => {
                 // Not reclaimed yet: the answer applies as it would have under the lease.

@@ -150,8 +150,20 @@ fn after(d: Duration) -> DateTime<Utc> {
     Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
+/// Why a printer row cannot be handed to its backend.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnusablePrinter {
+    #[error(transparent)]
+    Id(#[from] crate::domain::printer::InvalidPrinterId),
+    #[error(transparent)]
+    Secret(#[from] crate::secrets_at_rest::UnreadableSecret),
+}
+
 /// Builds the backend's view of a printer row, its secrets opened in memory for the call.
-pub fn printer_context(row: &PrinterRow, keyring: &Keyring) -> Result<PrinterContext, String> {
+pub fn printer_context(
+    row: &PrinterRow,
+    keyring: &Keyring,
+) -> Result<PrinterContext, UnusablePrinter> {
     Ok(PrinterContext {
         id: PrinterId::parse(&row.id)?,
         locator: row.locator.clone(),
@@ -286,7 +298,7 @@ impl Engine {
     }
 
     async fn handle(&self, job: JobRow, token: Uuid) -> EngineResult<()> {
-        let state = job.job_state()?;
+        let state = job.state;
         // A pool job is routed before each submit (never after one started).
         let mut printer_id = job.printer_id.clone();
         if state == JobState::Pending

@@ -30,7 +30,54 @@ pub const CHANNEL: &str = "print_gateway_webhooks";
 
 /// Renders an event as the JSON body receivers get (the API layer knows how a job or a
 /// printer looks); an error leaves the delivery to be retried.
-pub type Render = Arc<dyn Fn(&OutboxEventRow) -> Result<Vec<u8>, String> + Send + Sync>;
+pub type Render = Arc<dyn Fn(&OutboxEventRow) -> Result<Vec<u8>, RenderError> + Send + Sync>;
+
+/// Why an event row could not be turned into a body.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The row's snapshot (`part`: "job snapshot", "printer snapshot", "ping") does not read.
+    #[error("event {id}: {part}: {source}")]
+    Snapshot {
+        id: i64,
+        part: &'static str,
+        source: serde_json::Error,
+    },
+    /// The snapshot reads but cannot be shown.
+    #[error("{0}")]
+    View(String),
+    #[error("{0}")]
+    Encode(serde_json::Error),
+}
+
+/// Why the outbox could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("webhook HTTP client: {0}")]
+pub struct OutboxSetupError(reqwest::Error);
+
+/// Why an endpoint's signing keys cannot be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SigningKeysError {
+    #[error("the endpoint's signing secret cannot be read: {0}")]
+    Unreadable(secrets_at_rest::OpenError),
+    #[error("{0}")]
+    Malformed(webhook_signature::BadSecret),
+}
+
+/// Why a delivery got no HTTP status (recorded on the attempt, in a few words).
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error(transparent)]
+    Keys(SigningKeysError),
+    #[error("bad URL: {0}")]
+    BadUrl(String),
+    #[error("the URL points to a private address")]
+    PrivateAddress,
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// A transport error, described without the URL's query string.
+    #[error("{0}")]
+    Transport(String),
+}
 
 #[derive(Debug, Clone)]
 pub struct OutboxSettings {
@@ -139,7 +186,7 @@ impl Outbox {
         settings: OutboxSettings,
         render: Render,
         keyring: Arc<Keyring>,
-    ) -> Result<Arc<Outbox>, String> {
+    ) -> Result<Arc<Outbox>, OutboxSetupError> {
         let mut client = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
@@ -152,9 +199,7 @@ impl Outbox {
         if !settings.allow_private {
             client = client.dns_resolver(Arc::new(PublicOnly));
         }
-        let client = client
-            .build()
-            .map_err(|err| format!("webhook HTTP client: {err}"))?;
+        let client = client.build().map_err(OutboxSetupError)?;
         Ok(Arc::new(Outbox {
             pool,
             slots: Semaphore::new(settings.concurrency.max(1)),
@@ -313,14 +358,19 @@ impl Outbox {
     }
 
     /// The endpoint's signing keys: its secret, and the previous one during the overlap.
-    fn signing_keys(&self, endpoint: &EndpointRow) -> Result<Vec<SecretSlice<u8>>, String> {
+    fn signing_keys(
+        &self,
+        endpoint: &EndpointRow,
+    ) -> Result<Vec<SecretSlice<u8>>, SigningKeysError> {
         let context = secrets_at_rest::endpoint_context(endpoint.id);
         let open = |stored: &str| {
             let secret = self
                 .keyring
                 .open(&context, stored)
-                .map_err(|err| format!("the endpoint's signing secret cannot be read: {err}"))?;
-            webhook_signature::secret_key(secret.expose_secret()).map(SecretSlice::from)
+                .map_err(SigningKeysError::Unreadable)?;
+            webhook_signature::secret_key(secret.expose_secret())
+                .map(SecretSlice::from)
+                .map_err(SigningKeysError::Malformed)
         };
         let mut keys = vec![open(&endpoint.secret)?];
         if let (Some(previous), Some(until)) =
@@ -335,18 +385,18 @@ impl Outbox {
     async fn deliver(
         &self,
         endpoint: &EndpointRow,
-        keys: &Result<Vec<SecretSlice<u8>>, String>,
+        keys: &Result<Vec<SecretSlice<u8>>, SigningKeysError>,
         delivery: ClaimedDelivery,
     ) {
         let attempt = delivery.attempts as usize + 1;
         let started = Instant::now();
         let posted = match keys {
             Ok(keys) => self.post(endpoint, keys, &delivery.event).await,
-            Err(err) => Err(err.clone()),
+            Err(err) => Err(DeliveryError::Keys(err.clone())),
         };
         let (status, error) = match posted {
             Ok(status) => (Some(i32::from(status)), None),
-            Err(err) => (None, Some(err)),
+            Err(err) => (None, Some(err.to_string())),
         };
         let elapsed = started.elapsed();
         let delivered = status.is_some_and(|s| (200..300).contains(&s));
@@ -412,14 +462,15 @@ impl Outbox {
         endpoint: &EndpointRow,
         keys: &[SecretSlice<u8>],
         event: &OutboxEventRow,
-    ) -> Result<u16, String> {
-        let url = reqwest::Url::parse(&endpoint.url).map_err(|err| format!("bad URL: {err}"))?;
+    ) -> Result<u16, DeliveryError> {
+        let url = reqwest::Url::parse(&endpoint.url)
+            .map_err(|err| DeliveryError::BadUrl(err.to_string()))?;
         if !self.settings.allow_private
             && let Some(host) = url.host_str()
             && let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>()
             && is_private(ip)
         {
-            return Err("the URL points to a private address".into());
+            return Err(DeliveryError::PrivateAddress);
         }
         let body = (self.render)(event)?;
         let msg_id = event_id(event.id);
@@ -436,7 +487,7 @@ impl Outbox {
             .body(body)
             .send()
             .await
-            .map_err(|err| describe(&err))?;
+            .map_err(|err| DeliveryError::Transport(describe(&err)))?;
         Ok(response.status().as_u16())
     }
 }

@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::RenderConfig;
 use crate::domain::DocumentType;
-use crate::domain::options::parse_page_ranges;
+use crate::domain::options::PageRanges;
 
 /// Limits of one conversion, from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -144,9 +144,9 @@ pub fn select_pages(count: u32, ranges: Option<&str>) -> Result<Vec<u32>, Unrend
     let Some(raw) = ranges else {
         return Ok((0..count).collect());
     };
-    let ranges = parse_page_ranges(raw).map_err(Unrenderable)?;
+    let ranges = PageRanges::parse(raw).map_err(|err| Unrenderable(err.to_string()))?;
     let mut out: Vec<u32> = Vec::new();
-    for (start, end) in ranges {
+    for &(start, end) in ranges.ranges() {
         for page in start..=end.min(count) {
             if !out.contains(&(page - 1)) {
                 out.push(page - 1);

@@ -80,7 +80,7 @@ pub async fn apply_task_report(
     breaker_threshold: i32,
     breaker_cooldown: Duration,
 ) -> EngineResult<Option<JobRow>> {
-    let from = job.job_state()?;
+    let from = job.state;
     if from != JobState::Processing {
         return Ok(None);
     }

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::*;
-use crate::backends::Backend;
+use crate::backends::{Backend, UnsupportedDocument};
 use crate::domain::{DocumentKind, JobOptions, OptionsMode};
 use crate::store::pools::PoolRow;
 
@@ -82,7 +82,7 @@ impl<'a> JobNeeds<'a> {
                 .get("type")
                 .and_then(|t| serde_json::from_value(t.clone()).ok()),
             options: &job.options.0,
-            strict: job.options_mode == "strict",
+            strict: job.options_mode == OptionsMode::Strict,
         }
     }
 }
@@ -93,7 +93,7 @@ pub fn takes_document(
     backend: &dyn Backend,
     kind: DocumentKind,
     doc_type: Option<DocumentType>,
-) -> Result<Taking, String> {
+) -> Result<Taking, UnsupportedDocument> {
     match backend.check_document(kind, doc_type) {
         Ok(()) => Ok(Taking::Natively),
         Err(detail) => {

@@ -60,7 +60,7 @@ async fn ask(
             return Ok(Err(VendorError::new(
                 ErrorCode::BackendUnavailable,
                 Decision::Fail,
-                detail,
+                detail.to_string(),
             )));
         }
     };

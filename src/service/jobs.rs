@@ -32,8 +32,8 @@ pub struct JobRequest {
     pub document_info: Value,
     pub idempotency_key: Option<String>,
     pub request_hash: Option<Vec<u8>>,
-    /// `api`, `wecom`, …
-    pub source: String,
+    /// Who submits it: `api`, or a job source (`wecom`).
+    pub source: EventSource,
     pub vendor_ids: Option<Value>,
 }
 
@@ -144,8 +144,10 @@ impl Service {
         }
         options
             .validate()
-            .map_err(|detail| ServiceError::invalid("invalid_option", detail))?;
-        let options: JobOptions = options.with_defaults(&printer.default_options.0);
+            .map_err(|detail| ServiceError::invalid("invalid_option", detail.to_string()))?;
+        let options: JobOptions = options
+            .with_defaults(&printer.default_options.0)
+            .normalised();
         backend
             .check_vendor_options(&options.vendor_options)
             .map_err(|detail| ServiceError::invalid("unsupported_option", detail))?;
@@ -169,10 +171,7 @@ impl Service {
             document_info,
             source,
             options,
-            options_mode: match options_mode {
-                OptionsMode::Strict => "strict".into(),
-                OptionsMode::BestEffort => "best_effort".into(),
-            },
+            options_mode,
             dropped_options: dropped,
             metadata,
             idempotency_key,
@@ -242,7 +241,7 @@ impl Service {
     /// After a job was stored: count it and wake the workers.
     pub fn job_accepted(&self, job: &NewJob) {
         self.engine.job_due();
-        observe::job_accepted(&job.backend, &job.source);
+        observe::job_accepted(&job.backend, job.source.as_str());
     }
 
     /// Cancels a job: at once when it has not reached the vendor, else by asking the
@@ -261,7 +260,7 @@ impl Service {
                 None => store::jobs::get_any(&self.pool, id).await?,
             }
             .ok_or_else(|| ServiceError::not_found(&format!("Job {id}")))?;
-            let current = row.job_state()?;
+            let current = row.state;
             if current.is_terminal() {
                 return Err(ServiceError::conflict(
                     "job_finished",

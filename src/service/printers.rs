@@ -307,7 +307,7 @@ impl Service {
     ) -> ServiceResult<()> {
         let context = PrinterContext {
             id: PrinterId::parse(&fields.id)
-                .map_err(|detail| ServiceError::invalid("invalid_field", detail))?,
+                .map_err(|detail| ServiceError::invalid("invalid_field", detail.to_string()))?,
             locator: fields.locator.clone(),
             secrets: Secrets::from_plain(&fields.secrets),
             capabilities: None,
@@ -404,8 +404,8 @@ impl Service {
             self.backend(&row.backend)?;
             return Ok(None);
         };
-        let context =
-            printer_context(row, self.engine.keyring()).map_err(ServiceError::Internal)?;
+        let context = printer_context(row, self.engine.keyring())
+            .map_err(|err| ServiceError::Internal(err.to_string()))?;
         let asked = async { Ok::<_, VendorError>(target.housekeeping(&context, action).await) };
         Ok(gate::through(
             &self.pool,
@@ -427,8 +427,8 @@ impl Service {
         let Some(target) = self.backends.target(&row.backend) else {
             return Ok(Err(VendorError::not_a_print_target(backend.name())));
         };
-        let context =
-            printer_context(row, self.engine.keyring()).map_err(ServiceError::Internal)?;
+        let context = printer_context(row, self.engine.keyring())
+            .map_err(|err| ServiceError::Internal(err.to_string()))?;
         Ok(gate::through(
             &self.pool,
             &row.device,

@@ -37,7 +37,7 @@ use super::{Service, ServiceError};
 use crate::backends::source::{
     FetchError, JobSource, Push, Report, SourceDevice, SourceJob, SourcePrinter,
 };
-use crate::backends::{BackendRegistry, VendorError};
+use crate::backends::{BackendRegistry, InvalidPrinterConfig, VendorError};
 use crate::config::Config;
 use crate::domain::backoff::Backoff;
 use crate::domain::document::Sniffed;
@@ -97,6 +97,18 @@ pub enum BridgeError {
     Vendor(VendorError),
     #[error("{0}")]
     Setup(String),
+}
+
+/// Why a source printer's row cannot be used for a pull or a push.
+#[derive(Debug, thiserror::Error)]
+pub enum UnusableSource {
+    #[error(transparent)]
+    Config(#[from] InvalidPrinterConfig),
+    #[error("printer `{printer}`: {reason}")]
+    Secret {
+        printer: String,
+        reason: crate::secrets_at_rest::UnreadableSecret,
+    },
 }
 
 impl From<ServiceError> for BridgeError {
@@ -247,7 +259,7 @@ impl WecomBridge {
         )
         .await?
         {
-            self.source.set_ticket(ticket);
+            self.source.set_ticket(ticket.into());
         }
         Ok(())
     }
@@ -262,15 +274,18 @@ impl WecomBridge {
 
     /// A printer's secrets, opened in memory (they are sealed at rest). A secret that cannot
     /// be opened (its key is not configured) is an error naming the printer.
-    fn opened_secrets(&self, row: &PrinterRow) -> Result<Value, String> {
+    fn opened_secrets(&self, row: &PrinterRow) -> Result<Value, UnusableSource> {
         self.service
             .engine
             .keyring()
             .open_printer_secrets_json(&row.id, &row.secrets)
-            .map_err(|detail| format!("printer `{}`: {detail}", row.id))
+            .map_err(|reason| UnusableSource::Secret {
+                printer: row.id.clone(),
+                reason,
+            })
     }
 
-    fn source(&self, row: PrinterRow) -> Result<Option<Source>, String> {
+    fn source(&self, row: PrinterRow) -> Result<Option<Source>, UnusableSource> {
         let printer = self.source.printer(&row.locator)?;
         let secrets = self.opened_secrets(&row)?;
         let Some(device) = self.source.credentials(&printer.device, &secrets) else {
@@ -546,6 +561,7 @@ impl WecomBridge {
                 (Some(t), Some(b)) => {
                     crate::engine::route::takes_document(b.as_ref(), DocumentKind::Upload, Some(t))
                         .err()
+                        .map(String::from)
                 }
                 (Some(_), None) => None,
             };
@@ -607,9 +623,9 @@ impl WecomBridge {
             printer_id: target.id.clone(),
             document_id: Uuid::nil(),
             document_info,
-            source: self.source.name().into(),
+            source: self.source.event_source(),
             options,
-            options_mode: "best_effort".into(),
+            options_mode: OptionsMode::BestEffort,
             dropped_options: dropped,
             metadata: Some(json!({ self.source.name(): facts })),
             // Exactly-once comes from `wecom_jobs.jobid` (primary key, same transaction); an
@@ -794,7 +810,10 @@ impl WecomBridge {
                 };
                 let mut outcome = "no_printer";
                 for row in self.sources_for_device(push.device_sn.as_deref()).await? {
-                    let Some(source) = self.source(row).map_err(BridgeError::Setup)? else {
+                    let Some(source) = self
+                        .source(row)
+                        .map_err(|err| BridgeError::Setup(err.to_string()))?
+                    else {
                         outcome = "awaiting_bind";
                         continue;
                     };
@@ -856,7 +875,7 @@ impl WecomBridge {
                         &self.pool,
                         self.service.engine.keyring(),
                         &printer.id,
-                        &secret,
+                        secrecy::ExposeSecret::expose_secret(&secret),
                     )
                     .await?;
                     tracing::info!(printer_id = %printer.id, "WeCom device bound: device secret stored");
@@ -873,7 +892,7 @@ impl WecomBridge {
                 };
                 store::wecom::save_model_ticket(&self.pool, &self.settings.model_id, ticket)
                     .await?;
-                self.source.set_ticket(ticket.to_owned());
+                self.source.set_ticket(ticket.into());
                 Ok("saved")
             }
             Push::Unknown(event) => {
@@ -902,9 +921,7 @@ impl WecomBridge {
     }
 
     async fn report(&self, row: ReportRow) -> BridgeResult<()> {
-        let state = JobState::parse(&row.state).ok_or_else(|| {
-            StoreError::Corrupt(format!("job {} has state {:?}", row.job_id, row.state))
-        })?;
+        let state = row.state;
         let plan = self.source.report_for(
             &row.jobid,
             state,

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::documents::NewDocument;
 use super::storable;
 use super::{StoreError, StoreResult};
-use crate::domain::{EventSource, JobError, JobOptions, JobState, Transition};
+use crate::domain::{EventSource, JobError, JobOptions, JobState, OptionsMode, Transition};
 
 /// A job row. `Deserialize` reads the snapshot the outbox keeps of it (without
 /// `request_hash`).
@@ -23,12 +23,12 @@ pub struct JobRow {
     pub printer_id: String,
     pub document_id: Uuid,
     pub document_info: Value,
-    pub source: String,
+    pub source: EventSource,
     pub options: Json<JobOptions>,
-    pub options_mode: String,
+    pub options_mode: OptionsMode,
     pub dropped_options: Vec<String>,
     pub metadata: Option<Value>,
-    pub state: String,
+    pub state: JobState,
     pub state_reason: Option<String>,
     pub vendor_status: Option<String>,
     pub error: Option<Json<JobError>>,
@@ -55,14 +55,6 @@ pub struct JobRow {
     pub page_count: Option<i32>,
 }
 
-impl JobRow {
-    pub fn job_state(&self) -> StoreResult<JobState> {
-        JobState::parse(&self.state).ok_or_else(|| {
-            StoreError::Corrupt(format!("job {} has state {:?}", self.id, self.state))
-        })
-    }
-}
-
 const COLUMNS: &str = "id, tenant, printer_id, document_id, document_info, source, options, options_mode, dropped_options, metadata,
     state, state_reason, vendor_status, error, vendor_task_id, vendor_ids, attempts, idempotency_key, request_hash,
     due_at, lease_owner, submit_started_at, cancel_requested, created_at, updated_at, dispatched_at, completed_at,
@@ -76,9 +68,10 @@ pub struct NewJob {
     pub printer_id: String,
     pub document_id: Uuid,
     pub document_info: Value,
-    pub source: String,
+    /// Who submitted it: `api` or a job source (`wecom`).
+    pub source: EventSource,
     pub options: JobOptions,
-    pub options_mode: String,
+    pub options_mode: OptionsMode,
     pub dropped_options: Vec<String>,
     pub metadata: Option<Value>,
     pub idempotency_key: Option<String>,
@@ -111,9 +104,9 @@ pub async fn insert(
     .bind(&job.tenant)
     .bind(&job.printer_id)
     .bind(job.document_id)
-    .bind(&job.source)
+    .bind(job.source)
     .bind(Json(&job.options))
-    .bind(&job.options_mode)
+    .bind(job.options_mode)
     .bind(&job.dropped_options)
     .bind(&job.metadata)
     .bind(&job.idempotency_key)
@@ -177,9 +170,9 @@ pub async fn accept(
     .bind(&job.tenant)
     .bind(&job.printer_id)
     .bind(document_id)
-    .bind(&job.source)
+    .bind(job.source)
     .bind(Json(&job.options))
-    .bind(&job.options_mode)
+    .bind(job.options_mode)
     .bind(&job.dropped_options)
     .bind(&job.metadata)
     .bind(&job.idempotency_key)
@@ -266,7 +259,7 @@ pub async fn get_by_idempotency_key(
 pub struct ListFilter {
     pub state: Option<JobState>,
     pub printer_id: Option<String>,
-    pub source: Option<String>,
+    pub source: Option<EventSource>,
     pub created_after: Option<DateTime<Utc>>,
     pub created_before: Option<DateTime<Utc>>,
     /// A job id, idempotency key or vendor task id, matched exactly.
@@ -311,7 +304,7 @@ pub async fn list(
         q.push(" AND printer_id = ").push_bind(printer);
     }
     if let Some(source) = &filter.source {
-        q.push(" AND source = ").push_bind(source);
+        q.push(" AND source = ").push_bind(*source);
     }
     if let Some(t) = filter.created_after {
         q.push(" AND created_at > ").push_bind(t);
@@ -928,9 +921,9 @@ pub async fn find_by_vendor_task(
 /// processing: since dispatch; unconfirmed: since its submit), for the metrics gauges.
 /// Terminal jobs are counted by counters: a full count would scan the whole history.
 /// Every live state is listed, with 0 where there is none.
-pub async fn live_stats(pool: &PgPool) -> StoreResult<Vec<(&'static str, i64, Option<f64>)>> {
+pub async fn live_stats(pool: &PgPool) -> StoreResult<Vec<(JobState, i64, Option<f64>)>> {
     // The predicate matches the partial indexes on live jobs exactly.
-    let counted: Vec<(String, i64, Option<f64>)> = sqlx::query_as(
+    let counted: Vec<(JobState, i64, Option<f64>)> = sqlx::query_as(
         "SELECT state, count(*),
                 extract(epoch FROM now() - min(CASE state
                     WHEN 'pending' THEN created_at
@@ -940,15 +933,19 @@ pub async fn live_stats(pool: &PgPool) -> StoreResult<Vec<(&'static str, i64, Op
     )
     .fetch_all(pool)
     .await?;
-    Ok(["pending", "processing", "unconfirmed"]
-        .into_iter()
-        .map(|state| {
-            counted
-                .iter()
-                .find(|(s, ..)| s == state)
-                .map_or((state, 0, None), |(_, n, age)| (state, *n, *age))
-        })
-        .collect())
+    Ok([
+        JobState::Pending,
+        JobState::Processing,
+        JobState::Unconfirmed,
+    ]
+    .into_iter()
+    .map(|state| {
+        counted
+            .iter()
+            .find(|(s, ..)| *s == state)
+            .map_or((state, 0, None), |(_, n, age)| (state, *n, *age))
+    })
+    .collect())
 }
 
 /// Records on a job what its document was converted from and how many pages were sent.

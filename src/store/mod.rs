@@ -10,6 +10,7 @@ pub mod retention;
 pub mod secrets;
 pub mod slots;
 pub mod storable;
+pub mod text_enum;
 pub mod webhooks;
 pub mod wecom;
 
@@ -177,13 +178,22 @@ pub async fn migrate(pool: &PgPool) -> StoreResult<()> {
     Ok(())
 }
 
+/// Why the database is not ready for this binary.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    #[error("database not reachable or not migrated: {0}")]
+    Unreachable(sqlx::Error),
+    #[error("migrations not applied: {0:?}")]
+    Unapplied(Vec<i64>),
+}
+
 /// Ready = the database answers and every migration this binary knows is applied.
-pub async fn readiness(pool: &PgPool) -> Result<(), String> {
+pub async fn readiness(pool: &PgPool) -> Result<(), NotReady> {
     let applied: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
             .fetch_all(pool)
             .await
-            .map_err(|err| format!("database not reachable or not migrated: {err}"))?;
+            .map_err(NotReady::Unreachable)?;
     let missing: Vec<i64> = MIGRATOR
         .iter()
         .map(|m| m.version)
@@ -192,6 +202,6 @@ pub async fn readiness(pool: &PgPool) -> Result<(), String> {
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(format!("migrations not applied: {missing:?}"))
+        Err(NotReady::Unapplied(missing))
     }
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::StoreResult;
 use super::storable;
-use crate::domain::JobError;
+use crate::domain::{JobError, JobState};
 
 /// A WeCom job about to be recorded with its gateway job.
 #[derive(Debug, Clone)]
@@ -291,7 +291,7 @@ pub struct ReportRow {
     pub device_sn: String,
     pub report_attempts: i32,
     pub deleted_at: Option<DateTime<Utc>>,
-    pub state: String,
+    pub state: JobState,
     pub state_reason: Option<String>,
     pub error: Option<Json<JobError>>,
 }

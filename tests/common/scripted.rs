@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use print_gateway::backends::{
-    Accepted, Backend, CancelOutcome, CapabilitiesReport, Lookup, LookupKind, PollPlan,
-    PrintTarget, PrinterContext, PrinterSetup, PrinterStatus, SubmitRequest, TaskProgress,
-    TaskReport, VendorError,
+    Accepted, Backend, CancelOutcome, CapabilitiesReport, InvalidPrinterConfig, Lookup, LookupKind,
+    PollPlan, PrintTarget, PrinterContext, PrinterSetup, PrinterStatus, SubmitRequest,
+    TaskProgress, TaskReport, UnsupportedOption, VendorError,
 };
 use print_gateway::domain::capabilities::PaperSize;
 use print_gateway::domain::options::{ColorMode, Orientation, Sides};
@@ -224,7 +224,11 @@ impl Backend for ScriptedBackend {
         self.name
     }
 
-    fn setup_printer(&self, locator: &Value, _secrets: &Value) -> Result<PrinterSetup, String> {
+    fn setup_printer(
+        &self,
+        locator: &Value,
+        _secrets: &Value,
+    ) -> Result<PrinterSetup, InvalidPrinterConfig> {
         if locator.get("reject").is_some() {
             return Err("the scripted backend refuses this locator".into());
         }
@@ -245,11 +249,14 @@ impl Backend for ScriptedBackend {
         &["device_key"]
     }
 
-    fn check_vendor_options(&self, options: &serde_json::Map<String, Value>) -> Result<(), String> {
+    fn check_vendor_options(
+        &self,
+        options: &serde_json::Map<String, Value>,
+    ) -> Result<(), UnsupportedOption> {
         match options.keys().find(|k| k.as_str() != "quality") {
-            Some(key) => Err(format!(
-                "vendor option `{key}` is not accepted by the scripted backend"
-            )),
+            Some(key) => {
+                Err(format!("vendor option `{key}` is not accepted by the scripted backend").into())
+            }
             None => Ok(()),
         }
     }

@@ -187,7 +187,7 @@ async fn a_job_prints_from_the_object_store_and_the_purge_removes_the_object() {
 fn document_store_urls_are_checked() {
     assert!(!DocumentStore::from_url(None).unwrap().is_external());
     for bad in ["ftp://x/y", "not a url", "file://relative"] {
-        let err = DocumentStore::from_url(Some(bad)).unwrap_err();
+        let err = DocumentStore::from_url(Some(bad)).unwrap_err().to_string();
         assert!(err.starts_with("DOCUMENT_STORE_URL"), "{err}");
     }
 }

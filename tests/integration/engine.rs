@@ -714,7 +714,8 @@ async fn shutdown_lets_an_in_flight_submit_finish_and_records_it() {
         .unwrap()
         .unwrap();
     assert_eq!(
-        row.state, "processing",
+        row.state,
+        print_gateway::domain::JobState::Processing,
         "the vendor's acceptance was recorded before exit"
     );
     assert!(row.lease_owner.is_none(), "no lease left behind");

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::wire::{LiankeTaskState, PaperDimension, PrinterParams, PrinterStatusData, TaskResult};
-use crate::backends::{OutcomeClass, SubmitFailure, TaskProgress, VendorError};
+use crate::backends::{OutcomeClass, SubmitFailure, TaskProgress, UnsupportedOption, VendorError};
 use crate::domain::capabilities::PaperSize;
-use crate::domain::options::{ColorMode, Orientation, Paper, Scale, Sides};
+use crate::domain::options::{ColorMode, Orientation, PageRanges, Paper, Scale, Sides};
 use crate::domain::{Capabilities, Decision, ErrorCode, JobError, JobOptions};
 
 // ---------------------------------------------------------------------------------------
@@ -360,12 +360,29 @@ pub fn option_fields(
     if let Some(sides) = options.sides {
         fields.push(("dmDuplex", duplex_value(sides).to_string()));
     }
-    if let Some(ranges) = &options.page_ranges {
-        fields.push(("jpPageRange", ranges.replace(' ', "")));
+    if let Some(ranges) = options.parsed_page_ranges() {
+        fields.push(("jpPageRange", page_range_value(&ranges)));
     }
     // One of jpAutoScale / jpScale is required; jpScale supersedes jpAutoScale.
     fields.push(("jpScale", scale_value(options.scale.unwrap_or(Scale::Fit))));
     Ok(fields)
+}
+
+/// `jpPageRange`: "例如：1,2,3,4,5-10" — pages and ranges separated by commas, no spaces.
+/// (The doc's special values -1/-2, odd/even pages, have no neutral option.)
+fn page_range_value(ranges: &PageRanges) -> String {
+    ranges
+        .ranges()
+        .iter()
+        .map(|&(start, end)| {
+            if start == end {
+                start.to_string()
+            } else {
+                format!("{start}-{end}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn tenth_mm(mm: f64) -> String {
@@ -386,15 +403,13 @@ pub const VENDOR_OPTIONS: &[&str] = &[
 ];
 
 /// Checks one vendor option; the value as the form will carry it.
-pub fn vendor_option_value(name: &str, value: &Value) -> Result<String, String> {
+pub fn vendor_option_value(name: &str, value: &Value) -> Result<String, UnsupportedOption> {
     let text = match value {
         Value::String(s) => s.trim().to_owned(),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => if *b { "1" } else { "0" }.to_owned(),
         _ => {
-            return Err(format!(
-                "vendor option `{name}` must be a string or a number"
-            ));
+            return Err(format!("vendor option `{name}` must be a string or a number").into());
         }
     };
     let int = text.parse::<i64>().ok();
@@ -415,15 +430,14 @@ pub fn vendor_option_value(name: &str, value: &Value) -> Result<String, String> 
             return Err(format!(
                 "vendor option `{name}` is not accepted by the lianke backend; accepted: {}",
                 VENDOR_OPTIONS.join(", ")
-            ));
+            )
+            .into());
         }
     };
     if ok {
         Ok(text)
     } else {
-        Err(format!(
-            "vendor option `{name}` has a value Lianke does not accept: {value}"
-        ))
+        Err(format!("vendor option `{name}` has a value Lianke does not accept: {value}").into())
     }
 }
 

@@ -12,6 +12,7 @@ pub mod mapping;
 pub mod webhook;
 pub mod wire;
 
+use secrecy::{ExposeSecret, SecretString};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,9 +25,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::backends::{
-    Accepted, Backend, CancelOutcome, CapabilitiesReport, DiscoveredPrinter, Housekeeping, Lookup,
-    LookupKind, PollPlan, PrinterContext, PrinterSetup, PrinterStatus, SubmitFailure,
-    SubmitRequest, TaskReport, VendorError,
+    Accepted, Backend, BackendSetupError, CancelOutcome, CapabilitiesReport, DiscoveredPrinter,
+    Housekeeping, InvalidPrinterConfig, Lookup, LookupKind, PollPlan, PrinterContext, PrinterSetup,
+    PrinterStatus, SubmitFailure, SubmitRequest, TaskReport, UnsupportedDocument,
+    UnsupportedOption, VendorError,
 };
 use crate::domain::{Decision, DocumentKind, DocumentType, ErrorCode};
 use mapping::Call;
@@ -51,16 +53,6 @@ pub struct LiankeSettings {
     pub no_printer_waits: bool,
 }
 
-/// The Lianke `ApiKey`; `Debug` never shows it.
-#[derive(Clone)]
-struct ApiKey(String);
-
-impl std::fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ApiKey([redacted])")
-    }
-}
-
 /// A Lianke printer's locator, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Locator {
@@ -71,7 +63,7 @@ pub struct Locator {
 }
 
 impl Locator {
-    pub fn parse(locator: &Value) -> Result<Locator, String> {
+    pub fn parse(locator: &Value) -> Result<Locator, InvalidPrinterConfig> {
         let obj = locator
             .as_object()
             .ok_or("the lianke locator must be an object")?;
@@ -82,7 +74,8 @@ impl Locator {
             ) {
                 return Err(format!(
                     "unknown lianke locator field `{key}`; fields: device_id, device_port, printer_model, target_ip"
-                ));
+                )
+                .into());
             }
         }
         let device_id = obj
@@ -101,13 +94,13 @@ impl Locator {
                 .ok_or("`locator.device_port` must be the USB port number, 1-64 (1 for network printers)")?
                 as u32,
         };
-        let text = |k: &str| -> Result<Option<String>, String> {
+        let text = |k: &str| -> Result<Option<String>, InvalidPrinterConfig> {
             match obj.get(k) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 256 => {
                     Ok(Some(s.trim().to_owned()))
                 }
-                Some(_) => Err(format!("`locator.{k}` must be a non-empty string")),
+                Some(_) => Err(format!("`locator.{k}` must be a non-empty string").into()),
             }
         };
         let printer_model = text("printer_model")?;
@@ -115,9 +108,7 @@ impl Locator {
         if let Some(ip) = &target_ip
             && ip.parse::<std::net::IpAddr>().is_err()
         {
-            return Err(format!(
-                "`locator.target_ip` must be an IP address, got {ip:?}"
-            ));
+            return Err(format!("`locator.target_ip` must be an IP address, got {ip:?}").into());
         }
         Ok(Locator {
             device_id,
@@ -128,7 +119,7 @@ impl Locator {
     }
 }
 
-fn device_key(secrets: &Value) -> Result<String, String> {
+fn device_key(secrets: &Value) -> Result<String, InvalidPrinterConfig> {
     secrets
         .get("device_key")
         .and_then(Value::as_str)
@@ -141,7 +132,8 @@ fn device_key(secrets: &Value) -> Result<String, String> {
 
 pub struct LiankeBackend {
     http: reqwest::Client,
-    api_key: ApiKey,
+    /// The Lianke `ApiKey`.
+    api_key: SecretString,
     settings: LiankeSettings,
     /// `printer_params` per model: the doc asks callers to cache it.
     params: Mutex<HashMap<String, Arc<wire::PrinterParams>>>,
@@ -160,19 +152,19 @@ impl std::fmt::Debug for LiankeBackend {
 /// The printer's id, key and locator, ready for a call.
 struct Device {
     locator: Locator,
-    key: String,
+    key: SecretString,
 }
 
 fn device(printer: &PrinterContext) -> Result<Device, VendorError> {
     let bad =
         |detail: String| VendorError::new(ErrorCode::PrinterAuthFailed, Decision::Fail, detail);
     Ok(Device {
-        locator: Locator::parse(&printer.locator).map_err(bad)?,
+        locator: Locator::parse(&printer.locator).map_err(|err| bad(err.into()))?,
         key: printer
             .secrets
             .get_str("device_key")
             .filter(|s| !s.is_empty())
-            .map(str::to_owned)
+            .map(SecretString::from)
             .ok_or_else(|| {
                 bad("a lianke printer needs `secrets.device_key` (the box's cloud password)".into())
             })?,
@@ -184,16 +176,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl LiankeBackend {
-    pub fn new(api_key: String, settings: LiankeSettings) -> Result<LiankeBackend, String> {
+    pub fn new(
+        api_key: SecretString,
+        settings: LiankeSettings,
+    ) -> Result<LiankeBackend, BackendSetupError> {
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("print-gateway/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|err| format!("cannot build the Lianke HTTP client: {err}"))?;
+            .map_err(|err| {
+                BackendSetupError(format!("cannot build the Lianke HTTP client: {err}"))
+            })?;
         Ok(LiankeBackend {
             http,
-            api_key: ApiKey(api_key),
+            api_key,
             settings: LiankeSettings {
                 base_url: settings.base_url.trim_end_matches('/').to_owned(),
                 ..settings
@@ -225,7 +222,7 @@ impl LiankeBackend {
             }
         };
         let response = request
-            .header("ApiKey", &self.api_key.0)
+            .header("ApiKey", self.api_key.expose_secret())
             .send()
             .await
             .map_err(|err| {
@@ -294,7 +291,7 @@ impl LiankeBackend {
     fn device_query(d: &Device) -> Vec<(&'static str, String)> {
         vec![
             ("deviceId", d.locator.device_id.clone()),
-            ("deviceKey", d.key.clone()),
+            ("deviceKey", d.key.expose_secret().to_owned()),
         ]
     }
 
@@ -407,7 +404,7 @@ impl LiankeBackend {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<wire::DeviceTask>, VendorError> {
-        let body = json!({"deviceId": d.locator.device_id, "deviceKey": d.key});
+        let body = json!({"deviceId": d.locator.device_id, "deviceKey": d.key.expose_secret()});
         let (data, _raw): (wire::DeviceTasks, Value) = self
             .call(
                 self.http
@@ -470,15 +467,19 @@ impl Backend for LiankeBackend {
         NAME
     }
 
-    fn setup_printer(&self, locator: &Value, secrets: &Value) -> Result<PrinterSetup, String> {
+    fn setup_printer(
+        &self,
+        locator: &Value,
+        secrets: &Value,
+    ) -> Result<PrinterSetup, InvalidPrinterConfig> {
         let locator = Locator::parse(locator)?;
         device_key(secrets)?;
         if let Some(obj) = secrets.as_object()
             && let Some(other) = obj.keys().find(|k| *k != "device_key")
         {
-            return Err(format!(
-                "unknown lianke secret `{other}`; the only secret is device_key"
-            ));
+            return Err(
+                format!("unknown lianke secret `{other}`; the only secret is device_key").into(),
+            );
         }
         Ok(PrinterSetup {
             device: format!("lianke:{}", locator.device_id),
@@ -495,14 +496,17 @@ impl Backend for LiankeBackend {
         &self,
         kind: DocumentKind,
         doc_type: Option<DocumentType>,
-    ) -> Result<(), String> {
+    ) -> Result<(), UnsupportedDocument> {
         if kind == DocumentKind::Url && doc_type.is_none() {
             return Err("Lianke needs to know the type of a URL document (it sends `urlFileExt`): give `document.content_type`, or a URL whose path ends in an extension such as .pdf".into());
         }
         Ok(())
     }
 
-    fn check_vendor_options(&self, options: &serde_json::Map<String, Value>) -> Result<(), String> {
+    fn check_vendor_options(
+        &self,
+        options: &serde_json::Map<String, Value>,
+    ) -> Result<(), UnsupportedOption> {
         for (name, value) in options {
             mapping::vendor_option_value(name, value)?;
         }
@@ -630,7 +634,7 @@ impl PrintTarget for LiankeBackend {
         // Field order follows the doc's "进阶参数" listing.
         let mut form = Form::new()
             .text("deviceId", d.locator.device_id.clone())
-            .text("deviceKey", d.key.clone())
+            .text("deviceKey", d.key.expose_secret().to_owned())
             .text("devicePort", d.locator.device_port.to_string());
         if let Some(model) = &d.locator.printer_model {
             form = form.text("printerModel", model.clone());
@@ -834,7 +838,7 @@ impl PrintTarget for LiankeBackend {
                     printer_model: None,
                     target_ip: None,
                 },
-                key,
+                key: SecretString::from(key),
             };
             let (list, _) = self.printer_list(&d).await?;
             Ok(list
@@ -886,7 +890,7 @@ impl PrintTarget for LiankeBackend {
         // Both take a JSON body (the doc's "raw" mode).
         let body = json!({
             "deviceId": d.locator.device_id,
-            "deviceKey": d.key,
+            "deviceKey": d.key.expose_secret(),
             "devicePort": d.locator.device_port,
         });
         let (path, call) = match action {

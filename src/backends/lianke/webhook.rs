@@ -27,14 +27,24 @@ pub enum Mismatch {
     Task { expected: String, got: String },
 }
 
+/// Why a callback body is not a Lianke result callback.
+#[derive(Debug, thiserror::Error)]
+pub enum UnreadableCallback {
+    #[error("the callback body is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("the callback body is not a Lianke result callback: {0}")]
+    NotACallback(serde_json::Error),
+    #[error("the callback body has an empty task_id or device_id")]
+    EmptyIds,
+}
+
 impl LiankeCallback {
-    pub fn parse(bytes: &[u8]) -> Result<LiankeCallback, String> {
-        let raw: Value = serde_json::from_slice(bytes)
-            .map_err(|err| format!("the callback body is not JSON: {err}"))?;
-        let body: CallbackBody = serde_json::from_value(raw.clone())
-            .map_err(|err| format!("the callback body is not a Lianke result callback: {err}"))?;
+    pub fn parse(bytes: &[u8]) -> Result<LiankeCallback, UnreadableCallback> {
+        let raw: Value = serde_json::from_slice(bytes).map_err(UnreadableCallback::NotJson)?;
+        let body: CallbackBody =
+            serde_json::from_value(raw.clone()).map_err(UnreadableCallback::NotACallback)?;
         if body.task_id.trim().is_empty() || body.device_id.trim().is_empty() {
-            return Err("the callback body has an empty task_id or device_id".into());
+            return Err(UnreadableCallback::EmptyIds);
         }
         Ok(LiankeCallback { body, raw })
     }

@@ -187,9 +187,9 @@ pub fn map_settings(settings: &[Setting]) -> MappedSettings {
             "方向" | "纸张方向" => {
                 map_orientation(value).map(|o| mapped.options.orientation = Some(o))
             }
-            "页码范围" | "打印范围" => Some(value)
-                .filter(|v| crate::domain::options::parse_page_ranges(v).is_ok())
-                .map(|v| mapped.options.page_ranges = Some(v.to_owned())),
+            "页码范围" | "打印范围" => crate::domain::options::PageRanges::parse(value)
+                .ok()
+                .map(|ranges| mapped.options.page_ranges = Some(ranges.to_string())),
             _ => None,
         };
         if understood.is_none() {

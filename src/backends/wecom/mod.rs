@@ -24,13 +24,18 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::backends::{Backend, PrinterContext, PrinterSetup, PrinterStatus, VendorError};
+use crate::backends::token_cache::AccessToken;
+use crate::backends::{
+    Backend, BackendSetupError, InvalidPrinterConfig, PrinterContext, PrinterSetup, PrinterStatus,
+    VendorError,
+};
 use crate::domain::backoff::Backoff;
 use crate::domain::{Decision, ErrorCode, PrinterId};
 use mapping::{BUSY_RETRIES, WecomErrcode};
@@ -39,15 +44,15 @@ use token::WecomTokens;
 /// The registry name.
 pub const NAME: &str = "wecom";
 
-/// What the WeCom client needs from the configuration.
-#[derive(Clone)]
+/// What the WeCom client needs from the configuration. `Debug` shows no secret.
+#[derive(Clone, Debug)]
 pub struct WecomSettings {
     /// `https://qyapi.weixin.qq.com` in production.
     pub base_url: String,
     pub model_id: String,
-    pub model_secret: String,
+    pub model_secret: SecretString,
     /// The ticket to start with (newer ones arrive by push).
-    pub model_ticket: Option<String>,
+    pub model_ticket: Option<SecretString>,
     /// Timeout of one WeCom call.
     pub timeout: Duration,
     /// Largest decrypted document (WeCom's own limit is 20 MB).
@@ -60,31 +65,11 @@ pub struct WecomSettings {
     pub busy_retry_pause: Duration,
 }
 
-impl std::fmt::Debug for WecomSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WecomSettings")
-            .field("base_url", &self.base_url)
-            .field("model_id", &self.model_id)
-            .field("push_configured", &self.push_configured)
-            .finish_non_exhaustive()
-    }
-}
-
 /// A device's credentials. `Debug` hides the secret.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct DeviceCredentials {
     pub device_sn: String,
-    pub device_secret: String,
-}
-
-impl std::fmt::Debug for DeviceCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "DeviceCredentials {{ device_sn: {:?}, device_secret: [redacted] }}",
-            self.device_sn
-        )
-    }
+    pub device_secret: SecretString,
 }
 
 /// A WeCom printer's locator.
@@ -104,11 +89,11 @@ pub struct WecomLocator {
 }
 
 impl WecomLocator {
-    pub fn parse(locator: &Value) -> Result<WecomLocator, String> {
+    pub fn parse(locator: &Value) -> Result<WecomLocator, InvalidPrinterConfig> {
         let parsed: WecomLocator = serde_json::from_value(locator.clone()).map_err(|err| {
-            format!(
+            InvalidPrinterConfig(format!(
                 "a WeCom printer's locator is {{\"device_sn\", \"target_printer_id\", \"open_userids\"?: [..], \"tenant\"?}}: {err}"
-            )
+            ))
         })?;
         let sn = parsed.device_sn.trim();
         if sn.is_empty() || sn.len() > 128 {
@@ -117,7 +102,9 @@ impl WecomLocator {
             );
         }
         PrinterId::parse(&parsed.target_printer_id).map_err(|detail| {
-            format!("`locator.target_printer_id` must be a printer id: {detail}")
+            InvalidPrinterConfig(format!(
+                "`locator.target_printer_id` must be a printer id: {detail}"
+            ))
         })?;
         if parsed.open_userids.len() > 1000
             || parsed
@@ -190,11 +177,13 @@ impl RetryState {
 }
 
 impl WecomClient {
-    pub fn new(settings: WecomSettings) -> Result<WecomClient, String> {
+    pub fn new(settings: WecomSettings) -> Result<WecomClient, BackendSetupError> {
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
             .build()
-            .map_err(|err| format!("cannot build the WeCom HTTP client: {err}"))?;
+            .map_err(|err| {
+                BackendSetupError(format!("cannot build the WeCom HTTP client: {err}"))
+            })?;
         Ok(WecomClient {
             http,
             tokens: WecomTokens::new(settings.model_ticket.clone()),
@@ -234,7 +223,7 @@ impl WecomClient {
     }
 
     /// `model_access_token`, cached.
-    pub async fn model_token(&self) -> Result<String, VendorError> {
+    pub async fn model_token(&self) -> Result<AccessToken, VendorError> {
         self.tokens
             .model
             .get(|| async {
@@ -247,13 +236,13 @@ impl WecomClient {
                 })?;
                 let body = wire::GetModelToken {
                     model_id: &self.settings.model_id,
-                    model_secret: &self.settings.model_secret,
-                    model_ticket: &ticket,
+                    model_secret: self.settings.model_secret.expose_secret(),
+                    model_ticket: ticket.expose_secret(),
                 };
                 let token: wire::ModelToken =
                     self.call_once("get_model_token", None, &body).await?;
                 Ok((
-                    token.model_access_token,
+                    AccessToken::new(token.model_access_token),
                     Duration::from_secs(token.expires_in),
                 ))
             })
@@ -261,17 +250,20 @@ impl WecomClient {
     }
 
     /// A device's `device_access_token`, cached.
-    pub async fn device_token(&self, device: &DeviceCredentials) -> Result<String, VendorError> {
+    pub async fn device_token(
+        &self,
+        device: &DeviceCredentials,
+    ) -> Result<AccessToken, VendorError> {
         let cache = self.tokens.device(&device.device_sn);
         cache
             .get(|| async {
                 let body = wire::GetDeviceToken {
                     device_sn: &device.device_sn,
-                    device_secret: &device.device_secret,
+                    device_secret: device.device_secret.expose_secret(),
                 };
                 let token: wire::DeviceToken = self.call_model("get_device_token", &body).await?;
                 Ok((
-                    token.device_access_token,
+                    AccessToken::new(token.device_access_token),
                     Duration::from_secs(token.expires_in),
                 ))
             })
@@ -283,16 +275,16 @@ impl WecomClient {
         &self,
         device_sn: &str,
         auth_code: &str,
-    ) -> Result<String, VendorError> {
+    ) -> Result<SecretString, VendorError> {
         let reply: wire::DeviceSecret = self
             .call_model("get_device_secret", &wire::GetDeviceSecret { auth_code })
             .await?;
         if let (Some(token), Some(ttl)) = (reply.device_access_token, reply.expires_in) {
             self.tokens
                 .device(device_sn)
-                .prime(token, Duration::from_secs(ttl));
+                .prime(AccessToken::new(token), Duration::from_secs(ttl));
         }
-        Ok(reply.device_secret)
+        Ok(SecretString::from(reply.device_secret))
     }
 
     /// A call with the model token (`get_device_token`, `get_device_secret`).
@@ -305,7 +297,7 @@ impl WecomClient {
         loop {
             let token = self.model_token().await?;
             match self
-                .call_once(path, Some(("model_access_token", &token)), body)
+                .call_once(path, Some(("model_access_token", token.expose())), body)
                 .await
             {
                 Ok(reply) => return Ok(reply),
@@ -338,7 +330,7 @@ impl WecomClient {
         loop {
             let token = self.device_token(device).await?;
             match self
-                .call_once(path, Some(("device_access_token", &token)), body)
+                .call_once(path, Some(("device_access_token", token.expose())), body)
                 .await
             {
                 Ok(reply) => return Ok(reply),
@@ -502,15 +494,19 @@ impl Backend for WecomBackend {
         NAME
     }
 
-    fn setup_printer(&self, locator: &Value, secrets: &Value) -> Result<PrinterSetup, String> {
+    fn setup_printer(
+        &self,
+        locator: &Value,
+        secrets: &Value,
+    ) -> Result<PrinterSetup, InvalidPrinterConfig> {
         let locator = WecomLocator::parse(locator)?;
         if let Some(key) = secrets
             .as_object()
             .and_then(|m| m.keys().find(|k| k.as_str() != "device_secret"))
         {
-            return Err(format!(
-                "a WeCom printer's only secret is `device_secret`, not `{key}`"
-            ));
+            return Err(
+                format!("a WeCom printer's only secret is `device_secret`, not `{key}`").into(),
+            );
         }
         if secrets.get("device_secret").is_some() && device_secret(secrets).is_none() {
             return Err("`secrets.device_secret` must be a non-empty string".into());
@@ -553,7 +549,7 @@ impl Backend for WecomBackend {
         };
         let device = DeviceCredentials {
             device_sn: locator.device_sn,
-            device_secret: secret.to_owned(),
+            device_secret: SecretString::from(secret),
         };
         self.client.device_token(&device).await?;
         Ok(PrinterStatus {
@@ -595,7 +591,7 @@ mod tests {
             ),
         ] {
             let err = WecomLocator::parse(&bad).unwrap_err();
-            assert!(err.contains(field), "{err}");
+            assert!(err.0.contains(field), "{err}");
         }
     }
 
@@ -603,7 +599,7 @@ mod tests {
     fn credentials_never_show_the_secret() {
         let c = DeviceCredentials {
             device_sn: "sn".into(),
-            device_secret: "s3cr3t-value".into(),
+            device_secret: SecretString::from("s3cr3t-value"),
         };
         assert!(!format!("{c:?}").contains("s3cr3t"));
     }

@@ -18,11 +18,11 @@ use super::mapping::{
 use super::sync::{self, UnprintedPages};
 use super::wire::{PrinterJob, ReportPrinterJobStatus};
 use super::{DeviceCredentials, NAME, WecomClient, WecomLocator, device_secret};
-use crate::backends::VendorError;
 use crate::backends::source::{
     FetchError, JobSource, Push, Report, SourceDevice, SourceJob, SourcePages, SourcePrinter,
     SourceReasons,
 };
+use crate::backends::{InvalidPrinterConfig, VendorError};
 use crate::domain::{EventSource, JobError, JobState};
 
 /// A pushed model ticket stays valid 30 minutes.
@@ -137,7 +137,7 @@ impl JobSource for WecomSource {
         sync::MAX_PAGE
     }
 
-    fn printer(&self, locator: &Value) -> Result<SourcePrinter, String> {
+    fn printer(&self, locator: &Value) -> Result<SourcePrinter, InvalidPrinterConfig> {
         let locator = WecomLocator::parse(locator)?;
         Ok(SourcePrinter {
             device: locator.device_sn,
@@ -150,7 +150,7 @@ impl JobSource for WecomSource {
     fn credentials(&self, device: &str, secrets: &Value) -> Option<SourceDevice> {
         device_secret(secrets).map(|secret| SourceDevice {
             device: device.to_owned(),
-            secret: secret.to_owned(),
+            secret: secrecy::SecretString::from(secret),
         })
     }
 
@@ -252,11 +252,11 @@ impl JobSource for WecomSource {
         }
     }
 
-    async fn bind(&self, device: &str, code: &str) -> Result<String, VendorError> {
+    async fn bind(&self, device: &str, code: &str) -> Result<secrecy::SecretString, VendorError> {
         self.client.device_secret_from_auth_code(device, code).await
     }
 
-    fn set_ticket(&self, ticket: String) {
+    fn set_ticket(&self, ticket: secrecy::SecretString) {
         self.client.tokens.set_ticket(ticket);
     }
 

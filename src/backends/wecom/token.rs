@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-pub use crate::backends::token_cache::TokenCache;
+use secrecy::SecretString;
+
+pub use crate::backends::token_cache::{AccessToken, TokenCache};
 
 /// A fresh token is fetched this long before the old one lapses (capped at a fifth of the
 /// token's lifetime by the cache).
@@ -18,14 +20,14 @@ pub const REFRESH_AHEAD: Duration = Duration::from_secs(300);
 
 /// The token caches of one WeCom model and its devices, shared by every worker.
 pub struct WecomTokens {
-    pub model: TokenCache<String>,
-    devices: Mutex<HashMap<String, Arc<TokenCache<String>>>>,
+    pub model: TokenCache<AccessToken>,
+    devices: Mutex<HashMap<String, Arc<TokenCache<AccessToken>>>>,
     /// The newest `model_ticket`: configured at start, replaced by `model_ticket` pushes.
-    ticket: RwLock<Option<String>>,
+    ticket: RwLock<Option<SecretString>>,
 }
 
 impl WecomTokens {
-    pub fn new(ticket: Option<String>) -> WecomTokens {
+    pub fn new(ticket: Option<SecretString>) -> WecomTokens {
         WecomTokens {
             model: TokenCache::new(REFRESH_AHEAD).for_vendor(super::NAME),
             devices: Mutex::new(HashMap::new()),
@@ -34,7 +36,7 @@ impl WecomTokens {
     }
 
     /// The cache of one device's token.
-    pub fn device(&self, device_sn: &str) -> Arc<TokenCache<String>> {
+    pub fn device(&self, device_sn: &str) -> Arc<TokenCache<AccessToken>> {
         let mut devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(
             devices.entry(device_sn.to_owned()).or_insert_with(|| {
@@ -43,7 +45,7 @@ impl WecomTokens {
         )
     }
 
-    pub fn ticket(&self) -> Option<String> {
+    pub fn ticket(&self) -> Option<SecretString> {
         self.ticket
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -52,7 +54,7 @@ impl WecomTokens {
 
     /// Replaces the model ticket. A changed ticket does not invalidate the model token:
     /// tokens stay valid for their lifetime; the next fetch uses the new ticket.
-    pub fn set_ticket(&self, ticket: String) {
+    pub fn set_ticket(&self, ticket: SecretString) {
         *self.ticket.write().unwrap_or_else(|p| p.into_inner()) = Some(ticket);
     }
 }

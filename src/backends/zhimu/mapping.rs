@@ -6,9 +6,11 @@
 use serde_json::{Map, Value, json};
 
 use super::wire::{Color, Orientation, PrinterDetail, Side, TaskData, TaskStatus};
-use crate::backends::{OutcomeClass, SubmitFailure, TaskProgress, VendorError};
+use crate::backends::{
+    OutcomeClass, SubmitFailure, TaskProgress, UnsupportedDocument, UnsupportedOption, VendorError,
+};
 use crate::domain::capabilities::PaperSize;
-use crate::domain::options::{self, ColorMode, Paper, Scale, Sides};
+use crate::domain::options::{self, ColorMode, PageRanges, Paper, Scale, Sides};
 use crate::domain::{
     Capabilities, Decision, DocumentKind, DocumentType, ErrorCode, JobError, JobOptions,
 };
@@ -106,19 +108,19 @@ fn format_of(doc_type: DocumentType) -> Option<MediaFormat> {
 pub fn media(
     kind: DocumentKind,
     doc_type: Option<DocumentType>,
-) -> Result<(MediaFormat, MediaSource), String> {
+) -> Result<(MediaFormat, MediaSource), UnsupportedDocument> {
     let Some(doc_type) = doc_type else {
         return Err(format!(
             "Zhimu needs the document's type and this {} document has none it can tell: give `content_type` or a `filename` with an extension. {ACCEPTED}.",
             kind.as_str()
-        ));
+        ).into());
     };
     let refused = || {
-        format!(
+        UnsupportedDocument(format!(
             "Zhimu cannot print a {} document given as {}. {ACCEPTED}.",
             doc_type.extension(),
             kind.as_str()
-        )
+        ))
     };
     let format = format_of(doc_type).ok_or_else(refused)?;
     match (kind, format) {
@@ -220,12 +222,13 @@ fn describe(expect: Expect) -> String {
 }
 
 /// Checks `vendor_options` against the allow-list of documented Zhimu fields.
-pub fn check_vendor_options(options: &Map<String, Value>) -> Result<(), String> {
+pub fn check_vendor_options(options: &Map<String, Value>) -> Result<(), UnsupportedOption> {
     for (key, value) in options {
         if let Some((_, neutral)) = NEUTRAL_EQUIVALENTS.iter().find(|(k, _)| k == key) {
             return Err(format!(
                 "vendor option `{key}` is set from the neutral option `{neutral}`; use that instead"
-            ));
+            )
+            .into());
         }
         let Some((_, expect)) = CONFIG_OPTIONS
             .iter()
@@ -240,16 +243,35 @@ pub fn check_vendor_options(options: &Map<String, Value>) -> Result<(), String> 
             return Err(format!(
                 "vendor option `{key}` is not accepted by the zhimu backend; it accepts {}",
                 known.join(", ")
-            ));
+            )
+            .into());
         };
         if !fits(*expect, value) {
             return Err(format!(
                 "vendor option `{key}` must be {}, got {value}",
                 describe(*expect)
-            ));
+            )
+            .into());
         }
     }
     Ok(())
+}
+
+/// `pageRanges` (§ printer config): a string; the doc gives no grammar, so the common
+/// `"1-3,5"` form (ranges with a dash, separated by commas, no spaces).
+fn page_ranges_value(ranges: &PageRanges) -> String {
+    ranges
+        .ranges()
+        .iter()
+        .map(|&(start, end)| {
+            if start == end {
+                start.to_string()
+            } else {
+                format!("{start}-{end}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn color(mode: ColorMode) -> Color {
@@ -315,9 +337,8 @@ pub fn task_config(
     if let Some(s) = options.sides {
         config.insert("side".into(), json!(side(s)));
     }
-    if let Some(ranges) = &options.page_ranges {
-        let compact: String = ranges.chars().filter(|c| !c.is_whitespace()).collect();
-        config.insert("pageRanges".into(), json!(compact));
+    if let Some(ranges) = options.parsed_page_ranges() {
+        config.insert("pageRanges".into(), json!(page_ranges_value(&ranges)));
     }
     // Zhimu has `autofit` (fit the page), `fullfill` (fill the paper) and `scale`.
     match options.scale {
@@ -658,17 +679,29 @@ pub fn capabilities(detail: &PrinterDetail) -> Capabilities {
     }
 }
 
+/// Why a queryPrinterDetail `data` could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum UnreadableDetail {
+    #[error("the capabilities string is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("expected a JSON string, got {0}")]
+    NotAString(Value),
+    #[error("the capabilities document has an unexpected shape: {0}")]
+    Shape(serde_json::Error),
+}
+
 /// `data` of queryPrinterDetail: a JSON string holding the document (§3.5.3). An object
 /// is accepted too, in case Zhimu ever sends it unwrapped.
-pub fn parse_detail(data: &Value) -> Result<(PrinterDetail, Value), String> {
+pub fn parse_detail(data: &Value) -> Result<(PrinterDetail, Value), UnreadableDetail> {
     let document = match data {
-        Value::String(text) => serde_json::from_str::<Value>(text)
-            .map_err(|err| format!("the capabilities string is not JSON: {err}"))?,
+        Value::String(text) => {
+            serde_json::from_str::<Value>(text).map_err(UnreadableDetail::NotJson)?
+        }
         Value::Object(_) => data.clone(),
-        other => return Err(format!("expected a JSON string, got {other}")),
+        other => return Err(UnreadableDetail::NotAString(other.clone())),
     };
     let detail = serde_json::from_value::<PrinterDetail>(document.clone())
-        .map_err(|err| format!("the capabilities document has an unexpected shape: {err}"))?;
+        .map_err(UnreadableDetail::Shape)?;
     Ok((detail, document))
 }
 
@@ -733,9 +766,9 @@ mod tests {
     #[test]
     fn a_refusal_names_the_type_and_what_is_accepted() {
         let err = media(K::Url, Some(T::Pdf)).unwrap_err();
-        assert!(err.contains("pdf") && err.contains("png, jpg"), "{err}");
+        assert!(err.0.contains("pdf") && err.0.contains("png, jpg"), "{err}");
         let err = media(K::Url, None).unwrap_err();
-        assert!(err.contains("content_type"), "{err}");
+        assert!(err.0.contains("content_type"), "{err}");
     }
 
     #[test]
@@ -1021,18 +1054,21 @@ mod tests {
         assert!(
             check_vendor_options(&unknown)
                 .unwrap_err()
+                .0
                 .contains("dmPaperSize")
         );
         let neutral = Map::from_iter([("side".to_owned(), json!("DUPLEX"))]);
         assert!(
             check_vendor_options(&neutral)
                 .unwrap_err()
+                .0
                 .contains("`sides`")
         );
         let badly_typed = Map::from_iter([("quality".to_owned(), json!("BEST"))]);
         assert!(
             check_vendor_options(&badly_typed)
                 .unwrap_err()
+                .0
                 .contains("HIGH")
         );
     }

@@ -29,8 +29,9 @@ use serde_json::{Value, json};
 use super::pacing::{PollCadence, RateLimiter};
 use super::token_cache::TokenCache;
 use super::{
-    Accepted, Backend, CancelOutcome, CapabilitiesReport, Lookup, PollPlan, PrinterContext,
-    PrinterSetup, PrinterStatus, SubmitFailure, SubmitRequest, TaskReport, VendorError,
+    Accepted, Backend, BackendSetupError, CancelOutcome, CapabilitiesReport, InvalidPrinterConfig,
+    Lookup, PollPlan, PrinterContext, PrinterSetup, PrinterStatus, SubmitFailure, SubmitRequest,
+    TaskReport, UnsupportedDocument, UnsupportedOption, VendorError,
 };
 use crate::domain::{Decision, DocumentKind, DocumentType, ErrorCode};
 use mapping::MediaSource;
@@ -48,7 +49,7 @@ pub const NAME: &str = "zhimu";
 const DEFAULT_MAX_IN_FLIGHT: u32 = 4;
 
 /// The Zhimu backend's settings (from the `ZHIMU_*` variables).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ZhimuSettings {
     pub base_url: String,
     pub credentials: AppCredentials,
@@ -59,18 +60,6 @@ pub struct ZhimuSettings {
     pub max_polls_per_second: u32,
     /// How long before the token's expiry a new one is fetched.
     pub token_refresh_ahead: Duration,
-}
-
-impl std::fmt::Debug for ZhimuSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ZhimuSettings")
-            .field("base_url", &self.base_url)
-            .field("credentials", &self.credentials)
-            .field("timeout", &self.timeout)
-            .field("poll", &self.poll)
-            .field("max_polls_per_second", &self.max_polls_per_second)
-            .finish()
-    }
 }
 
 /// Where a Zhimu printer is: parsed from a printer's locator.
@@ -86,16 +75,17 @@ pub struct ZhimuLocator {
 const LOCATOR_KEYS: [&str; 4] = ["share_sn", "printer_name", "device_type", "printer_alias"];
 
 impl ZhimuLocator {
-    pub fn parse(locator: &Value) -> Result<ZhimuLocator, String> {
+    pub fn parse(locator: &Value) -> Result<ZhimuLocator, InvalidPrinterConfig> {
         let map = locator
             .as_object()
             .ok_or("a zhimu locator must be an object")?;
         if let Some(key) = map.keys().find(|k| !LOCATOR_KEYS.contains(&k.as_str())) {
             return Err(format!(
                 "zhimu locator field `{key}` is unknown; a zhimu locator has share_sn, printer_name and optionally device_type (default \"printer\")"
-            ));
+            )
+            .into());
         }
-        let text = |key: &str| -> Result<Option<String>, String> {
+        let text = |key: &str| -> Result<Option<String>, InvalidPrinterConfig> {
             match map.get(key) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 256 => {
@@ -103,13 +93,14 @@ impl ZhimuLocator {
                 }
                 Some(_) => Err(format!(
                     "zhimu locator `{key}` must be a non-empty string of at most 256 characters"
-                )),
+                )
+                .into()),
             }
         };
         let missing = |key: &str| {
-            format!(
+            InvalidPrinterConfig(format!(
                 "a zhimu locator needs `{key}` (GET /v1/backends/zhimu/printers lists the printers the app can use)"
-            )
+            ))
         };
         Ok(ZhimuLocator {
             share_sn: text("share_sn")?.ok_or_else(|| missing("share_sn"))?,
@@ -183,14 +174,16 @@ impl std::fmt::Debug for ZhimuBackend {
 }
 
 impl ZhimuBackend {
-    pub fn new(settings: ZhimuSettings) -> Result<ZhimuBackend, String> {
+    pub fn new(settings: ZhimuSettings) -> Result<ZhimuBackend, BackendSetupError> {
         let base = reqwest::Url::parse(&settings.base_url)
-            .map_err(|err| format!("ZHIMU_BASE_URL is not a URL ({err})"))?;
+            .map_err(|err| BackendSetupError(format!("ZHIMU_BASE_URL is not a URL ({err})")))?;
         if !matches!(base.scheme(), "http" | "https") {
             return Err("ZHIMU_BASE_URL must be an http(s) URL".into());
         }
         if settings.credentials.app_id.trim().is_empty()
-            || settings.credentials.app_key.trim().is_empty()
+            || secrecy::ExposeSecret::expose_secret(&settings.credentials.app_key)
+                .trim()
+                .is_empty()
         {
             return Err("ZHIMU_APP_ID and ZHIMU_APP_KEY must not be empty".into());
         }
@@ -198,7 +191,9 @@ impl ZhimuBackend {
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
             .build()
-            .map_err(|err| format!("cannot build the Zhimu HTTP client: {err}"))?;
+            .map_err(|err| {
+                BackendSetupError(format!("cannot build the Zhimu HTTP client: {err}"))
+            })?;
         Ok(ZhimuBackend {
             http,
             base_url: settings.base_url.trim_end_matches('/').to_owned(),
@@ -518,7 +513,11 @@ impl Backend for ZhimuBackend {
         NAME
     }
 
-    fn setup_printer(&self, locator: &Value, secrets: &Value) -> Result<PrinterSetup, String> {
+    fn setup_printer(
+        &self,
+        locator: &Value,
+        secrets: &Value,
+    ) -> Result<PrinterSetup, InvalidPrinterConfig> {
         let locator = ZhimuLocator::parse(locator)?;
         if secrets.as_object().is_some_and(|m| !m.is_empty()) {
             return Err("zhimu printers take no secrets: the app credentials are the gateway's (ZHIMU_APP_ID, ZHIMU_APP_KEY)".into());
@@ -533,11 +532,14 @@ impl Backend for ZhimuBackend {
         &self,
         kind: DocumentKind,
         doc_type: Option<DocumentType>,
-    ) -> Result<(), String> {
+    ) -> Result<(), UnsupportedDocument> {
         mapping::media(kind, doc_type).map(|_| ())
     }
 
-    fn check_vendor_options(&self, options: &serde_json::Map<String, Value>) -> Result<(), String> {
+    fn check_vendor_options(
+        &self,
+        options: &serde_json::Map<String, Value>,
+    ) -> Result<(), UnsupportedOption> {
         mapping::check_vendor_options(options)
     }
 
@@ -704,7 +706,7 @@ impl PrintTarget for ZhimuBackend {
             )
             .await?;
         let (detail, raw) = mapping::parse_detail(&data)
-            .map_err(|what| mapping::unreadable_answer(&what, false))?;
+            .map_err(|what| mapping::unreadable_answer(&what.to_string(), false))?;
         Ok(CapabilitiesReport {
             capabilities: mapping::capabilities(&detail),
             raw,

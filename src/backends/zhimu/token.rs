@@ -5,45 +5,20 @@
 use std::time::Duration;
 
 use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
 use sha1::{Digest, Sha1};
 
 use super::wire::GetTokenRequest;
 
 /// The app's credentials. `Debug` never shows the AppKey.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct AppCredentials {
     pub app_id: String,
-    pub app_key: String,
-}
-
-impl std::fmt::Debug for AppCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppCredentials")
-            .field("app_id", &self.app_id)
-            .field("app_key", &"[redacted]")
-            .finish()
-    }
+    pub app_key: SecretString,
 }
 
 /// An `Api-Access-Token`. `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AppToken(String);
-
-impl AppToken {
-    pub fn new(token: String) -> AppToken {
-        AppToken(token)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for AppToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AppToken([redacted])")
-    }
-}
+pub use crate::backends::token_cache::AccessToken as AppToken;
 
 /// The signature of doc §3.1.2: lower-case hex SHA-1 of appid, timestamp, oncestr and
 /// appkey concatenated in that order, with no separators.
@@ -63,7 +38,7 @@ pub fn token_request(credentials: &AppCredentials, now_ms: i64) -> GetTokenReque
         &credentials.app_id,
         &timestamp,
         &oncestr,
-        &credentials.app_key,
+        credentials.app_key.expose_secret(),
     );
     GetTokenRequest {
         appid: credentials.app_id.clone(),
