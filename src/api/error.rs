@@ -225,6 +225,7 @@ impl From<EngineError> for ApiError {
     fn from(err: EngineError) -> Self {
         match err {
             EngineError::Store(store) => store.into(),
+            other => ApiError::Internal(other.to_string()),
         }
     }
 }

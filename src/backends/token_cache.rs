@@ -152,6 +152,19 @@ impl<T: Clone + PartialEq> TokenCache<T> {
         }
     }
 
+    /// Lets `by` pass on the cache's clock: the cached value's refresh and expiry moments
+    /// come `by` sooner. Tests use it to reach the end of a token's lifetime without
+    /// waiting for it (the cache's decisions stay the ones real time would make).
+    pub fn advance(&self, by: Duration) {
+        if let Some(mut entry) = self.read() {
+            let now = Instant::now();
+            let sooner = |at: Instant| at.checked_sub(by).unwrap_or(now).min(at);
+            entry.refresh_at = sooner(entry.refresh_at);
+            entry.expires_at = sooner(entry.expires_at);
+            self.write(Some(entry));
+        }
+    }
+
     /// Drops `rejected` if it is still the cached value (a vendor refused it). Calls that
     /// were rejected with an older value change nothing: a newer one is already cached.
     pub fn invalidate(&self, rejected: &T) {

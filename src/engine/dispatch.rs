@@ -35,20 +35,15 @@ impl Engine {
             return Ok(true);
         }
         if context.capabilities.is_none() {
-            match self.call(backend.capabilities(context)).await {
-                Ok(report) => {
-                    if let Err(err) = store::printers::save_capabilities(
-                        &self.pool,
-                        &printer.id,
-                        &report.capabilities,
-                        &report.raw,
-                    )
-                    .await
-                    {
-                        tracing::warn!(printer_id = %printer.id, error = %err, "could not cache capabilities fetched at dispatch");
-                    }
-                    context.capabilities = Some(report.capabilities);
-                }
+            match super::status::fetch_capabilities(
+                &self.pool,
+                backend,
+                context,
+                self.settings.vendor_timeout,
+            )
+            .await?
+            {
+                Ok(report) => context.capabilities = Some(report.capabilities),
                 Err(err) => {
                     let error = JobError {
                         code: ErrorCode::UnsupportedOption,

@@ -108,10 +108,22 @@ impl EngineSettings {
     }
 }
 
+/// What can stop the engine handling a job; the job is looked at again when its lease
+/// expires (a vendor's answer is never an `EngineError`: it is recorded on the job).
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// The database failed or answered something unreadable.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A job names a printer that no longer exists.
+    #[error("job {job} names printer `{printer}`, which does not exist")]
+    PrinterGone { job: Uuid, printer: String },
+    /// A job the vendor accepted has no task id recorded.
+    #[error("processing job {0} has no vendor task id")]
+    NoVendorTask(Uuid),
+    /// A job's document bytes cannot be found where they were stored.
+    #[error("job {0} lost its document")]
+    DocumentGone(Uuid),
 }
 
 impl From<sqlx::Error> for EngineError {
@@ -318,9 +330,10 @@ impl Engine {
             job
         };
         let Some(printer) = store::printers::get(&self.pool, &job.printer_id).await? else {
-            return Err(
-                StoreError::Corrupt(format!("job {} names a missing printer", job.id)).into(),
-            );
+            return Err(EngineError::PrinterGone {
+                job: job.id,
+                printer: job.printer_id.clone(),
+            });
         };
         // claim_due only hands out jobs of configured backends; if the registry lost one
         // meanwhile, leave the job to a replica that has it.
@@ -409,9 +422,9 @@ fn transition(from: JobState, to: JobState) -> Transition {
 
 /// A processing job's vendor task id; its absence means the row is corrupt.
 fn vendor_task_of(job: &JobRow) -> EngineResult<String> {
-    job.vendor_task_id.clone().ok_or_else(|| {
-        StoreError::Corrupt(format!("processing job {} has no vendor task id", job.id)).into()
-    })
+    job.vendor_task_id
+        .clone()
+        .ok_or(EngineError::NoVendorTask(job.id))
 }
 
 struct Work<'a> {

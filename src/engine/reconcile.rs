@@ -49,7 +49,7 @@ impl Engine {
             }
         }
         let Some(mut request) = self.load_submit_request(w).await? else {
-            return Err(StoreError::Corrupt(format!("job {} lost its document", job.id)).into());
+            return Err(EngineError::DocumentGone(job.id));
         };
         request.taken_task_ids = store::jobs::task_ids_of_device_neighbours(
             &self.pool,

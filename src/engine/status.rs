@@ -9,7 +9,9 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::{gate, printer_context};
-use crate::backends::{BackendRegistry, PrinterStatus, VendorError};
+use crate::backends::{
+    BackendRegistry, CapabilitiesReport, PrintTarget, PrinterContext, PrinterStatus, VendorError,
+};
 use crate::domain::{Decision, ErrorCode};
 use crate::secrets_at_rest::Keyring;
 use crate::store::printers::{BreakerEffect, Failure, PrinterRow};
@@ -151,8 +153,38 @@ fn capabilities_stale(row: &PrinterRow, age: Duration) -> bool {
     }
 }
 
-/// Fetches a print target's capabilities (the caller holds a device slot) and caches them;
-/// a vendor that cannot say now leaves the old cache for the next round.
+/// Asks a print target what a printer can do and caches the answer: the one way
+/// capabilities are fetched — at registration and on request (through the device gate,
+/// `service::printers`), by the status round, and at dispatch for a strict job with none
+/// cached. The caller holds a slot on the printer's device.
+pub async fn fetch_capabilities(
+    pool: &PgPool,
+    target: &dyn PrintTarget,
+    context: &PrinterContext,
+    timeout: Duration,
+) -> Result<Result<CapabilitiesReport, VendorError>, StoreError> {
+    let report = match tokio::time::timeout(timeout, target.capabilities(context)).await {
+        Ok(report) => report,
+        Err(_) => Err(VendorError::new(
+            ErrorCode::VendorTimeout,
+            Decision::Retry,
+            "the vendor did not say what the printer supports in time",
+        )),
+    };
+    if let Ok(report) = &report {
+        store::printers::save_capabilities(
+            pool,
+            context.id.as_str(),
+            &report.capabilities,
+            &report.raw,
+        )
+        .await?;
+    }
+    Ok(report)
+}
+
+/// The status round's refresh: a vendor that cannot say now leaves the old cache for the
+/// next round.
 async fn refresh_capabilities(
     pool: &PgPool,
     backends: &BackendRegistry,
@@ -166,20 +198,10 @@ async fn refresh_capabilities(
     let Ok(context) = printer_context(row, keyring) else {
         return Ok(());
     };
-    match tokio::time::timeout(timeout, target.capabilities(&context)).await {
-        Ok(Ok(report)) => {
-            store::printers::save_capabilities(pool, &row.id, &report.capabilities, &report.raw)
-                .await
-        }
-        Ok(Err(err)) => {
-            tracing::debug!(printer_id = %row.id, error = %err, "capabilities refresh failed");
-            Ok(())
-        }
-        Err(_) => {
-            tracing::debug!(printer_id = %row.id, "capabilities refresh timed out");
-            Ok(())
-        }
+    if let Err(err) = fetch_capabilities(pool, target.as_ref(), &context, timeout).await? {
+        tracing::debug!(printer_id = %row.id, error = %err, "capabilities refresh failed");
     }
+    Ok(())
 }
 
 impl super::Engine {

@@ -70,6 +70,7 @@ impl From<EngineError> for ServiceError {
     fn from(err: EngineError) -> Self {
         match err {
             EngineError::Store(store) => ServiceError::Store(store),
+            other => ServiceError::Internal(other.to_string()),
         }
     }
 }

@@ -224,23 +224,33 @@ impl Service {
         }
     }
 
-    /// Asks the vendor for a printer's capabilities now (through the device gate) and
+    /// Asks the vendor for a printer's capabilities now, through its device gate, and
     /// caches what it says.
     pub async fn refresh_capabilities(
         &self,
         row: &PrinterRow,
     ) -> ServiceResult<Result<CapabilitiesReport, VendorError>> {
-        let report = self.capabilities(row).await?;
-        if let Ok(report) = &report {
-            store::printers::save_capabilities(
-                &self.pool,
-                &row.id,
-                &report.capabilities,
-                &report.raw,
-            )
-            .await?;
-        }
-        Ok(report)
+        let backend = self.backend(&row.backend)?;
+        let Some(target) = self.backends.target(&row.backend) else {
+            return Ok(Err(VendorError::not_a_print_target(backend.name())));
+        };
+        let context = printer_context(row, self.engine.keyring())
+            .map_err(|err| ServiceError::Internal(err.to_string()))?;
+        let timeout = self.engine.settings().vendor_timeout;
+        let Some(held) =
+            gate::acquire(&self.pool, &row.device, row.max_in_flight, timeout, timeout).await?
+        else {
+            return Ok(Err(gate::busy()));
+        };
+        let report = crate::engine::status::fetch_capabilities(
+            &self.pool,
+            target.as_ref(),
+            &context,
+            timeout,
+        )
+        .await;
+        held.release(&self.pool).await;
+        Ok(report?)
     }
 
     /// Changes a printer (`row`, as its owner read it). New credentials are checked with
@@ -416,27 +426,6 @@ impl Service {
         )
         .await?
         .unwrap_or_else(|busy| Some(Err(busy))))
-    }
-
-    /// A printer's capabilities asked of its vendor now, through its device gate.
-    pub async fn capabilities(
-        &self,
-        row: &PrinterRow,
-    ) -> ServiceResult<Result<CapabilitiesReport, VendorError>> {
-        let backend = self.backend(&row.backend)?;
-        let Some(target) = self.backends.target(&row.backend) else {
-            return Ok(Err(VendorError::not_a_print_target(backend.name())));
-        };
-        let context = printer_context(row, self.engine.keyring())
-            .map_err(|err| ServiceError::Internal(err.to_string()))?;
-        Ok(gate::through(
-            &self.pool,
-            &row.device,
-            row.max_in_flight,
-            self.engine.settings().vendor_timeout,
-            target.capabilities(&context),
-        )
-        .await?)
     }
 
     /// A printer's status asked of its vendor now, through its device gate, and recorded

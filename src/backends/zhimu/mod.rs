@@ -174,6 +174,11 @@ impl std::fmt::Debug for ZhimuBackend {
 }
 
 impl ZhimuBackend {
+    /// The app token's cache (one per backend), e.g. to let its lifetime pass in tests.
+    pub fn token_cache(&self) -> &TokenCache<AppToken> {
+        &self.token
+    }
+
     pub fn new(settings: ZhimuSettings) -> Result<ZhimuBackend, BackendSetupError> {
         let base = reqwest::Url::parse(&settings.base_url)
             .map_err(|err| BackendSetupError(format!("ZHIMU_BASE_URL is not a URL ({err})")))?;
