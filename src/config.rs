@@ -276,6 +276,37 @@ pub struct Config {
 
     #[command(flatten)]
     pub secrets: SecretsConfig,
+
+    #[command(flatten)]
+    pub render: RenderConfig,
+}
+
+/// Converting documents a printer cannot take (PDF for Zhimu) into page images, in the
+/// dispatch workers, bounded in CPU and memory.
+#[derive(Debug, Clone, Args)]
+pub struct RenderConfig {
+    /// Documents rendered at once per process (each on a blocking thread); more jobs to
+    /// convert wait for a turn.
+    #[arg(long, env = "RENDER_CONCURRENCY", value_name = "RENDER_CONCURRENCY", global = true,
+          default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub render_concurrency: u32,
+
+    /// Pages one job may send after `page_ranges`; a longer document fails with
+    /// `document_unrenderable` before any vendor call.
+    #[arg(long, env = "RENDER_MAX_PAGES", value_name = "RENDER_MAX_PAGES", global = true,
+          default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub render_max_pages: u32,
+
+    /// Pixels one rendered page may have (width × height); a page that would be larger is
+    /// rendered at a lower resolution to fit (memory: 4 bytes per pixel while rendering).
+    #[arg(long, env = "RENDER_MAX_PIXELS", value_name = "RENDER_MAX_PIXELS", global = true,
+          default_value_t = 40_000_000, value_parser = clap::value_parser!(u64).range(10_000..=400_000_000))]
+    pub render_max_pixels: u64,
+
+    /// Resolution pages are rendered at when the printer does not say its own.
+    #[arg(long, env = "RENDER_DPI", value_name = "RENDER_DPI", global = true,
+          default_value_t = 300, value_parser = clap::value_parser!(u32).range(36..=1200))]
+    pub render_dpi: u32,
 }
 
 /// The keys that seal printer secrets and webhook signing secrets at rest.

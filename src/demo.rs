@@ -289,6 +289,13 @@ pub async fn run(
             .map_err(|err| DemoError::Simulator(err.to_string()))?;
         registered.push(printer.id);
     }
+    let pool_made = if registered.contains(&"demo-lianke") && registered.contains(&"demo-zhimu") {
+        register_demo_pool(&service).await?;
+        println!("Pool: demo-pool (first_healthy: demo-lianke, then demo-zhimu)");
+        true
+    } else {
+        false
+    };
     let scopes: Vec<String> = crate::api::auth::SCOPES
         .into_iter()
         .map(str::to_owned)
@@ -355,6 +362,43 @@ pub async fn run(
             job["id"].as_str().unwrap_or_default().to_owned(),
         ));
     }
+    if pool_made {
+        // A three-page PDF through the pool (Lianke prints PDF as it is), and its pages 1
+        // and 3 on demo-zhimu, which takes images only: the gateway renders them to PNG.
+        let pdf = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            crate::engine::pages::sample_pdf(3),
+        );
+        for (field, target, options) in [
+            ("pool_id", "demo-pool", json!({})),
+            ("printer_id", "demo-zhimu", json!({"page_ranges": "1,3"})),
+        ] {
+            let body = json!({
+                field: target,
+                "document": {"base64": pdf, "content_type": "application/pdf", "filename": "three-pages.pdf"},
+                "options": options,
+                "metadata": {"demo": true},
+            });
+            let job: Value = client
+                .post(format!("{base}/v1/jobs"))
+                .bearer_auth(&key)
+                .json(&body)
+                .send()
+                .await?
+                .json()
+                .await?;
+            println!(
+                "submitted a 3-page PDF job {} to {target}: {} on {}",
+                job["id"].as_str().unwrap_or("?"),
+                job["state"].as_str().unwrap_or("?"),
+                job["printer_id"].as_str().unwrap_or("?")
+            );
+            jobs.push((
+                format!("{target} (PDF)"),
+                job["id"].as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+    }
     if registered.contains(&"demo-wecom") {
         let seeded_at = chrono::Utc::now();
         seed_wecom_job(&client, &sim_url).await?;
@@ -376,6 +420,15 @@ pub async fn run(
     println!(
         "  curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' {base}/v1/jobs -d '{{\"printer_id\":\"{printer}\",\"document\":{{\"text\":\"hello from curl\"}}}}'"
     );
+    if pool_made {
+        println!(
+            "Print a PDF through the pool demo-pool (it goes to demo-lianke, or to demo-zhimu as PNG pages when demo-lianke cannot print):"
+        );
+        println!(
+            "  curl -s -H 'Authorization: Bearer {key}' -F pool_id=demo-pool -F file=@examples/invoice.pdf {base}/v1/jobs"
+        );
+        println!("  (any PDF file will do; its first page: GET {base}/v1/jobs/<id>/preview.png)");
+    }
     println!("Then follow it (use the id from the answer):");
     println!("  curl -s -H 'Authorization: Bearer {key}' {base}/v1/jobs/<id>");
     println!("  curl -s -H 'Authorization: Bearer {key}' {base}/v1/jobs/<id>/events");
@@ -393,6 +446,25 @@ pub async fn run(
         let _ = child.kill().await;
     }
     Ok(())
+}
+
+/// Defines `demo-pool` (again, on a demo database that has it).
+async fn register_demo_pool(service: &crate::service::Service) -> Result<(), DemoError> {
+    let request = crate::service::pools::PoolRequest {
+        tenant: DEMO_TENANT.to_owned(),
+        id: "demo-pool".to_owned(),
+        display_name: Some("Demo pool: Lianke first, Zhimu when Lianke cannot print".to_owned()),
+        policy: "first_healthy".to_owned(),
+        members: vec!["demo-lianke".to_owned(), "demo-zhimu".to_owned()],
+    };
+    let done = match service.create_pool(request.clone()).await {
+        Err(crate::service::ServiceError::Refused {
+            code: "pool_exists",
+            ..
+        }) => service.update_pool(request).await.map(|_| ()),
+        other => other.map(|_| ()),
+    };
+    done.map_err(|err| DemoError::Simulator(format!("defining demo-pool failed: {err}")))
 }
 
 /// Prints each job's state changes until all are finished (or a minute passes).
@@ -415,7 +487,14 @@ async fn follow(
                 .json()
                 .await?;
             let state = job["state"].as_str().unwrap_or("?");
-            let shown = format!("{state} ({})", job["state_reason"].as_str().unwrap_or("-"));
+            let mut shown = format!("{state} ({})", job["state_reason"].as_str().unwrap_or("-"));
+            if let Some(pages) = job["page_count"].as_i64() {
+                shown.push_str(&format!(
+                    " on {}, {pages} pages rendered from {}",
+                    job["printer_id"].as_str().unwrap_or("?"),
+                    job["converted_from"].as_str().unwrap_or("?")
+                ));
+            }
             if shown != last[i] {
                 println!("  {printer}: job {id} is {shown}");
                 last[i] = shown;

@@ -40,6 +40,10 @@ pub const PRINTERS_BY_ONLINE: &str = "print_gateway_printers_by_online";
 pub const DB_POOL_CONNECTIONS: &str = "print_gateway_db_pool_connections";
 pub const DB_POOL_MAX: &str = "print_gateway_db_pool_max_connections";
 pub const DB_UP: &str = "print_gateway_db_up";
+/// Pool jobs given to a member, by pool, member and why (`member_chosen`, `failover`).
+pub const POOL_ROUTES: &str = "print_gateway_pool_routes_total";
+/// Pages the gateway rendered for printers that cannot take the document's type.
+pub const PAGES_RENDERED: &str = "print_gateway_pages_rendered_total";
 
 /// Histogram buckets, in seconds, per family suffix.
 pub const HTTP_BUCKETS: &[f64] = &[
@@ -55,6 +59,14 @@ pub const JOB_BUCKETS: &[f64] = &[
 
 /// Registers help texts and units (once per process).
 pub fn describe() {
+    describe_counter!(
+        POOL_ROUTES,
+        "Pool jobs given to a member printer, by pool, member and kind (member_chosen when accepted or re-routed, failover when moved off a member that failed)"
+    );
+    describe_counter!(
+        PAGES_RENDERED,
+        "Pages rendered (PDF to PNG) for printers that cannot take PDF, by backend"
+    );
     describe_counter!(
         WEBHOOK_BODY_BYTES,
         Unit::Bytes,
@@ -196,6 +208,15 @@ type HttpHandles = std::collections::HashMap<
 
 thread_local! {
     static HTTP_HANDLES: std::cell::RefCell<HttpHandles> = std::cell::RefCell::new(HttpHandles::new());
+}
+
+pub fn pool_routed(pool: &str, member: &str, kind: &str) {
+    counter!(POOL_ROUTES, "pool" => pool.to_owned(), "member" => member.to_owned(), "kind" => kind.to_owned())
+        .increment(1);
+}
+
+pub fn pages_rendered(backend: &str, pages: usize) {
+    counter!(PAGES_RENDERED, "backend" => backend.to_owned()).increment(pages as u64);
 }
 
 pub fn job_accepted(backend: &str, source: &str) {

@@ -6,6 +6,7 @@
 
 mod baseline;
 mod load;
+mod render;
 mod report;
 mod run;
 mod wrk;
@@ -25,6 +26,14 @@ enum Command {
     Run(run::Options),
     /// The bare baselines: `GET /` (a trivial route) and `GET /row/{id}` (one sqlx
     /// primary-key select on `jobs`), no middleware.
+    /// Renders a PDF of `--pages` A4 pages to PNG at `--dpi` as the gateway's workers do,
+    /// and prints pages per second and peak RSS as JSON (the `render` phase runs this).
+    Render {
+        #[arg(long, default_value_t = 50)]
+        pages: u32,
+        #[arg(long, default_value_t = 300)]
+        dpi: u32,
+    },
     Baseline {
         #[arg(long, default_value = "127.0.0.1:18081")]
         bind: String,
@@ -42,6 +51,10 @@ fn main() -> anyhow::Result<()> {
         Command::Run(options) => {
             run::check_phases(&options.phases)?;
             runtime.block_on(run::run(options))
+        }
+        Command::Render { pages, dpi } => {
+            println!("{}", render::measure(pages, dpi)?);
+            Ok(())
         }
         Command::Baseline {
             bind,

@@ -61,7 +61,8 @@ pub struct Options {
     #[arg(long, default_value_t = 500.0)]
     pub soak_rate: f64,
     /// Phases to run, comma-separated (default: all): limits (pgbench), accept, get (GET by
-    /// id and /healthz with their bare baselines), list, dispatch, idle, callbacks, soak.
+    /// id and /healthz with their bare baselines), list, dispatch, idle, callbacks, soak,
+    /// render (a 50-page PDF to PNG at 300 dpi: pages per second and peak RSS).
     /// `dispatch` without `accept` seeds its backlog with SQL; `callbacks` needs `dispatch`.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     pub phases: Vec<String>,
@@ -490,6 +491,42 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut rows: Vec<Row> = Vec::new();
     let phases = ctx.opts.phases.clone();
     let has = |name: &str| phases.iter().any(|p| p == name || p == "all");
+
+    // ---- render: PDF pages to PNG, in a process of its own ------------------------------
+    if has("render") {
+        println!("render: a 50-page A4 PDF to PNG at 300 dpi");
+        let out = Command::new(ctx.bins.join("bench"))
+            .args(["render", "--pages", "50", "--dpi", "300"])
+            .output()
+            .context("running bench render")?;
+        if !out.status.success() {
+            bail!(
+                "bench render failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let measured: Value = serde_json::from_slice(&out.stdout)?;
+        let rate = measured["pages_per_sec"].as_f64().unwrap_or(0.0);
+        let peak = measured["peak_rss_mib"].as_f64().unwrap_or(0.0);
+        rows.push(Row::info(
+            "render: 50-page PDF → PNG, A4 @ 300 dpi, 1 thread",
+            format!("{} pages/s", report::fmt_rate(rate)),
+            format!(
+                "{} s in all, {} px per page",
+                report::fmt_num(measured["seconds"].as_f64().unwrap_or(0.0)),
+                measured["page_pixels"].as_str().unwrap_or("?")
+            ),
+        ));
+        rows.push(Row::info(
+            "render: peak RSS of the rendering process",
+            format!("{} MiB", report::fmt_num(peak)),
+            format!(
+                "{} MiB before rendering",
+                report::fmt_num(measured["rss_before_mib"].as_f64().unwrap_or(0.0))
+            ),
+        ));
+        ctx.raw.insert("render".into(), measured);
+    }
 
     // ---- limits: pgbench --------------------------------------------------------------
     let mut pg_limit = None;
@@ -1019,6 +1056,7 @@ const PHASES: &[&str] = &[
     "idle",
     "callbacks",
     "soak",
+    "render",
 ];
 
 /// Refuses unknown phase names (a typo would silently skip a phase).

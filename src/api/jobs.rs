@@ -55,11 +55,18 @@ pub struct DocumentInput {
 }))]
 /// Document kinds per backend: Lianke takes every kind (`url`, `base64`, `text`, `html`;
 /// PDF, Office, images, text, HTML); Zhimu takes images and Office files by URL or base64
-/// and `text`/`html` inline, not PDF or GIF; a WeCom printer takes no jobs from the API
-/// (submit to its target printer).
+/// and `text`/`html` inline, not GIF; a PDF for Zhimu (base64 or upload) is rendered by
+/// the gateway to one PNG per page (`page_ranges` honoured) and sent as one task per page;
+/// a WeCom printer takes no jobs from the API (submit to its target printer).
 pub struct CreateJob {
+    /// The printer to print on; or give `pool_id`.
     #[schema(min_length = 1, max_length = 64)]
-    pub printer_id: String,
+    pub printer_id: Option<String>,
+    /// A pool (`/v1/pools`) to print on instead of one printer: the gateway chooses a
+    /// member that can print, and moves the job to another while it is still pending if
+    /// that one fails. Exactly one of `printer_id` and `pool_id`.
+    #[schema(min_length = 1, max_length = 64)]
+    pub pool_id: Option<String>,
     pub document: DocumentInput,
     #[serde(default)]
     pub options: JobOptions,
@@ -78,7 +85,9 @@ pub struct CreateJob {
 #[expect(dead_code, reason = "documents the multipart form for OpenAPI")]
 pub struct CreateJobForm {
     #[schema(min_length = 1, max_length = 64)]
-    printer_id: String,
+    printer_id: Option<String>,
+    #[schema(min_length = 1, max_length = 64)]
+    pool_id: Option<String>,
     #[schema(format = Binary, content_media_type = "application/octet-stream")]
     file: String,
     #[schema(value_type = Option<String>, example = "{\"copies\":2}")]
@@ -130,7 +139,19 @@ pub struct JobView {
     pub id: Uuid,
     /// The tenant that owns the job (what an `admin` key sees across tenants).
     pub tenant: String,
+    /// The printer; for a pool job, the member chosen (it may change while the job is
+    /// `pending`, never after it was submitted).
     pub printer_id: String,
+    /// The pool the job was sent to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool_id: Option<String>,
+    /// What the gateway converted the document from before sending it (`pdf`: rendered to
+    /// one PNG per page for a printer that takes images but not PDF).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub converted_from: Option<String>,
+    /// Pages sent, when the gateway rendered them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page_count: Option<i32>,
     /// `api` or `wecom`.
     pub source: String,
     pub state: JobState,
@@ -179,6 +200,9 @@ impl JobView {
             id: row.id,
             tenant: row.tenant,
             printer_id: row.printer_id,
+            pool_id: row.pool_id,
+            converted_from: row.converted_from,
+            page_count: row.page_count,
             source: row.source.as_str().to_owned(),
             state,
             state_reason: row.state_reason,
@@ -347,15 +371,32 @@ pub async fn create_job(
     if let Some(metadata) = &input.metadata {
         super::bounds::check_metadata(metadata)?;
     }
-    if input.printer_id.chars().count() > super::bounds::PRINTER_ID_MAX {
-        return Err(ApiError::unprocessable(
-            "invalid_field",
-            format!(
-                "`printer_id` is at most {} characters; got `{}`.",
-                super::bounds::PRINTER_ID_MAX,
-                super::bounds::quote(&input.printer_id)
-            ),
-        ));
+    let (printer_id, pool_id) = match (input.printer_id, input.pool_id) {
+        (Some(printer), None) => (printer, None),
+        (None, Some(pool)) => (String::new(), Some(pool)),
+        _ => {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                "Give exactly one of `printer_id` and `pool_id`.",
+            ));
+        }
+    };
+    for (field, value) in [
+        ("printer_id", Some(&printer_id)),
+        ("pool_id", pool_id.as_ref()),
+    ] {
+        if let Some(value) = value
+            && value.chars().count() > super::bounds::PRINTER_ID_MAX
+        {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                format!(
+                    "`{field}` is at most {} characters; got `{}`.",
+                    super::bounds::PRINTER_ID_MAX,
+                    super::bounds::quote(value)
+                ),
+            ));
+        }
     }
     let document = parse_document(&input.document, upload, state.config.max_document_bytes)?;
     let info = document.info();
@@ -363,7 +404,8 @@ pub async fn create_job(
     let new_job = service
         .prepare_job(JobRequest {
             tenant: caller.tenant.clone(),
-            printer_id: input.printer_id,
+            printer_id,
+            pool_id,
             options: input.options,
             options_mode: input.options_mode,
             metadata: input.metadata,
@@ -518,7 +560,7 @@ async fn read_multipart(
                     bytes,
                 });
             }
-            "printer_id" | "options" | "options_mode" | "metadata" | "expires_at" => {
+            "printer_id" | "pool_id" | "options" | "options_mode" | "metadata" | "expires_at" => {
                 let text = field.text().await.map_err(|err| {
                     bad(format!(
                         "The `{name}` part could not be read: {}",
@@ -540,7 +582,7 @@ async fn read_multipart(
                 return Err(ApiError::unprocessable(
                     "invalid_field",
                     format!(
-                        "Unknown multipart part `{other}`; expected file, printer_id, options, options_mode, metadata, expires_at."
+                        "Unknown multipart part `{other}`; expected file, printer_id or pool_id, options, options_mode, metadata, expires_at."
                     ),
                 ));
             }
@@ -1120,4 +1162,49 @@ mod tests {
         assert_eq!(canonical_hash(&a), canonical_hash(&b));
         assert_ne!(canonical_hash(&a), canonical_hash(&c));
     }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PreviewQuery {
+    /// The longer side of the preview in pixels: 16-1024, default 320.
+    pub size: Option<u32>,
+}
+
+/// A small PNG of the job's first page (PDF and image jobs whose bytes the gateway holds).
+#[utoipa::path(get, path = "/v1/jobs/{id}/preview.png", tag = "jobs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Job id"), PreviewQuery),
+    responses(
+        (status = 200, description = "The first page as PNG", content_type = "image/png", body = Vec<u8>),
+        (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks `jobs:read`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No preview for this document: not a PDF or an image, given by URL, or its bytes were purged (`preview_unavailable`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The document cannot be rendered (`document_unrenderable`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn job_preview(
+    State(state): State<AppState>,
+    caller: Scoped<JobsRead>,
+    Path(id): Path<Uuid>,
+    Query(query): Query<PreviewQuery>,
+) -> Result<Response, ApiError> {
+    let size = query.size.unwrap_or(320);
+    if !(16..=1024).contains(&size) {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            format!("`size` must be between 16 and 1024, got {size}."),
+        ));
+    }
+    let tenant = (!caller.is_admin()).then_some(caller.tenant.as_str());
+    let png = state.service().job_preview(tenant, id, size).await?;
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "image/png"),
+            (header::CACHE_CONTROL, "private, max-age=3600"),
+        ],
+        png,
+    )
+        .into_response())
 }

@@ -10,6 +10,7 @@ pub mod health;
 pub mod jobs;
 pub mod key_cache;
 pub mod keys;
+pub mod pools;
 pub mod printers;
 pub mod rate_limit;
 pub mod webhook_endpoints;
@@ -69,6 +70,7 @@ pub struct AppState {
     tags(
         (name = "jobs", description = "Print jobs: accept, read, list, history, cancel"),
         (name = "printers", description = "Printers: register, configure, capabilities, live status (printers:admin to change)"),
+        (name = "pools", description = "Printer pools: a job sent to a pool prints on a member that can print, and moves to another while it is still pending if that one fails (printers:admin to change)"),
         (name = "keys", description = "API keys: who am I (any key); list, create and revoke keys (`admin`)"),
         (name = "zhimu", description = "Zhimu: bind shared printers to the gateway's app, list and unbind them (printers:admin)"),
         (name = "webhook-endpoints", description = "Outbound webhooks (Standard Webhooks): your endpoints, their secrets, the delivery log (webhooks:admin)"),
@@ -101,6 +103,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::create_job, jobs::list_jobs))
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::job_events))
+        .routes(routes!(jobs::job_preview))
         .routes(routes!(jobs::cancel_job))
         .routes(routes!(jobs::resolve_job))
         .routes(routes!(printers::create_printer, printers::list_printers))
@@ -108,6 +111,12 @@ fn api_routes() -> OpenApiRouter<AppState> {
             printers::get_printer,
             printers::update_printer,
             printers::delete_printer
+        ))
+        .routes(routes!(pools::create_pool, pools::list_pools))
+        .routes(routes!(
+            pools::get_pool,
+            pools::update_pool,
+            pools::delete_pool
         ))
         .routes(routes!(printers::printer_capabilities))
         .routes(routes!(printers::printer_status))

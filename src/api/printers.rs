@@ -14,7 +14,7 @@ use super::auth::{Caller, PrintersAdmin, PrintersRead, Scoped};
 use super::error::{ApiError, Json, Path, Problem, Query, VendorCall, vendor_problem};
 use crate::backends::{DiscoveredPrinter, Housekeeping, PrinterStatus, VendorError};
 use crate::domain::ErrorCode;
-use crate::domain::{Capabilities, JobOptions, PrinterId};
+use crate::domain::{Capabilities, DocumentType, JobOptions, PrinterId};
 use crate::service::printers::{PrinterChanges, PrinterDraft, WhenTaken};
 use crate::store::printers::{Deleted, PrinterRow};
 use crate::store::{self};
@@ -326,6 +326,30 @@ pub struct CapabilitiesView {
     pub fetched_at: DateTime<Utc>,
     /// `cache` or `vendor` (fetched for this request).
     pub source: String,
+    /// The file types the printer takes as a file (upload or base64).
+    pub document_types: DocumentTypes,
+}
+
+/// Which file types a printer takes as it is, and which the gateway converts for it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"native": ["png", "jpeg", "bmp", "docx"], "by_conversion": ["pdf"]}))]
+pub struct DocumentTypes {
+    /// Sent as they are.
+    pub native: Vec<DocumentType>,
+    /// Rendered by the gateway before the submit (a PDF → one PNG per page).
+    pub by_conversion: Vec<DocumentType>,
+}
+
+fn document_types(state: &AppState, backend: &str) -> DocumentTypes {
+    let (native, by_conversion) = state
+        .backends
+        .get(backend)
+        .map(|b| crate::engine::route::document_types(b.as_ref()))
+        .unwrap_or_default();
+    DocumentTypes {
+        native,
+        by_conversion,
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -762,6 +786,7 @@ pub async fn printer_capabilities(
             capabilities: caps.0.clone(),
             fetched_at: at,
             source: "cache".into(),
+            document_types: document_types(&state, &row.backend),
         }));
     }
     let report = state
@@ -770,6 +795,7 @@ pub async fn printer_capabilities(
         .await?
         .map_err(read_problem)?;
     Ok(Json(CapabilitiesView {
+        document_types: document_types(&state, &row.backend),
         printer_id: row.id,
         capabilities: report.capabilities,
         fetched_at: Utc::now(),

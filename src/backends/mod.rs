@@ -147,6 +147,10 @@ pub struct DocumentPayload {
     pub filename: Option<String>,
     pub url: Option<String>,
     pub bytes: Option<Bytes>,
+    /// Pages the gateway rendered (PNG, in print order) because the printer cannot take
+    /// the document's type: when not empty the backend sends these, not `bytes`, and
+    /// `doc_type` is PNG.
+    pub pages: Vec<Bytes>,
 }
 
 /// Everything a backend needs to submit one job.
@@ -516,6 +520,12 @@ pub trait Backend: Any + Send + Sync + 'static {
         true
     }
 
+    /// Whether the backend sends pages the gateway rendered (`DocumentPayload::pages`,
+    /// PNG) for a document type it cannot take itself (PDF). Zhimu: yes.
+    fn takes_rendered_pages(&self) -> bool {
+        false
+    }
+
     /// For a source-only printer: the gateway printer that prints its jobs. It must exist
     /// and accept jobs.
     fn prints_on(&self, _locator: &Value) -> Option<String> {
@@ -766,6 +776,9 @@ impl<B: Backend> Backend for Measured<B> {
     }
     fn accepts_jobs(&self) -> bool {
         self.inner.accepts_jobs()
+    }
+    fn takes_rendered_pages(&self) -> bool {
+        self.inner.takes_rendered_pages()
     }
     fn prints_on(&self, locator: &Value) -> Option<String> {
         self.inner.prints_on(locator)

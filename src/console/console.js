@@ -80,7 +80,25 @@ async function showPrinters() {
       caps);
   });
   $("printer-list").replaceChildren(...items);
+  await showPools(new Map(list.items.map((p) => [p.id, p])));
   await drawChart();
+}
+
+// Pools: their members in order, each with its health, and the policy that picks one.
+async function showPools(printers) {
+  let pools;
+  try { pools = await api("/v1/pools"); } catch { return; }
+  const items = pools.items.map((pool) => el("li", { class: "card", "data-pool": pool.id },
+    el("h3", {}, el("span", {}, pool.display_name || pool.id), badge(pool.policy, "policy")),
+    facts([["id", pool.id], ["policy", pool.policy === "first_healthy"
+      ? "first healthy member, in this order" : "least loaded healthy member"]]),
+    el("ol", { class: "members" }, pool.members.map((id) => {
+      const p = printers.get(id);
+      return el("li", {}, el("code", {}, id), " ", p ? badge(p.health.status) : badge("missing", "bad"),
+        p ? ` · ${p.health.queue.pending} pending · ${p.health.queue.processing} processing` : "");
+    }))));
+  $("pool-list").replaceChildren(...items);
+  $("pools-title").hidden = items.length === 0;
 }
 
 async function loadCapabilities(details, id) {
@@ -166,7 +184,9 @@ async function showJob(id) {
   ]);
   $("job-title").replaceChildren("Job ", el("code", {}, job.id), " ", badge(job.state));
   $("job-facts").replaceChildren(...facts([
-    ["state", job.state], ["reason", job.state_reason], ["printer", job.printer_id], ["tenant", job.tenant],
+    ["state", job.state], ["reason", job.state_reason], ["printer", job.printer_id], ["pool", job.pool_id],
+    ["converted", job.converted_from ? `from ${job.converted_from}, ${job.page_count} pages rendered` : ""],
+    ["tenant", job.tenant],
     ["source", job.source], ["vendor task", job.vendor_task_id], ["vendor status", job.vendor_status],
     ["idempotency key", job.idempotency_key], ["attempts", job.attempts],
     ["error", job.error ? `${job.error.code}${job.error.vendor_code ? " (vendor " + job.error.vendor_code + ")" : ""}: ${job.error.message}` : ""],

@@ -51,6 +51,9 @@ pub enum ErrorCode {
     /// In `strict` mode, an option the printer's capabilities do not list (or capabilities
     /// that could not be fetched to check it): the job never reached the vendor.
     UnsupportedOption,
+    /// The document had to be converted for the printer (PDF to page images) and could not
+    /// be: not a readable PDF, no pages selected, or over the page limit. Nothing was sent.
+    DocumentUnrenderable,
 }
 
 impl ErrorCode {
@@ -77,6 +80,7 @@ impl ErrorCode {
             ErrorCode::RetriesExhausted => "retries_exhausted",
             ErrorCode::BackendUnavailable => "backend_unavailable",
             ErrorCode::UnsupportedOption => "unsupported_option",
+            ErrorCode::DocumentUnrenderable => "document_unrenderable",
         }
     }
 }
@@ -92,6 +96,7 @@ impl ErrorCode {
                 | ErrorCode::DocumentUnavailable
                 | ErrorCode::BackendUnavailable
                 | ErrorCode::UnsupportedOption
+                | ErrorCode::DocumentUnrenderable
                 | ErrorCode::CircuitOpen
         )
     }

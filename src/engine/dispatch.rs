@@ -119,6 +119,7 @@ impl Engine {
                 filename: doc.filename.clone(),
                 url: doc.url.clone(),
                 bytes,
+                pages: Vec::new(),
             },
             options: w.job.options.0.clone(),
             callback_url,
@@ -212,7 +213,7 @@ impl Engine {
                 .release(job, w.token, due.max(after(short_pause())))
                 .await;
         }
-        let Some(request) = self.load_submit_request(w).await? else {
+        let Some(mut request) = self.load_submit_request(w).await? else {
             let error = JobError {
                 code: ErrorCode::DocumentUnavailable,
                 message: "the job's document is missing from the store".into(),
@@ -229,6 +230,10 @@ impl Engine {
                 )
                 .await;
         };
+        // Conversion happens before a device slot is taken: rendering may take a while.
+        if !self.convert_for_printer(w, &mut request).await? {
+            return Ok(());
+        }
         let Some(slot) = self.take_slot(w).await? else {
             return self.release(job, w.token, after(short_pause())).await;
         };
@@ -256,6 +261,83 @@ impl Engine {
         let recorded = self.record_submit_outcome(w, outcome).await;
         self.free_slot(w, slot).await;
         recorded
+    }
+
+    /// When the printer cannot take the document's type but takes rendered pages (a PDF
+    /// for Zhimu), renders the pages `page_ranges` selects at the printer's resolution,
+    /// fitted to the paper asked for, and puts them in the request. A document that cannot
+    /// be rendered fails the job with `document_unrenderable`: no vendor call is made.
+    /// False when the job was failed here.
+    pub(super) async fn convert_for_printer(
+        &self,
+        w: &Work<'_>,
+        request: &mut SubmitRequest,
+    ) -> EngineResult<bool> {
+        let doc = &request.document;
+        if w.backend.check_document(doc.kind, doc.doc_type).is_ok()
+            || !route::converts(w.backend, doc.kind, doc.doc_type)
+        {
+            return Ok(true);
+        }
+        let Some(bytes) = doc.bytes.clone() else {
+            return Ok(true);
+        };
+        let caps = w.context.capabilities.as_ref();
+        let target = pages::PageTarget {
+            dpi: caps.and_then(|c| {
+                c.resolutions_dpi
+                    .iter()
+                    .filter_map(|r| r.split('x').next()?.trim().parse::<u32>().ok())
+                    .filter(|dpi| (72..=600).contains(dpi))
+                    .max()
+            }),
+            paper_mm: match &request.options.paper {
+                Some(crate::domain::options::Paper::Custom {
+                    width_mm,
+                    height_mm,
+                }) => Some((*width_mm, *height_mm)),
+                Some(crate::domain::options::Paper::Named(name)) => caps
+                    .and_then(|c| c.find_paper(name))
+                    .and_then(|p| Some((p.width_mm?, p.height_mm?))),
+                None => None,
+            },
+        };
+        let ranges = request.options.page_ranges.clone();
+        match self.renderer.pdf_pages(bytes, ranges, target).await {
+            Ok(rendered) => {
+                let count = rendered.pages.len();
+                store::jobs::record_conversion(&self.pool, w.job.id, "pdf", count as i32).await?;
+                crate::observe::pages_rendered(w.backend.name(), count);
+                request.document.pages = rendered.pages;
+                request.document.bytes = request.document.pages.first().cloned();
+                request.document.doc_type = Some(DocumentType::Png);
+                request.document.kind = DocumentKind::Base64;
+                request.document.content_type = Some("image/png".into());
+                // The pages are already the ones asked for.
+                request.options.page_ranges = None;
+                Ok(true)
+            }
+            Err(pages::Unrenderable(message)) => {
+                let error = JobError {
+                    code: ErrorCode::DocumentUnrenderable,
+                    message: format!(
+                        "printer `{}` takes this document only as page images, and it could not be rendered: {message}",
+                        w.printer.id
+                    ),
+                    vendor_code: None,
+                    vendor_message: None,
+                };
+                self.fail_now(
+                    w.job,
+                    JobState::Pending,
+                    w.token,
+                    error,
+                    EventSource::Dispatcher,
+                )
+                .await?;
+                Ok(false)
+            }
+        }
     }
 
     /// Records what a submit came back with (the device slot is still held).
@@ -445,6 +527,18 @@ impl Engine {
         // Never wait past the job's deadline: it expires at its next look.
         let retry_at = retry_at.map(|due| job.expires_at.map_or(due, |deadline| due.min(deadline)));
         let counted = !matches!(err.decision, Decision::WaitForDevice);
+        // A pool job that another member can take now goes there at once (it is still
+        // pending and nothing reached the vendor: the router moves it).
+        let retry_at = match retry_at {
+            Some(due)
+                if err.code.is_printer_health()
+                    && job.pool_id.is_some()
+                    && self.pool_has_alternative(job).await? =>
+            {
+                Some(Utc::now().min(due))
+            }
+            other => other,
+        };
         match retry_at {
             Some(due) => {
                 let reason = if err.decision == Decision::WaitForDevice {

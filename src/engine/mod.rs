@@ -15,8 +15,10 @@ pub mod gate;
 mod lease;
 mod notify;
 pub mod outbox;
+pub mod pages;
 mod poll;
 mod reconcile;
+pub mod route;
 pub mod status;
 
 pub use notify::wake_on_notify;
@@ -74,6 +76,9 @@ pub struct EngineSettings {
     /// How long new submits to a device wait while another submit's outcome is unknown.
     pub device_hold: Duration,
     pub public_base_url: Option<String>,
+    /// Documents converted at once, and the limits of one conversion.
+    pub render_concurrency: u32,
+    pub render: pages::RenderLimits,
 }
 
 impl EngineSettings {
@@ -97,6 +102,8 @@ impl EngineSettings {
             device_hold: Duration::from_secs(config.device_hold_after_unknown_secs)
                 .max(config.vendor_timeout() + HOLD_MARGIN * 2 + Duration::from_secs(1)),
             public_base_url: config.public_base().map(str::to_owned),
+            render_concurrency: config.render.render_concurrency,
+            render: pages::RenderLimits::from_config(&config.render),
         }
     }
 }
@@ -147,6 +154,8 @@ pub struct Engine {
     announce: Notify,
     /// Jobs this process put off to a near moment, so a worker wakes for them then.
     alarms: notify::Alarms,
+    /// Converts documents a printer cannot take (bounded: see `pages`).
+    renderer: pages::Renderer,
 }
 
 fn after(d: Duration) -> DateTime<Utc> {
@@ -184,7 +193,9 @@ impl Engine {
         keyring: Arc<Keyring>,
         documents: DocumentStore,
     ) -> Arc<Engine> {
+        let renderer = pages::Renderer::new(settings.render_concurrency, settings.render);
         Arc::new(Engine {
+            renderer,
             pool,
             backends,
             settings,
@@ -199,6 +210,16 @@ impl Engine {
 
     pub fn settings(&self) -> &EngineSettings {
         &self.settings
+    }
+
+    /// The bounded document renderer (conversions, previews).
+    pub fn renderer(&self) -> &pages::Renderer {
+        &self.renderer
+    }
+
+    /// The registry of configured backends.
+    pub fn backends(&self) -> &BackendRegistry {
+        &self.backends
     }
 
     /// Where document bytes live.
@@ -290,6 +311,24 @@ impl Engine {
 
     async fn handle(&self, job: JobRow, token: Uuid) -> EngineResult<()> {
         let state = job.state;
+        // A pool job is routed before each submit (never after one started).
+        let mut printer_id = job.printer_id.clone();
+        if state == JobState::Pending
+            && let Some(pool_id) = job.pool_id.as_deref()
+            && job.submit_started_at.is_none()
+            && !job.cancel_requested
+            && job.expires_at.is_none_or(|t| t > Utc::now())
+        {
+            match self.route_pending(&job, pool_id, token).await? {
+                Some(id) => printer_id = id,
+                None => return Ok(()),
+            }
+        }
+        let job = if printer_id != job.printer_id {
+            JobRow { printer_id, ..job }
+        } else {
+            job
+        };
         let Some(printer) = store::printers::get(&self.pool, &job.printer_id).await? else {
             return Err(EngineError::PrinterGone {
                 job: job.id,

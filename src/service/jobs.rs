@@ -18,7 +18,10 @@ use crate::store::jobs::{JobRow, JobUpdate, NewJob};
 #[derive(Debug, Clone)]
 pub struct JobRequest {
     pub tenant: String,
+    /// The printer, or (with `pool_id`) ignored: the pool's router chooses it.
     pub printer_id: String,
+    /// A pool to print on instead of one printer.
+    pub pool_id: Option<String>,
     pub options: JobOptions,
     pub options_mode: OptionsMode,
     pub metadata: Option<Value>,
@@ -62,6 +65,7 @@ impl Service {
         let JobRequest {
             tenant,
             printer_id,
+            pool_id,
             options,
             options_mode,
             metadata,
@@ -74,6 +78,22 @@ impl Service {
             source,
             vendor_ids,
         } = request;
+        let (printer_id, route_note) = match &pool_id {
+            Some(pool_id) => {
+                let routed = self
+                    .route_new_job(
+                        &tenant,
+                        pool_id,
+                        document_kind,
+                        doc_type,
+                        &options,
+                        options_mode,
+                    )
+                    .await?;
+                (routed.printer_id, Some(routed.why))
+            }
+            None => (printer_id, None),
+        };
         let printer = store::printers::get(&self.pool, &printer_id)
             .await?
             // another tenant's printer, unless shared, is as unknown as a missing one
@@ -86,7 +106,7 @@ impl Service {
                     ),
                 )
             })?;
-        if !printer.enabled {
+        if !printer.enabled && pool_id.is_none() {
             return Err(ServiceError::conflict(
                 "printer_disabled",
                 format!(
@@ -111,8 +131,8 @@ impl Service {
                 ),
             ));
         }
-        backend
-            .check_document(document_kind, doc_type)
+        // A PDF for a printer that takes images but not PDF is converted at dispatch.
+        crate::engine::route::takes_document(backend.as_ref(), document_kind, doc_type)
             .map_err(|detail| ServiceError::invalid("unsupported_document_type", detail))?;
         if let Some(expires_at) = expires_at
             && expires_at <= Utc::now()
@@ -159,6 +179,8 @@ impl Service {
             expires_at,
             vendor_ids,
             backend: printer.backend,
+            pool_id,
+            route_note,
         })
     }
 
@@ -183,7 +205,20 @@ impl Service {
             documents.delete(std::slice::from_ref(key)).await;
         }
         let row = row?;
-        if row.is_some() {
+        if let Some(row) = &row {
+            if let (Some(pool_id), Some(note)) = (&job.pool_id, &job.route_note) {
+                store::events::append(
+                    &self.pool,
+                    row.id,
+                    source,
+                    "member_chosen",
+                    JobState::Pending,
+                    Some(note),
+                    None,
+                )
+                .await?;
+                observe::pool_routed(pool_id, &row.printer_id, "member_chosen");
+            }
             self.job_accepted(job);
         }
         Ok(row)
@@ -292,5 +327,60 @@ impl Service {
             canceled = canceled.message(message.clone());
         }
         Ok(store::jobs::apply_on(&self.pool, id, &canceled).await?)
+    }
+}
+
+impl Service {
+    /// A small PNG of the first page of a PDF or image job (`max_side` pixels at most on
+    /// its longer side), rendered like a conversion: off the async threads, bounded.
+    pub async fn job_preview(
+        &self,
+        tenant: Option<&str>,
+        id: Uuid,
+        max_side: u32,
+    ) -> ServiceResult<bytes::Bytes> {
+        let job = store::jobs::get_visible(&self.pool, tenant, id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(&format!("Job {id}")))?;
+        let doc = store::documents::get(&self.pool, job.document_id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal(format!("job {id} has no document row")))?;
+        let doc_type = doc
+            .doc_type
+            .as_deref()
+            .and_then(|ext| DocumentType::from_extension(&format!("x.{ext}")))
+            .filter(|t| crate::engine::pages::previewable(*t))
+            .ok_or_else(|| {
+                ServiceError::conflict(
+                    "preview_unavailable",
+                    format!(
+                        "Job {id}'s document is not a PDF or an image; previews are made of those."
+                    ),
+                )
+            })?;
+        if doc.url.is_some() {
+            return Err(ServiceError::conflict(
+                "preview_unavailable",
+                format!(
+                    "Job {id}'s document is a URL the vendor fetches; the gateway has no copy to preview."
+                ),
+            ));
+        }
+        let bytes = match store::documents::content_or_key(&self.pool, doc.id).await? {
+            (Some(bytes), _) => Some(bytes),
+            (None, Some(key)) => self.engine.documents().get(&key).await?,
+            (None, None) => None,
+        }
+        .ok_or_else(|| {
+            ServiceError::conflict(
+                "preview_unavailable",
+                format!("Job {id}'s document bytes are no longer kept (RETENTION_DOCUMENTS_DAYS)."),
+            )
+        })?;
+        self.engine
+            .renderer()
+            .preview(bytes, doc_type, max_side)
+            .await
+            .map_err(|err| ServiceError::invalid("document_unrenderable", err.0))
     }
 }

@@ -9,6 +9,7 @@
 //! the API turns into problems.
 
 pub mod jobs;
+pub mod pools;
 pub mod printers;
 pub mod sources;
 

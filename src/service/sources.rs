@@ -557,10 +557,12 @@ impl WecomBridge {
                     "the document `{}` is of a type the gateway cannot print",
                     job.doc_name
                 )),
-                (Some(t), Some(b)) => b
-                    .check_document(DocumentKind::Upload, Some(t))
-                    .err()
-                    .map(String::from),
+                // A PDF for a printer that takes images only is rendered at dispatch.
+                (Some(t), Some(b)) => {
+                    crate::engine::route::takes_document(b.as_ref(), DocumentKind::Upload, Some(t))
+                        .err()
+                        .map(String::from)
+                }
                 (Some(_), None) => None,
             };
             if let Some(why) = refused {
@@ -633,6 +635,8 @@ impl WecomBridge {
             expires_at: None,
             vendor_ids: Some(self.source.vendor_ids(&source.device, job)),
             backend: target.backend.clone(),
+            pool_id: None,
+            route_note: None,
         };
 
         let mut tx = self.pool.begin().await?;

@@ -47,12 +47,18 @@ pub struct JobRow {
     pub dispatched_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The pool the job came through; `printer_id` is the member chosen.
+    pub pool_id: Option<String>,
+    /// What the document was converted from before it was sent (`pdf`).
+    pub converted_from: Option<String>,
+    /// How many pages were sent, when the gateway rendered them.
+    pub page_count: Option<i32>,
 }
 
 const COLUMNS: &str = "id, tenant, printer_id, document_id, document_info, source, options, options_mode, dropped_options, metadata,
     state, state_reason, vendor_status, error, vendor_task_id, vendor_ids, attempts, idempotency_key, request_hash,
     due_at, lease_owner, submit_started_at, cancel_requested, created_at, updated_at, dispatched_at, completed_at,
-    expires_at";
+    expires_at, pool_id, converted_from, page_count";
 
 /// A job about to be accepted.
 #[derive(Debug, Clone)]
@@ -72,6 +78,10 @@ pub struct NewJob {
     pub request_hash: Option<Vec<u8>>,
     pub expires_at: Option<DateTime<Utc>>,
     pub vendor_ids: Option<Value>,
+    /// The pool the job was sent to; `printer_id` is then its first choice of member.
+    pub pool_id: Option<String>,
+    /// Why the pool's router chose `printer_id` (an event after the accept).
+    pub route_note: Option<String>,
     /// The printer's backend: not stored with the job, counted when it is accepted.
     pub backend: String,
 }
@@ -85,8 +95,8 @@ pub async fn insert(
 ) -> StoreResult<Option<JobRow>> {
     let row = sqlx::query_as::<_, JobRow>(&format!(
         "INSERT INTO jobs (id, tenant, printer_id, document_id, source, options, options_mode, dropped_options,
-             metadata, idempotency_key, request_hash, expires_at, vendor_ids, document_info, state, due_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending', clock_timestamp())
+             metadata, idempotency_key, request_hash, expires_at, vendor_ids, document_info, pool_id, state, due_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'pending', clock_timestamp())
          ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING {COLUMNS}"
     ))
@@ -104,6 +114,7 @@ pub async fn insert(
     .bind(job.expires_at)
     .bind(&job.vendor_ids)
     .bind(&job.document_info)
+    .bind(&job.pool_id)
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(row) = &row {
@@ -142,8 +153,8 @@ pub async fn accept(
     let row = sqlx::query_as::<_, JobRow>(&format!(
         "WITH job AS (
              INSERT INTO jobs (id, tenant, printer_id, document_id, source, options, options_mode, dropped_options,
-                 metadata, idempotency_key, request_hash, expires_at, vendor_ids, document_info, state, due_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending', clock_timestamp())
+                 metadata, idempotency_key, request_hash, expires_at, vendor_ids, document_info, pool_id, state, due_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $25, 'pending', clock_timestamp())
              ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
              RETURNING {COLUMNS}
          ), doc AS (
@@ -183,6 +194,7 @@ pub async fn accept(
     })
     .bind(source.as_str())
     .bind(object_key)
+    .bind(&job.pool_id)
     .fetch_optional(pool)
     .await?;
     Ok(row)
@@ -318,8 +330,9 @@ pub async fn list(
 /// Claims up to `limit` jobs that are due now, under a lease identified by `token`.
 ///
 /// Pending jobs on a disabled printer or behind an open breaker are left alone unless
-/// they only need bookkeeping (cancel, expiry, a crashed submit); jobs whose device has
-/// no free vendor-call slot wait too.
+/// they only need bookkeeping (cancel, expiry, a crashed submit) or came through a pool
+/// (the router may move them to another member); jobs whose device has no free
+/// vendor-call slot wait too.
 /// Only jobs of printers on `backends` (those this process has configured) are claimed: a
 /// replica missing a backend leaves its jobs to the replicas that have it.
 pub async fn claim_due(
@@ -337,7 +350,7 @@ pub async fn claim_due(
                AND p.backend = ANY($4)
                AND (j.lease_until IS NULL OR j.lease_until < now())
                AND (j.state <> 'pending' OR j.cancel_requested OR j.submit_started_at IS NOT NULL
-                    OR j.expires_at <= now()
+                    OR j.expires_at <= now() OR j.pool_id IS NOT NULL
                     OR (p.enabled AND (p.breaker_open_until IS NULL OR p.breaker_open_until <= now())))
                AND (SELECT count(*) FROM device_slots s WHERE s.device = p.device AND s.lease_until > now()) < p.max_in_flight
              ORDER BY j.due_at
@@ -387,10 +400,12 @@ pub async fn make_due_now(pool: &PgPool, id: Uuid) -> StoreResult<()> {
 }
 
 /// Makes every pending job of a printer due now (its device came back, its breaker was
-/// reset by an operator). Returns how many.
+/// reset by an operator), and every pending job of a pool it is a member of (it may go
+/// there now). Returns how many.
 pub async fn make_printer_jobs_due(pool: &PgPool, printer_id: &str) -> StoreResult<u64> {
     let done = sqlx::query(
-        "UPDATE jobs SET due_at = now() WHERE printer_id = $1 AND state = 'pending' AND due_at > now()",
+        "UPDATE jobs SET due_at = now() WHERE state = 'pending' AND due_at > now()
+           AND (printer_id = $1 OR pool_id IN (SELECT id FROM pools WHERE $1 = ANY (members)))",
     )
     .bind(printer_id)
     .execute(pool)
@@ -931,4 +946,20 @@ pub async fn live_stats(pool: &PgPool) -> StoreResult<Vec<(JobState, i64, Option
             .map_or((state, 0, None), |(_, n, age)| (state, *n, *age))
     })
     .collect())
+}
+
+/// Records on a job what its document was converted from and how many pages were sent.
+pub async fn record_conversion(
+    pool: &PgPool,
+    job_id: Uuid,
+    converted_from: &str,
+    pages: i32,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE jobs SET converted_from = $2, page_count = $3 WHERE id = $1")
+        .bind(job_id)
+        .bind(converted_from)
+        .bind(pages)
+        .execute(pool)
+        .await?;
+    Ok(())
 }

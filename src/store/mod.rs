@@ -4,6 +4,7 @@ pub mod api_keys;
 pub mod documents;
 pub mod events;
 pub mod jobs;
+pub mod pools;
 pub mod printers;
 pub mod retention;
 pub mod secrets;

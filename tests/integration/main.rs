@@ -14,6 +14,8 @@ mod hostile_input;
 mod lianke;
 mod observability;
 mod operations;
+mod pdf_conversion;
+mod pools;
 mod retention;
 mod secrets_at_rest;
 mod tenants_and_keys;

@@ -646,11 +646,10 @@ async fn custom_paper_and_one_sided_monochrome_map_to_their_fields() {
 async fn documents_and_options_zhimu_cannot_take_are_refused_before_any_vendor_call() {
     let (sim, app) = setup().await;
     sim.clear_ledger();
-    let pdf = base64::engine::general_purpose::STANDARD.encode(b"%PDF-1.7\n");
+    // A PDF given as bytes is not refused: it is rendered to PNG pages (pdf_conversion).
     let gif = base64::engine::general_purpose::STANDARD.encode(b"GIF89a....");
     let refused = [
         (json!({"url": "https://files.example.com/a.pdf"}), "pdf"),
-        (json!({"base64": pdf}), "pdf"),
         (json!({"base64": gif}), "gif"),
         (json!({"url": "https://files.example.com/notes.txt"}), "txt"),
         (

@@ -165,6 +165,9 @@ pub struct ZhimuTaskView {
     /// Lower-case hex SHA-256 of `content` as sent (URL, Base64 text or the string
     /// itself): ties a task to the document it prints.
     pub content_sha256: String,
+    /// The `content` as sent, kept when at most [`KEEP_CONTENT_MAX`] bytes (tests compare
+    /// what a printer would print, e.g. the pages a gateway rendered from a PDF).
+    pub content: Option<String>,
     pub status: ZhimuTaskStatus,
     pub status_detail: String,
     pub config: Value,
@@ -177,6 +180,9 @@ struct Printer {
     bound: HashSet<String>,
     outcomes: VecDeque<ZhimuOutcome>,
 }
+
+/// Task contents up to this size are kept in full on the task's view.
+pub const KEEP_CONTENT_MAX: usize = 8 * 1024 * 1024;
 
 #[derive(Debug)]
 struct Task {
@@ -591,6 +597,7 @@ async fn command(State(core): State<Arc<ZhimuSim>>, headers: HeaderMap, body: By
                     media_source: source,
                     media_format: format,
                     content_sha256: sha256_hex(content.as_bytes()),
+                    content: (content.len() <= KEEP_CONTENT_MAX).then(|| content.clone()),
                     status: ZhimuTaskStatus::Submitted,
                     status_detail: "SUBMITTED".to_owned(),
                     config: full_config(&config),

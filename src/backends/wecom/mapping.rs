@@ -242,7 +242,8 @@ pub fn gateway_errcode(code: ErrorCode) -> i64 {
         // 2001: the document could not be printed as sent
         ErrorCode::DocumentUnavailable
         | ErrorCode::VendorRejected
-        | ErrorCode::UnsupportedOption => 2001,
+        | ErrorCode::UnsupportedOption
+        | ErrorCode::DocumentUnrenderable => 2001,
         // 2002: the physical printer is unreachable or unusable
         ErrorCode::PrinterAuthFailed
         | ErrorCode::PrinterNotFound

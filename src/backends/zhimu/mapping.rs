@@ -401,6 +401,36 @@ pub fn task_progress(data: &TaskData) -> TaskProgress {
     }
 }
 
+/// The separator of the task ids of a job printed as one task per page (a rendered PDF:
+/// the doc's `newPrintTask` takes one `content` per task). Zhimu's task ids are
+/// `controlSn-suffix`, without commas.
+pub const TASK_SEPARATOR: char = ',';
+
+/// The job's state when it was sent as one task per page: failed as soon as a page failed
+/// (the error names the page); canceled when a page was canceled and every page has ended;
+/// completed when every page printed; else still processing, in the stage of the first
+/// page not finished.
+pub fn combined_progress(pages: &[TaskProgress]) -> TaskProgress {
+    if let Some((n, error)) = pages.iter().enumerate().find_map(|(n, p)| match p {
+        TaskProgress::Failed { error } => Some((n, error)),
+        _ => None,
+    }) {
+        let mut error = error.clone();
+        error.message = format!("page {} of {}: {}", n + 1, pages.len(), error.message);
+        return TaskProgress::Failed { error };
+    }
+    if let Some(unfinished) = pages
+        .iter()
+        .find(|p| matches!(p, TaskProgress::Processing { .. }))
+    {
+        return unfinished.clone();
+    }
+    if pages.iter().any(|p| matches!(p, TaskProgress::Canceled)) {
+        return TaskProgress::Canceled;
+    }
+    TaskProgress::Completed
+}
+
 /// The vendor status kept on the job: `taskStatus`, with `statusDetail` after a slash when
 /// it says more (`QUEUED/PAPER_EMPTY`), so a change of detail is recorded too.
 pub fn vendor_status(data: &TaskData) -> String {
@@ -729,6 +759,46 @@ mod tests {
         assert!(err.0.contains("pdf") && err.0.contains("png, jpg"), "{err}");
         let err = media(K::Url, None).unwrap_err();
         assert!(err.0.contains("content_type"), "{err}");
+    }
+
+    #[test]
+    fn a_job_of_one_task_per_page_combines_their_states() {
+        let processing = |r: &str| TaskProgress::Processing { reason: r.into() };
+        let failed = TaskProgress::Failed {
+            error: JobError {
+                code: ErrorCode::PrintFailed,
+                message: "Zhimu reports the task failed: PAPER_JAM".into(),
+                vendor_code: Some("ERROR".into()),
+                vendor_message: Some("PAPER_JAM".into()),
+            },
+        };
+        let done = TaskProgress::Completed;
+        assert_eq!(combined_progress(&[done.clone(), done.clone()]), done);
+        assert_eq!(
+            combined_progress(&[done.clone(), processing("printing"), processing("sending")]),
+            processing("printing"),
+            "the stage of the first page not finished"
+        );
+        match combined_progress(&[done.clone(), processing("printing"), failed.clone()]) {
+            TaskProgress::Failed { error } => {
+                assert!(
+                    error.message.starts_with("page 3 of 3: "),
+                    "{}",
+                    error.message
+                );
+                assert_eq!(error.code, ErrorCode::PrintFailed);
+            }
+            other => panic!("a failed page fails the job: {other:?}"),
+        }
+        assert_eq!(
+            combined_progress(&[TaskProgress::Canceled, processing("queued_at_vendor")]),
+            processing("queued_at_vendor"),
+            "canceled only once every page has ended"
+        );
+        assert_eq!(
+            combined_progress(&[done.clone(), TaskProgress::Canceled]),
+            TaskProgress::Canceled
+        );
     }
 
     #[test]

@@ -444,6 +444,74 @@ fn content(job: &SubmitRequest, source: MediaSource) -> Result<String, VendorErr
     }
 }
 
+/// One task: the submit and status calls the trait's methods are made of.
+impl ZhimuBackend {
+    async fn submit_one(
+        &self,
+        printer: &PrinterContext,
+        job: &SubmitRequest,
+    ) -> Result<Accepted, VendorError> {
+        let locator = ZhimuLocator::parse(&printer.locator).map_err(|detail| {
+            VendorError::new(ErrorCode::PrinterNotFound, Decision::Fail, detail)
+        })?;
+        let (format, source) =
+            mapping::media(job.document.kind, job.document.doc_type).map_err(|detail| {
+                VendorError::new(ErrorCode::VendorRejected, Decision::Fail, detail)
+            })?;
+        let (config, extras) = mapping::task_config(&job.options, printer.capabilities.as_ref());
+        let body = NewPrintTask {
+            command: "newPrintTask",
+            data: NewPrintTaskData {
+                task: PrintTask {
+                    // The job id, so an operator can match the task on the sharing PC.
+                    name: job.job_id.to_string(),
+                    device_name: locator.printer_name.clone(),
+                    device_type: locator.device_type.clone(),
+                    control_sn: locator.share_sn.clone(),
+                    media_source: source.as_str(),
+                    media_format: format.as_str(),
+                    content: content(job, source)?,
+                    extras,
+                    config,
+                },
+            },
+        };
+        let (data, raw) = self
+            .call_as::<_, SubmitData>("/openapi", &body, Effect::Submit)
+            .await?;
+        if data.task_id.trim().is_empty() {
+            return Err(mapping::unreadable_answer("an empty taskId", true).with_raw(raw));
+        }
+        Ok(Accepted {
+            vendor_task_id: data.task_id,
+            raw: Some(raw),
+        })
+    }
+
+    async fn task_status_one(
+        &self,
+        printer: &PrinterContext,
+        vendor_task_id: &str,
+    ) -> Result<TaskReport, VendorError> {
+        let locator = ZhimuLocator::parse(&printer.locator).map_err(|detail| {
+            VendorError::new(ErrorCode::PrinterNotFound, Decision::Fail, detail)
+        })?;
+        self.polls.acquire().await;
+        let body = TaskGetRequest {
+            task_id: vendor_task_id.to_owned(),
+            control_sn: locator.share_sn,
+        };
+        let (data, raw) = self
+            .call_as::<_, TaskData>("/openapi/task/get", &body, Effect::Query)
+            .await?;
+        Ok(TaskReport {
+            progress: mapping::task_progress(&data),
+            vendor_status: mapping::vendor_status(&data),
+            raw: Some(raw.get("data").cloned().unwrap_or(raw)),
+        })
+    }
+}
+
 #[async_trait]
 impl Backend for ZhimuBackend {
     fn name(&self) -> &'static str {
@@ -478,6 +546,11 @@ impl Backend for ZhimuBackend {
         options: &serde_json::Map<String, Value>,
     ) -> Result<(), UnsupportedOption> {
         mapping::check_vendor_options(options)
+    }
+
+    /// PDF is not in the doc's list; PNG is, so the gateway renders PDFs to PNG pages.
+    fn takes_rendered_pages(&self) -> bool {
+        true
     }
 
     /// The doc has no live status call: the printer is reported by whether it is still
@@ -522,45 +595,52 @@ impl PrintTarget for ZhimuBackend {
         false
     }
 
+    /// One `newPrintTask`; a job of rendered pages is one task per page, in order (the doc's
+    /// task has one `content`). The task ids are kept together, comma-separated. When a
+    /// page after the first is refused, the pages before it are already at Zhimu: the
+    /// outcome is reported unknown (the job becomes `unconfirmed`, never sent again) with
+    /// the task ids that were accepted.
     async fn submit(
         &self,
         printer: &PrinterContext,
         job: &SubmitRequest,
     ) -> Result<Accepted, VendorError> {
-        let locator = ZhimuLocator::parse(&printer.locator).map_err(|detail| {
-            VendorError::new(ErrorCode::PrinterNotFound, Decision::Fail, detail)
-        })?;
-        let (format, source) =
-            mapping::media(job.document.kind, job.document.doc_type).map_err(|detail| {
-                VendorError::new(ErrorCode::VendorRejected, Decision::Fail, detail)
-            })?;
-        let (config, extras) = mapping::task_config(&job.options, printer.capabilities.as_ref());
-        let body = NewPrintTask {
-            command: "newPrintTask",
-            data: NewPrintTaskData {
-                task: PrintTask {
-                    // The job id, so an operator can match the task on the sharing PC.
-                    name: job.job_id.to_string(),
-                    device_name: locator.printer_name.clone(),
-                    device_type: locator.device_type.clone(),
-                    control_sn: locator.share_sn.clone(),
-                    media_source: source.as_str(),
-                    media_format: format.as_str(),
-                    content: content(job, source)?,
-                    extras,
-                    config,
-                },
-            },
-        };
-        let (data, raw) = self
-            .call_as::<_, SubmitData>("/openapi", &body, Effect::Submit)
-            .await?;
-        if data.task_id.trim().is_empty() {
-            return Err(mapping::unreadable_answer("an empty taskId", true).with_raw(raw));
+        if job.document.pages.is_empty() {
+            return self.submit_one(printer, job).await;
+        }
+        let mut task_ids: Vec<String> = Vec::new();
+        let mut answers: Vec<Value> = Vec::new();
+        let total = job.document.pages.len();
+        for (n, page) in job.document.pages.iter().enumerate() {
+            let mut one = job.clone();
+            one.document.pages = Vec::new();
+            one.document.bytes = Some(page.clone());
+            one.document.doc_type = Some(DocumentType::Png);
+            one.document.kind = DocumentKind::Base64;
+            match self.submit_one(printer, &one).await {
+                Ok(accepted) => {
+                    task_ids.push(accepted.vendor_task_id);
+                    answers.extend(accepted.raw);
+                }
+                Err(err) if task_ids.is_empty() => return Err(err),
+                Err(mut err) => {
+                    err.outcome_unknown = true;
+                    err.message = format!(
+                        "pages 1-{} of {total} were accepted as tasks {} but page {} was not ({}); the job is not sent again",
+                        n,
+                        task_ids.join(", "),
+                        n + 1,
+                        err.message
+                    );
+                    err.raw =
+                        Some(serde_json::json!({"accepted_tasks": task_ids, "answers": answers}));
+                    return Err(err);
+                }
+            }
         }
         Ok(Accepted {
-            vendor_task_id: data.task_id,
-            raw: Some(raw),
+            vendor_task_id: task_ids.join(&mapping::TASK_SEPARATOR.to_string()),
+            raw: Some(serde_json::json!({"pages": answers})),
         })
     }
 
@@ -569,21 +649,22 @@ impl PrintTarget for ZhimuBackend {
         printer: &PrinterContext,
         vendor_task_id: &str,
     ) -> Result<TaskReport, VendorError> {
-        let locator = ZhimuLocator::parse(&printer.locator).map_err(|detail| {
-            VendorError::new(ErrorCode::PrinterNotFound, Decision::Fail, detail)
-        })?;
-        self.polls.acquire().await;
-        let body = TaskGetRequest {
-            task_id: vendor_task_id.to_owned(),
-            control_sn: locator.share_sn,
-        };
-        let (data, raw) = self
-            .call_as::<_, TaskData>("/openapi/task/get", &body, Effect::Query)
-            .await?;
+        if !vendor_task_id.contains(mapping::TASK_SEPARATOR) {
+            return self.task_status_one(printer, vendor_task_id).await;
+        }
+        let mut progress = Vec::new();
+        let mut statuses = Vec::new();
+        let mut raws = Vec::new();
+        for task in vendor_task_id.split(mapping::TASK_SEPARATOR) {
+            let report = self.task_status_one(printer, task).await?;
+            progress.push(report.progress);
+            statuses.push(report.vendor_status);
+            raws.extend(report.raw);
+        }
         Ok(TaskReport {
-            progress: mapping::task_progress(&data),
-            vendor_status: mapping::vendor_status(&data),
-            raw: Some(raw.get("data").cloned().unwrap_or(raw)),
+            progress: mapping::combined_progress(&progress),
+            vendor_status: statuses.join(","),
+            raw: Some(Value::Array(raws)),
         })
     }
 
