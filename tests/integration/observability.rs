@@ -79,15 +79,17 @@ async fn scrape(app: &common::TestApp) -> Scrape {
 
 #[tokio::test]
 async fn the_exposition_has_every_family_and_its_histograms_and_gauges_move_when_jobs_run() {
-    let backend = ScriptedBackend::new();
+    // A backend name of its own: the metrics are process-wide, and other tests in this
+    // binary run jobs on "scripted" at the same time.
+    let backend = ScriptedBackend::named("observed");
     let app = spawn_app_with(
         BackendRegistry::new().with(backend.clone()),
         Role::Api,
         |c| c.breaker_threshold = 2,
     )
     .await;
-    app.create_printer("office", "scripted").await;
-    app.create_printer("flaky", "scripted").await;
+    app.create_printer("office", "observed").await;
+    app.create_printer("flaky", "observed").await;
     let before = scrape(&app).await;
 
     let printed = app.submit_text("office", "prints").await;
@@ -131,7 +133,7 @@ async fn the_exposition_has_every_family_and_its_histograms_and_gauges_move_when
         .unwrap();
     assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
     // Two transient failures open the breaker of a third printer.
-    app.create_printer("broken", "scripted").await;
+    app.create_printer("broken", "observed").await;
     backend.always("broken", Step::Fail(transient()));
     app.submit_text("broken", "never").await;
     for _ in 0..5 {
@@ -194,28 +196,28 @@ async fn the_exposition_has_every_family_and_its_histograms_and_gauges_move_when
             .any(|k| k.contains(&id(&printed)) && k.contains("http_requests")),
         "no job id in an HTTP label"
     );
-    let accepted = [("backend", "scripted"), ("source", "api")];
+    let accepted = [("backend", "observed"), ("source", "api")];
     assert_eq!(delta("print_gateway_jobs_accepted_total", &accepted), 3.0);
     let completed = [
-        ("backend", "scripted"),
+        ("backend", "observed"),
         ("state", "completed"),
         ("error_code", "none"),
     ];
     assert_eq!(delta("print_gateway_jobs_ended_total", &completed), 1.0);
     let failed = [
-        ("backend", "scripted"),
+        ("backend", "observed"),
         ("state", "failed"),
         ("error_code", "printer_auth_failed"),
     ];
     assert_eq!(delta("print_gateway_jobs_ended_total", &failed), 1.0);
-    let took = [("backend", "scripted"), ("state", "completed")];
+    let took = [("backend", "observed"), ("state", "completed")];
     assert_eq!(
         delta("print_gateway_job_duration_seconds_count", &took),
         1.0
     );
     assert!(delta("print_gateway_job_duration_seconds_sum", &took) > 0.0);
     let submit_ok = [
-        ("vendor", "scripted"),
+        ("vendor", "observed"),
         ("endpoint", "submit"),
         ("outcome", "ok"),
     ];
@@ -227,7 +229,7 @@ async fn the_exposition_has_every_family_and_its_histograms_and_gauges_move_when
         ) >= 1.0
     );
     let submit_refused = [
-        ("vendor", "scripted"),
+        ("vendor", "observed"),
         ("endpoint", "submit"),
         ("outcome", "vendor_error"),
     ];
@@ -242,7 +244,7 @@ async fn the_exposition_has_every_family_and_its_histograms_and_gauges_move_when
     assert_eq!(
         delta(
             "print_gateway_breaker_transitions_total",
-            &[("backend", "scripted"), ("to", "open")]
+            &[("backend", "observed"), ("to", "open")]
         ),
         1.0
     );
@@ -260,7 +262,7 @@ async fn the_exposition_has_every_family_and_its_histograms_and_gauges_move_when
     let breaker = |p: &str| {
         after.get(
             "print_gateway_printer_breaker_state",
-            &[("printer", p), ("backend", "scripted")],
+            &[("printer", p), ("backend", "observed")],
         )
     };
     assert_eq!(breaker("broken"), 2.0, "open");
@@ -268,7 +270,7 @@ async fn the_exposition_has_every_family_and_its_histograms_and_gauges_move_when
     assert_eq!(
         after.get(
             "print_gateway_printer_online",
-            &[("printer", "office"), ("backend", "scripted")]
+            &[("printer", "office"), ("backend", "observed")]
         ),
         1.0,
         "a printed job shows the printer online"
