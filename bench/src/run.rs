@@ -214,6 +214,10 @@ impl Ctx {
             // the callback phase sends the callbacks itself; no poll may beat it
             ("LIANKE_CALLBACK_WAIT_MS".into(), "3600000".into()),
             ("WORKER_CONCURRENCY".into(), self.opts.workers.to_string()),
+            // The per-key rate limit is a policy (default 1,000/s with a burst of 2,000), not
+            // a capacity: with it the accept and GET phases measured the limiter (~1,200/s
+            // over 10 s, every other answer a 429). Off here; --gateway-env can set it.
+            ("RATE_LIMIT_RPS".into(), "0".into()),
         ];
         // logging as deployed (the gateway's default filter) unless RUST_LOG says otherwise
         for kv in &self.opts.gateway_env {
