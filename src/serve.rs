@@ -9,8 +9,16 @@
 //!   connection, bounded header lists and reset-stream floods.
 //!
 //! Request bodies are bounded by the router (`MAX_BODY_BYTES`, and per webhook route).
+//!
+//! `GET /healthz` (liveness: the process answers) is answered here, before the router and
+//! its middleware: an orchestrator's probe every few seconds needs no trace span, metric or
+//! rate limit, and a liveness answer must not depend on them. It keeps the request id
+//! (echoed, or a new one) like every other answer.
 
+use std::convert::Infallible;
+use std::future::{Ready, ready};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -79,9 +87,10 @@ pub async fn run(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
-            let service = TowerToHyperService::new(
-                router.map_request(|request: Request<Incoming>| request.map(axum::body::Body::new)),
-            );
+            let service = TowerToHyperService::new(Liveness {
+                inner: router
+                    .map_request(|request: Request<Incoming>| request.map(axum::body::Body::new)),
+            });
             match tls {
                 None => {
                     let conn = http1(&limits).serve_connection(TokioIo::new(tcp), service);
@@ -140,4 +149,55 @@ fn http1(limits: &ServeLimits) -> hyper::server::conn::http1::Builder {
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
     builder
+}
+
+/// Answers `GET /healthz` itself and hands every other request to `inner` (the router).
+#[derive(Clone)]
+struct Liveness<S> {
+    inner: S,
+}
+
+/// The liveness answer (the same body as the documented `/healthz` route).
+const ALIVE: &str = "{\"status\":\"ok\"}";
+
+impl<S> tower::Service<Request<Incoming>> for Liveness<S>
+where
+    S: tower::Service<Request<Incoming>, Response = axum::response::Response, Error = Infallible>,
+{
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future = futures::future::Either<Ready<Result<Self::Response, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        if request.method() == axum::http::Method::GET && request.uri().path() == "/healthz" {
+            return futures::future::Either::Left(ready(Ok(alive(&request))));
+        }
+        futures::future::Either::Right(self.inner.call(request))
+    }
+}
+
+fn alive(request: &Request<Incoming>) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .cloned()
+        .unwrap_or_else(|| {
+            let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+            let mut buf = uuid::Uuid::encode_buffer();
+            HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
+                .unwrap_or_else(|_| HeaderValue::from_static("-"))
+        });
+    let mut response = axum::response::Response::new(axum::body::Body::from(ALIVE));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert("x-request-id", id);
+    response
 }
