@@ -344,14 +344,7 @@ pub async fn run(
             "document": {"html": format!("<h1>print-gateway demo</h1><p>Printed on {printer}.</p>")},
             "metadata": {"demo": true},
         });
-        let job: Value = client
-            .post(format!("{base}/v1/jobs"))
-            .bearer_auth(&key)
-            .json(&body)
-            .send()
-            .await?
-            .json()
-            .await?;
+        let job = post_job(&client, &base, &key, &body).await?;
         println!(
             "submitted job {} to {printer}: {}",
             job["id"].as_str().unwrap_or("?"),
@@ -379,14 +372,7 @@ pub async fn run(
                 "options": options,
                 "metadata": {"demo": true},
             });
-            let job: Value = client
-                .post(format!("{base}/v1/jobs"))
-                .bearer_auth(&key)
-                .json(&body)
-                .send()
-                .await?
-                .json()
-                .await?;
+            let job = post_job(&client, &base, &key, &body).await?;
             println!(
                 "submitted a 3-page PDF job {} to {target}: {} on {}",
                 job["id"].as_str().unwrap_or("?"),
@@ -508,4 +494,21 @@ async fn follow(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Posts one job to the demo gateway and returns its JSON answer.
+async fn post_job(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    body: &Value,
+) -> Result<Value, reqwest::Error> {
+    client
+        .post(format!("{base}/v1/jobs"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await?
+        .json()
+        .await
 }

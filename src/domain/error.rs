@@ -140,3 +140,15 @@ pub struct JobError {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vendor_message: Option<String>,
 }
+
+impl JobError {
+    /// An error the gateway found itself, with no vendor words.
+    pub fn ours(code: ErrorCode, message: String) -> JobError {
+        JobError {
+            code,
+            message,
+            vendor_code: None,
+            vendor_message: None,
+        }
+    }
+}

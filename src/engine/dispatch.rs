@@ -54,14 +54,7 @@ impl Engine {
                         vendor_code: err.vendor_code,
                         vendor_message: err.vendor_message,
                     };
-                    self.fail_now(
-                        job,
-                        JobState::Pending,
-                        token,
-                        error,
-                        EventSource::Dispatcher,
-                    )
-                    .await?;
+                    self.fail_before_submit(job, token, error).await?;
                     return Ok(false);
                 }
             }
@@ -70,23 +63,14 @@ impl Engine {
             return Ok(true);
         };
         if let Err(problem) = caps.check(options, crate::domain::OptionsMode::Strict) {
-            let error = JobError {
-                code: ErrorCode::UnsupportedOption,
-                message: format!(
+            let error = JobError::ours(
+                ErrorCode::UnsupportedOption,
+                format!(
                     "printer `{}` cannot honour {problem}; the job was not sent",
                     printer.id
                 ),
-                vendor_code: None,
-                vendor_message: None,
-            };
-            self.fail_now(
-                job,
-                JobState::Pending,
-                token,
-                error,
-                EventSource::Dispatcher,
-            )
-            .await?;
+            );
+            self.fail_before_submit(job, token, error).await?;
             return Ok(false);
         }
         Ok(true)
@@ -318,23 +302,14 @@ impl Engine {
                 Ok(true)
             }
             Err(pages::Unrenderable(message)) => {
-                let error = JobError {
-                    code: ErrorCode::DocumentUnrenderable,
-                    message: format!(
+                let error = JobError::ours(
+                    ErrorCode::DocumentUnrenderable,
+                    format!(
                         "printer `{}` takes this document only as page images, and it could not be rendered: {message}",
                         w.printer.id
                     ),
-                    vendor_code: None,
-                    vendor_message: None,
-                };
-                self.fail_now(
-                    w.job,
-                    JobState::Pending,
-                    w.token,
-                    error,
-                    EventSource::Dispatcher,
-                )
-                .await?;
+                );
+                self.fail_before_submit(w.job, w.token, error).await?;
                 Ok(false)
             }
         }

@@ -58,6 +58,23 @@ impl Engine {
         Ok(())
     }
 
+    /// Fails a job the dispatcher found it must not send (nothing reached the vendor).
+    pub(super) async fn fail_before_submit(
+        &self,
+        job: &JobRow,
+        token: Uuid,
+        error: JobError,
+    ) -> EngineResult<()> {
+        self.fail_now(
+            job,
+            JobState::Pending,
+            token,
+            error,
+            EventSource::Dispatcher,
+        )
+        .await
+    }
+
     pub(super) async fn release(
         &self,
         job: &JobRow,

@@ -460,20 +460,11 @@ impl Engine {
                 Ok(None)
             }
             Choice::Never { why } => {
-                let error = JobError {
-                    code: ErrorCode::UnsupportedOption,
-                    message: format!("no member of pool {pool_id} can ever print this job: {why}"),
-                    vendor_code: None,
-                    vendor_message: None,
-                };
-                self.fail_now(
-                    job,
-                    JobState::Pending,
-                    token,
-                    error,
-                    EventSource::Dispatcher,
-                )
-                .await?;
+                let error = JobError::ours(
+                    ErrorCode::UnsupportedOption,
+                    format!("no member of pool {pool_id} can ever print this job: {why}"),
+                );
+                self.fail_before_submit(job, token, error).await?;
                 Ok(None)
             }
         }
