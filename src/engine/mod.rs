@@ -3,12 +3,13 @@
 //! from the error's [`Decision`]. One module per loop — `dispatch`, `poll`, `cancel`,
 //! `reconcile` — on the shared lease and claim code of `lease`; `notify` wakes workers,
 //! `gate` guards every non-worker vendor call on a device, `status` checks printers,
-//! `outbox` delivers webhooks. This file holds the engine, its settings and `handle`, which
+//! `outbox` delivers webhooks, `callbacks` confirms and applies recorded vendor callbacks. This file holds the engine, its settings and `handle`, which
 //! routes a claimed job to its loop.
 //!
 //! It knows vendors only through [`PrintTarget`]; it must not answer HTTP or call the
 //! service layer.
 
+mod callbacks;
 mod cancel;
 mod dispatch;
 pub mod gate;
@@ -150,6 +151,8 @@ pub struct Engine {
     /// Where document bytes live (Postgres or an object store).
     documents: DocumentStore,
     wake: Notify,
+    /// Set when a callback was recorded here: wakes an inbox loop.
+    callbacks_wake: Notify,
     /// Set when jobs became due here; the announcer tells the other replicas (coalesced).
     announce: Notify,
     /// Jobs this process put off to a near moment, so a worker wakes for them then.
@@ -203,6 +206,7 @@ impl Engine {
             keyring,
             documents,
             wake: Notify::new(),
+            callbacks_wake: Notify::new(),
             announce: Notify::new(),
             alarms: notify::Alarms::new(),
         })
@@ -237,8 +241,9 @@ impl Engine {
         &self.callback_keys
     }
 
-    /// Starts the workers, the LISTEN task, the alarms and the sweeper on `tracker`; they stop when
-    /// `shutdown` fires, each finishing (or giving back) the job it holds.
+    /// Starts the workers, the callback inbox loops, the LISTEN task, the alarms and the
+    /// sweeper on `tracker`; they stop when `shutdown` fires, each finishing (or giving back)
+    /// the job it holds.
     pub fn spawn(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
         for _ in 0..self.settings.workers {
             let engine = Arc::clone(self);
@@ -251,6 +256,11 @@ impl Engine {
         let engine = Arc::clone(self);
         let stop = shutdown.clone();
         tracker.spawn(async move { engine.alarm_loop(stop).await });
+        for _ in 0..callbacks::LOOPS {
+            let engine = Arc::clone(self);
+            let stop = shutdown.clone();
+            tracker.spawn(async move { engine.callback_loop(stop).await });
+        }
         let engine = Arc::clone(self);
         tracker.spawn(async move { engine.sweep_loop(shutdown).await });
     }
