@@ -34,6 +34,9 @@ struct Known<'a> {
     report: TaskReport,
 }
 
+/// One device's claimed callbacks to confirm, with their jobs.
+type DeviceGroup<'a> = Vec<(&'a RecordedCallback, &'a JobRow)>;
+
 /// What a confirmation made of a claimed callback.
 enum Sorted<'a> {
     /// Try again at `due` (the confirmation failed, the device was busy).
@@ -121,8 +124,7 @@ impl Engine {
         let mut retries = Vec::new();
         let mut known = Vec::new();
         // Callbacks to confirm, by device: one vendor call for each device.
-        let mut to_confirm: BTreeMap<&str, (&PrinterRow, Vec<(&RecordedCallback, &JobRow)>)> =
-            BTreeMap::new();
+        let mut to_confirm: BTreeMap<&str, (&PrinterRow, DeviceGroup<'_>)> = BTreeMap::new();
         for callback in &claimed {
             let Some(job) = jobs.get(&callback.job_id) else {
                 done.push(callback.job_id);
@@ -195,7 +197,7 @@ impl Engine {
     async fn confirm_on_device<'a>(
         &self,
         printer: &PrinterRow,
-        group: Vec<(&'a RecordedCallback, &'a JobRow)>,
+        group: DeviceGroup<'a>,
     ) -> Vec<Sorted<'a>> {
         let all_later = |why: &str| {
             group
