@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::domain::OptionsMode;
+use crate::store::jobs::SubmitStart;
 
 impl Engine {
     /// Strict means checked: a pending `strict` job whose options name something the
@@ -218,17 +219,27 @@ impl Engine {
         if !self.convert_for_printer(w, &mut request).await? {
             return Ok(());
         }
-        let Some(slot) = self.take_slot(w).await? else {
-            return self.release(job, w.token, after(short_pause())).await;
+        let hold = matches!(w.backend.lookup_kind(), LookupKind::ByTime { .. })
+            .then_some(self.settings.device_hold);
+        let slot = match store::jobs::begin_submit(
+            &self.pool,
+            job.id,
+            w.token,
+            &w.printer.device,
+            w.printer.max_in_flight,
+            self.settings.lease,
+            hold,
+        )
+        .await?
+        {
+            SubmitStart::Started { slot } => slot,
+            SubmitStart::NoSlot => return self.release(job, w.token, after(short_pause())).await,
+            SubmitStart::Held { until } => return self.wait_for_device_hold(w, until).await,
+            SubmitStart::Refused { slot } => {
+                self.free_slot(w, slot).await;
+                return Ok(());
+            }
         };
-        if let Some(until) = self.device_held(w).await? {
-            self.free_slot(w, slot).await;
-            return self.wait_for_device_hold(w, until).await;
-        }
-        if !store::jobs::mark_submit_started(&self.pool, job.id, w.token).await? {
-            self.free_slot(w, slot).await;
-            return Ok(());
-        }
         // A rejected vendor token is refreshed inside the backend (`TokenCache::refresh_once`).
         let outcome = self.call(w.backend.submit(w.context, &request)).await;
         crate::observe::submit(
@@ -414,21 +425,6 @@ impl Engine {
             }
         }
         Ok(())
-    }
-
-    /// When the device has another submit whose outcome is unknown, the moment new submits
-    /// may go again. Only vendors whose lookup is by time need the hold.
-    pub(super) async fn device_held(&self, w: &Work<'_>) -> EngineResult<Option<DateTime<Utc>>> {
-        if !matches!(w.backend.lookup_kind(), LookupKind::ByTime { .. }) {
-            return Ok(None);
-        }
-        Ok(store::jobs::device_hold_until(
-            &self.pool,
-            &w.printer.device,
-            w.job.id,
-            self.settings.device_hold,
-        )
-        .await?)
     }
 
     pub(super) async fn wait_for_device_hold(

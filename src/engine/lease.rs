@@ -14,6 +14,7 @@ impl Engine {
             1,
             self.settings.lease,
             &self.backends.names(),
+            &[],
         )
         .await?;
         let Some(job) = claimed.into_iter().next() else {

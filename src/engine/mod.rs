@@ -1,16 +1,19 @@
-//! The dispatch engine: workers claim due jobs under leases, call the job's print target,
-//! and move the job through the one-way state machine. Every decision about an error comes
+//! The dispatch engine: one claimer per process takes due jobs in batches under leases
+//! (`claim`) and hands each to a worker task, which calls the job's print target and moves
+//! the job through the one-way state machine. Every decision about an error comes
 //! from the error's [`Decision`]. One module per loop — `dispatch`, `poll`, `cancel`,
-//! `reconcile` — on the shared lease and claim code of `lease`; `notify` wakes workers,
+//! `reconcile` — on the shared lease code of `lease`; `notify` wakes the claimer,
 //! `gate` guards every non-worker vendor call on a device, `status` checks printers,
-//! `outbox` delivers webhooks, `callbacks` confirms and applies recorded vendor callbacks. This file holds the engine, its settings and `handle`, which
-//! routes a claimed job to its loop.
+//! `outbox` delivers webhooks, `callbacks` confirms and applies recorded vendor callbacks.
+//! This file holds the engine, its settings and `handle`, which routes a claimed job to its
+//! loop.
 //!
 //! It knows vendors only through [`PrintTarget`]; it must not answer HTTP or call the
 //! service layer.
 
 mod callbacks;
 mod cancel;
+mod claim;
 mod dispatch;
 pub mod gate;
 mod lease;
@@ -159,6 +162,8 @@ pub struct Engine {
     alarms: notify::Alarms,
     /// Converts documents a printer cannot take (bounded: see `pages`).
     renderer: pages::Renderer,
+    /// The printer of every job a worker of this process holds (see [`claim::InFlight`]).
+    in_flight: claim::InFlight,
 }
 
 fn after(d: Duration) -> DateTime<Utc> {
@@ -209,6 +214,7 @@ impl Engine {
             callbacks_wake: Notify::new(),
             announce: Notify::new(),
             alarms: notify::Alarms::new(),
+            in_flight: claim::InFlight::default(),
         })
     }
 
@@ -241,15 +247,14 @@ impl Engine {
         &self.callback_keys
     }
 
-    /// Starts the workers, the callback inbox loops, the LISTEN task, the alarms and the
-    /// sweeper on `tracker`; they stop when `shutdown` fires, each finishing (or giving back)
-    /// the job it holds.
+    /// Starts the claimer (which runs up to `workers` jobs at once), the callback inbox
+    /// loops, the LISTEN task, the alarms and the sweeper on `tracker`; they stop when
+    /// `shutdown` fires, each job in hand finished (or given back) first.
     pub fn spawn(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
-        for _ in 0..self.settings.workers {
-            let engine = Arc::clone(self);
-            let shutdown = shutdown.clone();
-            tracker.spawn(async move { engine.worker_loop(shutdown).await });
-        }
+        let engine = Arc::clone(self);
+        let stop = shutdown.clone();
+        let jobs = tracker.clone();
+        tracker.spawn(async move { engine.claim_loop(jobs, stop).await });
         let engine = Arc::clone(self);
         let stop = shutdown.clone();
         tracker.spawn(async move { engine.listen_loop(stop).await });
@@ -283,29 +288,6 @@ impl Engine {
             self.wake_at(at);
         }
         Ok(row)
-    }
-
-    async fn worker_loop(self: Arc<Self>, shutdown: CancellationToken) {
-        let token = Uuid::new_v4();
-        while !shutdown.is_cancelled() {
-            match self.run_one(token).await {
-                // Found work: pass the baton so another idle worker looks too.
-                Ok(true) => self.wake.notify_one(),
-                Ok(false) => {
-                    tokio::select! {
-                        _ = self.wake.notified() => {}
-                        _ = shutdown.cancelled() => break,
-                    }
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, "dispatch worker error");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = shutdown.cancelled() => break,
-                    }
-                }
-            }
-        }
     }
 
     async fn sweep_loop(self: Arc<Self>, shutdown: CancellationToken) {

@@ -345,27 +345,52 @@ pub async fn list(
 /// vendor-call slot wait too.
 /// Only jobs of printers on `backends` (those this process has configured) are claimed: a
 /// replica missing a backend leaves its jobs to the replicas that have it.
+///
+/// The walk goes printer by printer: each printer whose device has `n` free slots offers
+/// its `n` earliest due jobs (index `jobs_printer_due`), and the earliest `limit` of those
+/// are taken. Device slots are counted once per claim, not once per job. `in_flight` lists
+/// the printer of every job this process is handling (one entry per job): those may not
+/// hold their slot yet, so a device counts as busy as the larger of its taken slots and its
+/// jobs in flight here — a claim never hands out a second job for a device whose first has
+/// not reached its slot yet.
 pub async fn claim_due(
     pool: &PgPool,
     token: Uuid,
     limit: i64,
     lease: Duration,
     backends: &[&str],
+    in_flight: &[String],
 ) -> StoreResult<Vec<JobRow>> {
     Ok(sqlx::query_as::<_, JobRow>(&format!(
-        "WITH due AS (
-             SELECT j.id FROM jobs j JOIN printers p ON p.id = j.printer_id
-             WHERE j.state IN ('pending', 'processing', 'unconfirmed')
-               AND j.due_at <= now()
-               AND p.backend = ANY($4)
-               AND (j.lease_until IS NULL OR j.lease_until < now())
-               AND (j.state <> 'pending' OR j.cancel_requested OR j.submit_started_at IS NOT NULL
-                    OR j.expires_at <= now() OR j.pool_id IS NOT NULL
-                    OR (p.enabled AND (p.breaker_open_until IS NULL OR p.breaker_open_until <= now())))
-               AND (SELECT count(*) FROM device_slots s WHERE s.device = p.device AND s.lease_until > now()) < p.max_in_flight
-             ORDER BY j.due_at
+        "WITH slots AS (
+             SELECT device, count(*) AS n FROM device_slots WHERE lease_until > now() GROUP BY device
+         ), here AS (
+             SELECT p.device, count(*) AS n FROM unnest($5::text[]) AS f(printer_id)
+             JOIN printers p ON p.id = f.printer_id GROUP BY p.device
+         ), open AS (
+             SELECT p.id, p.enabled, p.breaker_open_until,
+                    p.max_in_flight - greatest(COALESCE(s.n, 0), COALESCE(h.n, 0)) AS free
+             FROM printers p
+             LEFT JOIN slots s ON s.device = p.device
+             LEFT JOIN here h ON h.device = p.device
+             WHERE p.backend = ANY($4)
+         ), due AS (
+             SELECT c.id, c.due_at FROM open o CROSS JOIN LATERAL (
+                 SELECT j.id, j.due_at FROM jobs j
+                 WHERE j.printer_id = o.id
+                   AND j.state IN ('pending', 'processing', 'unconfirmed')
+                   AND j.due_at <= now()
+                   AND (j.lease_until IS NULL OR j.lease_until < now())
+                   AND (j.state <> 'pending' OR j.cancel_requested OR j.submit_started_at IS NOT NULL
+                        OR j.expires_at <= now() OR j.pool_id IS NOT NULL
+                        OR (o.enabled AND (o.breaker_open_until IS NULL OR o.breaker_open_until <= now())))
+                 ORDER BY j.due_at
+                 LIMIT greatest(o.free, 0)
+                 FOR UPDATE OF j SKIP LOCKED
+             ) c
+             WHERE o.free > 0
+             ORDER BY c.due_at
              LIMIT $2
-             FOR UPDATE OF j SKIP LOCKED
          )
          UPDATE jobs SET lease_owner = $1, lease_until = now() + make_interval(secs => $3)
          FROM due WHERE jobs.id = due.id
@@ -380,6 +405,7 @@ pub async fn claim_due(
     .bind(limit)
     .bind(lease.as_secs_f64())
     .bind(backends)
+    .bind(in_flight)
     .fetch_all(pool)
     .await?)
 }
@@ -435,6 +461,86 @@ pub async fn mark_submit_started(pool: &PgPool, id: Uuid, token: Uuid) -> StoreR
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// What [`begin_submit`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmitStart {
+    /// The submit may leave: the job is marked and holds device slot `slot`.
+    Started { slot: i32 },
+    /// Every slot of the device is taken.
+    NoSlot,
+    /// Another submit to the device has an unknown outcome: new ones wait until then.
+    Held { until: DateTime<Utc> },
+    /// A slot was taken but the job may not be sent (its lease was lost, or it stopped
+    /// being pending, e.g. canceled meanwhile): give the slot back, send nothing.
+    Refused { slot: i32 },
+}
+
+/// Starts a submit in one statement: checks the device hold (when `hold` is given: only
+/// vendors whose lookup is by time need it), takes a free slot of the device and marks,
+/// and commits, that the submit is about to leave (`submit_started_at`). Together they
+/// are one round trip and one commit where they were three.
+///
+/// A hold is set by another job's submit whose outcome is unknown — an `unconfirmed` job
+/// without a task, or a pending job whose holder vanished mid-submit (its lease ran out) —
+/// and lasts `hold` from that submit's start. Concurrent in-flight submits under a live
+/// lease do not hold the device (only `max_in_flight > 1` allows them). The hold is read in
+/// the same snapshot that finds the slot free, so a submit whose outcome was recorded as
+/// unknown before its slot was freed is always seen.
+pub async fn begin_submit(
+    pool: &PgPool,
+    id: Uuid,
+    token: Uuid,
+    device: &str,
+    max_in_flight: i32,
+    lease: Duration,
+    hold: Option<Duration>,
+) -> StoreResult<SubmitStart> {
+    let (slot, held_until, started): (Option<i32>, Option<DateTime<Utc>>, bool) =
+        sqlx::query_as(
+            "WITH hold AS (
+                 SELECT CASE WHEN $6::float8 IS NULL THEN NULL ELSE (
+                     SELECT max(j.submit_started_at) + make_interval(secs => $6)
+                     FROM jobs j JOIN printers p ON p.id = j.printer_id
+                     WHERE p.device = $3 AND j.id <> $1
+                       AND j.submit_started_at IS NOT NULL AND j.vendor_task_id IS NULL
+                       AND j.submit_started_at > now() - make_interval(secs => $6)
+                       AND (j.state = 'unconfirmed'
+                            OR (j.state = 'pending' AND (j.lease_until IS NULL OR j.lease_until <= now())))
+                 ) END AS until
+             ), slot AS (
+                 INSERT INTO device_slots (device, slot, job_id, lease_until)
+                 SELECT $3, s, $1, now() + make_interval(secs => $5)
+                 FROM generate_series(1, $4::int) s, hold
+                 WHERE hold.until IS NULL
+                   AND NOT EXISTS (SELECT 1 FROM device_slots d WHERE d.device = $3 AND d.slot = s AND d.lease_until > now())
+                 ORDER BY s LIMIT 1
+                 ON CONFLICT (device, slot) DO UPDATE SET job_id = EXCLUDED.job_id, lease_until = EXCLUDED.lease_until
+                     WHERE device_slots.lease_until <= now()
+                 RETURNING slot
+             ), started AS (
+                 UPDATE jobs SET submit_started_at = now(), updated_at = now()
+                 WHERE id = $1 AND lease_owner = $2 AND lease_until > now() AND state = 'pending'
+                   AND NOT cancel_requested AND EXISTS (SELECT 1 FROM slot)
+                 RETURNING id
+             )
+             SELECT (SELECT slot FROM slot), (SELECT until FROM hold), EXISTS (SELECT 1 FROM started)",
+        )
+        .bind(id)
+        .bind(token)
+        .bind(device)
+        .bind(max_in_flight)
+        .bind(lease.as_secs_f64())
+        .bind(hold.map(|h| h.as_secs_f64()))
+        .fetch_one(pool)
+        .await?;
+    Ok(match (slot, held_until, started) {
+        (Some(slot), _, true) => SubmitStart::Started { slot },
+        (Some(slot), _, false) => SubmitStart::Refused { slot },
+        (None, Some(until), _) => SubmitStart::Held { until },
+        (None, None, _) => SubmitStart::NoSlot,
+    })
 }
 
 /// A change to a job: a state transition, or (same state) a recorded refinement.
@@ -846,33 +952,6 @@ pub async fn task_ids_of_device_neighbours(
     .bind(job_id)
     .bind(around)
     .fetch_all(pool)
-    .await?)
-}
-
-/// When new submits to `device` may start again: the latest moment a hold set by another
-/// job's unknown-outcome submit ends (`None`: no hold). A submit whose outcome is unknown
-/// is an `unconfirmed` job without a task, or a pending job whose holder vanished
-/// mid-submit (its lease ran out). Concurrent in-flight submits under a live lease do not
-/// hold the device (only `max_in_flight > 1` allows them).
-pub async fn device_hold_until(
-    pool: &PgPool,
-    device: &str,
-    job_id: Uuid,
-    hold: Duration,
-) -> StoreResult<Option<DateTime<Utc>>> {
-    Ok(sqlx::query_scalar(
-        "SELECT max(j.submit_started_at) + make_interval(secs => $3)
-         FROM jobs j JOIN printers p ON p.id = j.printer_id
-         WHERE p.device = $1 AND j.id <> $2
-           AND j.submit_started_at IS NOT NULL AND j.vendor_task_id IS NULL
-           AND j.submit_started_at > now() - make_interval(secs => $3)
-           AND (j.state = 'unconfirmed'
-                OR (j.state = 'pending' AND (j.lease_until IS NULL OR j.lease_until <= now())))",
-    )
-    .bind(device)
-    .bind(job_id)
-    .bind(hold.as_secs_f64())
-    .fetch_one(pool)
     .await?)
 }
 

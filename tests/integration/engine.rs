@@ -273,6 +273,7 @@ async fn a_worker_that_dies_holding_a_claim_does_not_lose_the_job() {
         10,
         Duration::from_secs(1),
         &["scripted"],
+        &[],
     )
     .await
     .unwrap();
@@ -304,6 +305,7 @@ async fn a_worker_that_dies_mid_submit_leaves_the_job_to_the_reconciler() {
         10,
         Duration::from_secs(1),
         &["scripted"],
+        &[],
     )
     .await
     .unwrap();
