@@ -1,7 +1,7 @@
 //! Recorded vendor callbacks (the callback inbox, issue 17). The webhook answers a callback
 //! as soon as it is recorded (`store::callbacks`); this loop claims recorded callbacks in
 //! batches under a lease, confirms those that must be with the vendor — for each device one
-//! call for all of its callbacks (`PrintTarget::task_statuses`), through the device gate —
+//! call for all of its callbacks (`PrintTarget::task_statuses`) —
 //! applies what is known in one statement for the batch, updates each printer's health
 //! once, and forgets them.
 //!
@@ -21,9 +21,6 @@ const BATCH: i64 = 512;
 
 /// Devices confirmed at once by one loop.
 const CONFIRM_CONCURRENCY: usize = 64;
-
-/// How long a confirmation waits for a busy device before its callbacks are tried later.
-const DEVICE_WAIT: Duration = Duration::from_millis(500);
 
 /// Inbox loops per process: one claims and applies while another waits on vendors.
 pub(super) const LOOPS: usize = 2;
@@ -192,8 +189,13 @@ impl Engine {
         Ok(claimed.len())
     }
 
-    /// Asks the vendor about the tasks of one device's callbacks, holding a slot on the
-    /// device for the call.
+    /// Asks the vendor about the tasks of one device's callbacks.
+    ///
+    /// Without a device slot, as the webhook confirmed before the inbox: Lianke allows one
+    /// call at a time per device for its live status calls (10009, `printer_status`,
+    /// `async_refresh_device_info`), not for task queries; and a slot would put the
+    /// callbacks behind every submit to the box, and behind the slots a crashed replica
+    /// left until their leases run out.
     async fn confirm_on_device<'a>(
         &self,
         printer: &PrinterRow,
@@ -211,30 +213,6 @@ impl Engine {
         let context = match printer_context(printer, &self.keyring) {
             Ok(context) => context,
             Err(err) => return all_later(&format!("the printer cannot be used: {err}")),
-        };
-        let held = match gate::acquire(
-            &self.pool,
-            &printer.device,
-            printer.max_in_flight,
-            DEVICE_WAIT,
-            self.settings.vendor_timeout,
-        )
-        .await
-        {
-            Ok(Some(held)) => held,
-            Ok(None) => {
-                return group
-                    .iter()
-                    .map(|(c, _)| {
-                        Sorted::Later(Retry {
-                            job_id: c.job_id,
-                            due_at: after(short_pause()),
-                            error: "the device was busy".into(),
-                        })
-                    })
-                    .collect();
-            }
-            Err(err) => return all_later(&format!("no device slot: {err}")),
         };
         let task_ids: Vec<String> = group.iter().map(|(c, _)| c.task_id.clone()).collect();
         let answers = match tokio::time::timeout(
@@ -255,7 +233,6 @@ impl Engine {
                 })
                 .collect(),
         };
-        held.release(&self.pool).await;
         group
             .into_iter()
             .zip(answers)
