@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::key_cache::KeyCache;
+use crate::api::key_cache;
 use crate::api::{self, AppState};
 use crate::backends::BackendRegistry;
 use crate::backends::lianke::{LiankeBackend, LiankeSettings};
@@ -266,7 +266,7 @@ impl Application {
             config: Arc::new(config.clone()),
             engine: Arc::clone(&engine),
             metrics: metrics_handle(),
-            keys: Arc::new(KeyCache::new(Duration::from_secs(
+            keys: Arc::new(key_cache::new(Duration::from_secs(
                 config.api_key_cache_secs,
             ))),
         };
@@ -293,6 +293,8 @@ impl Application {
                 shutdown.clone(),
             );
             tracker.spawn(async move { keys.listen(&pool, &stop).await });
+            let (engine, pool, stop) = (Arc::clone(&engine), state.pool.clone(), shutdown.clone());
+            tracker.spawn(async move { engine.printer_cache().listen(&pool, &stop).await });
             let router = api::router(state.clone());
             let stop = shutdown.clone();
             let limits = crate::serve::ServeLimits {

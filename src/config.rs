@@ -206,6 +206,12 @@ pub struct Config {
           default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=300))]
     pub api_key_cache_secs: u64,
 
+    /// How long a printer's settings are remembered by the accept path (0: read them from
+    /// Postgres for every job). Changes reach every replica at once through NOTIFY.
+    #[arg(long, env = "PRINTER_CACHE_SECS", value_name = "PRINTER_CACHE_SECS", global = true,
+          default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub printer_cache_secs: u64,
+
     /// Per-printer metric labels (breaker and online state of each printer) are exported
     /// only while there are at most this many printers; beyond it, only counts by state
     /// (bounded label cardinality). 0 turns per-printer series off.

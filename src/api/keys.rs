@@ -256,7 +256,7 @@ pub async fn revoke_key(
     if store::api_keys::revoke(&state.pool, id).await? {
         // This replica forgets the key before answering (the others by the NOTIFY the
         // revocation fires), so the caller's next request with it is already refused.
-        state.keys.invalidate(Some(id));
+        state.keys.invalidate(Some(&id.to_string()));
         tracing::info!(key_id = %id, by = %caller.key_id, "API key revoked");
         Ok(StatusCode::NO_CONTENT)
     } else {

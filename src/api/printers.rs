@@ -553,7 +553,10 @@ pub async fn delete_printer(
 ) -> Result<StatusCode, ApiError> {
     load_owned(&state, &caller, &id).await?;
     match store::printers::delete(&state.pool, &id).await? {
-        Deleted::Yes => Ok(StatusCode::NO_CONTENT),
+        Deleted::Yes => {
+            state.engine.printer_cache().invalidate(Some(&id));
+            Ok(StatusCode::NO_CONTENT)
+        }
         Deleted::NotFound => Err(ApiError::not_found(&format!(
             "Printer `{}`",
             super::bounds::quote(&id)

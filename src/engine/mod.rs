@@ -80,6 +80,8 @@ pub struct EngineSettings {
     /// How long new submits to a device wait while another submit's outcome is unknown.
     pub device_hold: Duration,
     pub public_base_url: Option<String>,
+    /// How long the accept path may remember a printer's settings.
+    pub printer_cache: Duration,
     /// Documents converted at once, and the limits of one conversion.
     pub render_concurrency: u32,
     pub render: pages::RenderLimits,
@@ -106,6 +108,7 @@ impl EngineSettings {
             device_hold: Duration::from_secs(config.device_hold_after_unknown_secs)
                 .max(config.vendor_timeout() + HOLD_MARGIN * 2 + Duration::from_secs(1)),
             public_base_url: config.public_base().map(str::to_owned),
+            printer_cache: Duration::from_secs(config.printer_cache_secs),
             render_concurrency: config.render.render_concurrency,
             render: pages::RenderLimits::from_config(&config.render),
         }
@@ -164,6 +167,8 @@ pub struct Engine {
     renderer: pages::Renderer,
     /// The printer of every job a worker of this process holds (see [`claim::InFlight`]).
     in_flight: claim::InFlight,
+    /// Printer settings the accept path checks (see [`store::printers::PrinterCache`]).
+    printer_cache: store::printers::PrinterCache,
 }
 
 fn after(d: Duration) -> DateTime<Utc> {
@@ -202,6 +207,7 @@ impl Engine {
         documents: DocumentStore,
     ) -> Arc<Engine> {
         let renderer = pages::Renderer::new(settings.render_concurrency, settings.render);
+        let printer_cache = store::printers::cache(settings.printer_cache);
         Arc::new(Engine {
             renderer,
             pool,
@@ -215,6 +221,7 @@ impl Engine {
             announce: Notify::new(),
             alarms: notify::Alarms::new(),
             in_flight: claim::InFlight::default(),
+            printer_cache,
         })
     }
 
@@ -225,6 +232,12 @@ impl Engine {
     /// The bounded document renderer (conversions, previews).
     pub fn renderer(&self) -> &pages::Renderer {
         &self.renderer
+    }
+
+    /// Printer settings remembered for accepting jobs; processes that accept jobs run its
+    /// [`listen`](store::change_cache::ChangeCache::listen).
+    pub fn printer_cache(&self) -> &store::printers::PrinterCache {
+        &self.printer_cache
     }
 
     /// The registry of configured backends.

@@ -11,6 +11,7 @@ use crate::domain::{
 };
 use crate::observe;
 use crate::store;
+use crate::store::StoreError;
 use crate::store::documents::NewDocument;
 use crate::store::jobs::{JobRow, JobUpdate, NewJob};
 
@@ -94,18 +95,22 @@ impl Service {
             }
             None => (printer_id, None),
         };
-        let printer = store::printers::get(&self.pool, &printer_id)
-            .await?
-            // another tenant's printer, unless shared, is as unknown as a missing one
-            .filter(|printer| printer.usable_by(&tenant))
-            .ok_or_else(|| {
-                ServiceError::invalid(
-                    "unknown_printer",
-                    format!(
-                        "Printer `{printer_id}` does not exist; GET /v1/printers lists the printers."
-                    ),
-                )
-            })?;
+        let printer = store::printers::get_settings(
+            &self.pool,
+            self.engine.printer_cache(),
+            &printer_id,
+        )
+        .await?
+        // another tenant's printer, unless shared, is as unknown as a missing one
+        .filter(|printer| printer.usable_by(&tenant))
+        .ok_or_else(|| {
+            ServiceError::invalid(
+                "unknown_printer",
+                format!(
+                    "Printer `{printer_id}` does not exist; GET /v1/printers lists the printers."
+                ),
+            )
+        })?;
         if !printer.enabled && pool_id.is_none() {
             return Err(ServiceError::conflict(
                 "printer_disabled",
@@ -204,7 +209,27 @@ impl Service {
             // An idempotent replay (or a failed write) stored no row naming the object.
             documents.delete(std::slice::from_ref(key)).await;
         }
-        let row = row?;
+        let row = match row {
+            // The printer was deleted after this replica remembered its settings (a lost
+            // notification, or one still on its way).
+            Err(StoreError::Db(err))
+                if err
+                    .as_database_error()
+                    .is_some_and(|e| e.is_foreign_key_violation()) =>
+            {
+                self.engine
+                    .printer_cache()
+                    .invalidate(Some(&job.printer_id));
+                return Err(ServiceError::invalid(
+                    "unknown_printer",
+                    format!(
+                        "Printer `{}` does not exist; GET /v1/printers lists the printers.",
+                        job.printer_id
+                    ),
+                ));
+            }
+            row => row?,
+        };
         if let Some(row) = &row {
             if let (Some(pool_id), Some(note)) = (&job.pool_id, &job.route_note) {
                 store::events::append(

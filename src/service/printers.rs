@@ -199,6 +199,7 @@ impl Service {
             }
             None => return Err(printer_exists(&fields.id)),
         };
+        self.engine.printer_cache().invalidate(Some(&row.id));
         if verify {
             return self.with_fresh_capabilities(row).await;
         }
@@ -300,6 +301,8 @@ impl Service {
         )
         .await?
         .ok_or_else(|| ServiceError::not_found(&format!("Printer `{id}`")))?;
+        // This replica accepts jobs by the new settings at once (others on the NOTIFY).
+        self.engine.printer_cache().invalidate(Some(&row.id));
         if credentials_change && verify {
             // New credentials or another device: what the old one could do says nothing.
             return self.with_fresh_capabilities(row).await;

@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod callbacks;
+pub mod change_cache;
 pub mod documents;
 pub mod events;
 pub mod jobs;

@@ -8,6 +8,7 @@ use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgPool};
 
 use super::StoreResult;
+use super::change_cache::ChangeCache;
 use crate::domain::{Capabilities, JobError, JobOptions};
 use crate::observe::BreakerChange;
 use crate::secrets_at_rest::{self, Keyring};
@@ -61,6 +62,38 @@ const COLUMNS: &str = "id, display_name, backend, locator, secrets, default_opti
     capabilities, capabilities_at, online, last_error, last_error_at, breaker_failures, breaker_open_until,
     created_at, updated_at, consecutive_failures, last_error_code, last_error_vendor_code, last_seen_at,
     status_checked_at, owner_tenant, shared_with";
+
+/// The channel the `printers_changed` trigger signals on (payload: the printer's id).
+pub const CHANGED_CHANNEL: &str = "print_gateway_printers";
+
+/// Printer rows as the accept path checks them (owner, sharing, enabled, backend, locator,
+/// defaults, capabilities), remembered per replica; the trigger makes every replica forget
+/// a printer when one of those changes. Its health columns (online, breaker) may be stale:
+/// nothing that reads them uses this cache.
+pub type PrinterCache = ChangeCache<PrinterRow>;
+
+/// A printer cache keeping rows for `ttl`; zero disables it.
+pub fn cache(ttl: Duration) -> PrinterCache {
+    ChangeCache::new(ttl, CHANGED_CHANNEL, "printer", |row, id| row.id == id)
+}
+
+/// A printer's settings for accepting a job: from `cache` when fresh, else read (and
+/// remembered).
+pub async fn get_settings(
+    pool: &PgPool,
+    cache: &PrinterCache,
+    id: &str,
+) -> StoreResult<Option<PrinterRow>> {
+    if let Some(row) = cache.get(id.as_bytes()) {
+        return Ok(Some(row));
+    }
+    let generation = cache.generation();
+    let row = get(pool, id).await?;
+    if let Some(row) = &row {
+        cache.put(id.as_bytes().to_vec(), row.clone(), generation);
+    }
+    Ok(row)
+}
 
 /// Everything an operator sets on a printer.
 #[derive(Debug, Clone)]

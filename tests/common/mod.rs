@@ -104,6 +104,8 @@ pub fn test_config(database_url: &str) -> Config {
     // Longer than any test's deadline: a revoked key stops working only if the change
     // notification reaches the cache.
     config.api_key_cache_secs = 300;
+    // Likewise: a printer changed by another replica is seen only through the notification.
+    config.printer_cache_secs = 300;
     // Background status checks would add vendor calls tests do not expect; the tests of
     // printer health turn them on.
     config.printer_status_every_secs = 0;

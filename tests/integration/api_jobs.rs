@@ -515,6 +515,67 @@ async fn missing_malformed_unknown_and_revoked_keys_are_401() {
 }
 
 #[tokio::test]
+async fn a_printer_changed_elsewhere_is_seen_by_the_accept_path_at_once() {
+    let app = app_with_printer().await;
+    app.create_printer("spare", "scripted").await;
+    // Accepted twice: the second accept may read the printer from this replica's cache.
+    app.submit_text("office", "one").await;
+    app.submit_text("office", "two").await;
+    app.submit_text("spare", "one").await;
+
+    // Another replica disables it (straight in the database, as that replica's write would
+    // be): the change reaches this replica's (300 s) printer cache through NOTIFY.
+    sqlx::query("UPDATE printers SET enabled = false WHERE id = 'office'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let refused = loop {
+        let response = app
+            .post(
+                "/v1/jobs",
+                &json!({"printer_id": "office", "document": {"text": "three"}}),
+            )
+            .await;
+        if response.status() != StatusCode::ACCEPTED || std::time::Instant::now() > deadline {
+            break response;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_problem(refused, StatusCode::CONFLICT, "printer_disabled").await;
+
+    // A printer deleted behind the cache's back (its notification lost) is refused as
+    // unknown, not a 500: simulated by deleting a printer with no jobs without the trigger.
+    let mut tx = app.pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL session_replication_role = replica")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "DELETE FROM job_events WHERE job_id IN (SELECT id FROM jobs WHERE printer_id = 'spare')",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query("DELETE FROM jobs WHERE printer_id = 'spare'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM printers WHERE id = 'spare'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let gone = app
+        .post(
+            "/v1/jobs",
+            &json!({"printer_id": "spare", "document": {"text": "two"}}),
+        )
+        .await;
+    assert_problem(gone, StatusCode::UNPROCESSABLE_ENTITY, "unknown_printer").await;
+}
+
+#[tokio::test]
 async fn bad_input_is_a_4xx_problem_never_a_500() {
     let app = app_with_printer().await;
     app.create_printer_with(json!({"id": "off", "backend": "scripted", "enabled": false}))
