@@ -22,13 +22,17 @@ const SIM_API_KEY: &str = "sim-lianke-api-key";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    /// Postgres server (any database on it; the bench creates `print_gateway_bench`).
+    /// Postgres server (any database on it; the bench creates `--database`).
     #[arg(
         long,
         env = "BASE_DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     pub pg_url: String,
+    /// The database the bench drops and creates for its run (another name lets two runs
+    /// share one Postgres server).
+    #[arg(long, default_value = "print_gateway_bench")]
+    pub database: String,
     /// Seconds per measured phase (the table used 30).
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
@@ -434,16 +438,24 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         Some(dir) => dir.clone(),
         None => bin_dir()?,
     };
-    let db_url = with_database(&opts.pg_url, "print_gateway_bench");
+    let db_name = &opts.database;
+    if db_name.is_empty()
+        || !db_name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        bail!("--database must be a plain name (a-z, 0-9, _), got {db_name:?}");
+    }
+    let db_url = with_database(&opts.pg_url, db_name);
 
     // A fresh database each run.
     let mut admin = PgConnection::connect(&opts.pg_url)
         .await
         .context("connecting to Postgres (BASE_DATABASE_URL / --pg-url)")?;
-    sqlx::query("DROP DATABASE IF EXISTS print_gateway_bench WITH (FORCE)")
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
         .execute(&mut admin)
         .await?;
-    sqlx::query("CREATE DATABASE print_gateway_bench")
+    sqlx::query(&format!("CREATE DATABASE {db_name}"))
         .execute(&mut admin)
         .await?;
     admin.close().await?;

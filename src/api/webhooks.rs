@@ -2,6 +2,10 @@
 //! HMAC token of the job id (`callback_token`), checked in constant time before anything
 //! else. Forged or unknown callbacks change nothing; duplicates are answered 200 (Lianke
 //! retries at 0/5/10 s until it gets a 200); only forward moves are applied.
+//!
+//! A callback is answered once it is durably recorded (the callback inbox, one statement):
+//! the engine confirms it with Lianke and applies it afterwards, in batches
+//! (`engine::callbacks`), so no request waits on a vendor call.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -12,12 +16,11 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ApiError, Json, Path, Problem, Query};
-use crate::backends::TaskReport;
-use crate::backends::lianke::webhook::LiankeCallback;
+use crate::backends::lianke::webhook::{LiankeCallback, Mismatch};
 use crate::backends::lianke::{self, Locator};
 use crate::domain::{EventSource, JobState, Transition};
-use crate::engine::printer_context;
 use crate::observe;
+use crate::store::callbacks::NewCallback;
 use crate::store::{self, jobs::JobUpdate};
 
 /// The largest Lianke callback body read (Lianke's are well under 4 KB); only read once the
@@ -33,11 +36,13 @@ pub struct CallbackQuery {
 
 /// What the gateway did with a callback.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"status": "applied", "job_state": "completed"}))]
+#[schema(example = json!({"status": "recorded", "job_state": "processing"}))]
 pub struct CallbackAck {
-    /// `applied` (the job moved or its stage was recorded), `duplicate` (already known,
-    /// nothing changed).
+    /// `recorded` (kept durably; the gateway confirms the task's state with Lianke and
+    /// applies it shortly), `duplicate` (already known or already recorded, nothing
+    /// changed).
     pub status: &'static str,
+    /// The job's state when the callback was answered.
     pub job_state: JobState,
 }
 
@@ -67,6 +72,11 @@ fn unknown_job() -> ApiError {
     )
 }
 
+fn mismatch(job_id: Uuid, mismatch: Mismatch) -> ApiError {
+    tracing::warn!(%job_id, %mismatch, "Lianke callback for another task or device refused");
+    ApiError::conflict("callback_mismatch", mismatch.to_string())
+}
+
 fn not_ready(detail: &str) -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -79,18 +89,19 @@ fn not_ready(detail: &str) -> ApiError {
 ///
 /// Lianke calls the `callbackUrl` the gateway gave it when a task ends. Authenticated by the
 /// `token` query parameter, checked before the body is read; the body (at most 8 KiB) must
-/// name the job's `task_id` and `device_id`.
+/// name the job's `task_id` and `device_id`. Answered 200 once the callback is recorded;
+/// the job's state follows after the gateway confirmed the task's state with Lianke.
 #[utoipa::path(post, path = "/webhooks/lianke/{job_id}", tag = "webhooks",
     params(("job_id" = String, Path, description = "The job the callback URL was made for"), CallbackQuery),
     request_body = LiankeCallbackBody,
     responses(
-        (status = 200, description = "Applied, or a duplicate of what is known", body = CallbackAck),
+        (status = 200, description = "Recorded (applied shortly), or a duplicate of what is known", body = CallbackAck),
         (status = 400, description = "Not a Lianke callback body", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The task or device is not the job's", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than 8 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Lianke could not confirm the task's state (or the database is unavailable); Lianke retries", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable, or the job's submit is being settled; Lianke retries", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn lianke_callback(
     State(state): State<AppState>,
@@ -130,118 +141,83 @@ async fn handle_lianke_callback(
         super::body::read_limited(headers, body, LIANKE_CALLBACK_MAX_BYTES, lianke::NAME).await?;
     let callback = LiankeCallback::parse(&body)
         .map_err(|detail| ApiError::bad_request("invalid_callback", detail.to_string()))?;
-    let job = store::jobs::get_any(&state.pool, job_id)
-        .await?
-        .ok_or_else(unknown_job)?;
-    let printer = store::printers::get(&state.pool, &job.printer_id)
-        .await?
-        .filter(|p| p.backend == lianke::NAME)
-        .ok_or_else(unknown_job)?;
-    let locator =
-        Locator::parse(&printer.locator).map_err(|err| ApiError::Internal(err.to_string()))?;
-    if let Err(mismatch) = callback.check(&locator.device_id, job.vendor_task_id.as_deref()) {
-        tracing::warn!(%job_id, %mismatch, "Lianke callback for another task or device refused");
-        return Err(ApiError::conflict(
-            "callback_mismatch",
-            mismatch.to_string(),
-        ));
-    }
-    let backend = state.target(lianke::NAME)?.clone();
-    let current = job.state;
-    let duplicate = Json(CallbackAck {
-        status: "duplicate",
-        job_state: current,
-    });
-    let job = match current {
-        JobState::Completed | JobState::Failed | JobState::Canceled => return Ok(duplicate),
-        // The callback arrived on this job's own HMAC-signed URL: Lianke has a task made
-        // from this job's submit. That is evidence of the job's task, whether the submit's
-        // answer is still in flight (pending) or was lost (unconfirmed) — better evidence
-        // than any lookup by time.
-        JobState::Pending | JobState::Unconfirmed => {
-            let t = Transition::new(current, JobState::Processing)
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            let confirm = JobUpdate::transition(t, EventSource::Callback)
-                .reason("submit_confirmed")
-                .message(format!(
-                    "Lianke's callback on this job's own callback URL names task {}",
-                    callback.body.task_id
-                ))
-                .vendor_task(callback.body.task_id.clone())
-                .payload(Some(callback.raw.clone()))
-                .settle_submit()
-                .due(chrono::Utc::now());
-            match store::jobs::apply_on(&state.pool, job_id, &confirm).await? {
-                Some(row) => row,
-                // The submit's answer (or another copy of this callback) got there first:
-                // read again and carry on with what is recorded now.
-                None => {
-                    let row = store::jobs::get_any(&state.pool, job_id)
-                        .await?
-                        .ok_or_else(unknown_job)?;
-                    if let Err(mismatch) =
-                        callback.check(&locator.device_id, row.vendor_task_id.as_deref())
-                    {
-                        return Err(ApiError::conflict(
-                            "callback_mismatch",
-                            mismatch.to_string(),
-                        ));
-                    }
-                    if row.state != JobState::Processing {
-                        return Ok(Json(CallbackAck {
-                            status: "duplicate",
-                            job_state: row.state,
-                        }));
-                    }
-                    row
-                }
+    let report = callback.report();
+    let progress = serde_json::to_value(&report.progress)
+        .map_err(|err| ApiError::Internal(err.to_string()))?;
+    let device = lianke::device_name(&callback.body.device_id);
+    let ends_task = callback.is_terminal();
+    let new = NewCallback {
+        job_id,
+        backend: lianke::NAME,
+        device: &device,
+        task_id: &callback.body.task_id,
+        progress,
+        vendor_status: &report.vendor_status,
+        body: &callback.raw,
+        ends_task,
+        // Lianke's own answer is trusted over an unsigned body before a job ends.
+        confirm: ends_task && state.config.lianke.lianke_confirm_callbacks,
+    };
+    // One statement checks the job, its printer, device and task and records the callback;
+    // what it found tells the other answers apart. A job still awaiting (or having lost) its
+    // submit's answer is settled first, then the callback recorded.
+    for _ in 0..3 {
+        let receipt = store::callbacks::record(&state.pool, &new)
+            .await?
+            .ok_or_else(unknown_job)?;
+        if receipt.recorded {
+            state.engine.callback_recorded();
+            return Ok(Json(CallbackAck {
+                status: "recorded",
+                job_state: JobState::Processing,
+            }));
+        }
+        if receipt.backend != lianke::NAME {
+            return Err(unknown_job());
+        }
+        let locator =
+            Locator::parse(&receipt.locator).map_err(|err| ApiError::Internal(err.to_string()))?;
+        callback
+            .check(&locator.device_id, receipt.vendor_task_id.as_deref())
+            .map_err(|m| mismatch(job_id, m))?;
+        let current = receipt.state;
+        match current {
+            JobState::Completed | JobState::Failed | JobState::Canceled => {
+                return Ok(Json(CallbackAck {
+                    status: "duplicate",
+                    job_state: current,
+                }));
+            }
+            // This callback (or one that ends the task) is recorded already.
+            JobState::Processing if receipt.recorded_task.is_some() => {
+                return Ok(Json(CallbackAck {
+                    status: "duplicate",
+                    job_state: current,
+                }));
+            }
+            // Its recorded callback was applied or replaced meanwhile: look again.
+            JobState::Processing => {}
+            // The callback arrived on this job's own HMAC-signed URL: Lianke has a task made
+            // from this job's submit. That is evidence of the job's task, whether the
+            // submit's answer is still in flight (pending) or was lost (unconfirmed) —
+            // better evidence than any lookup by time. If the submit's answer gets there
+            // first, the next round reads what it recorded.
+            JobState::Pending | JobState::Unconfirmed => {
+                let t = Transition::new(current, JobState::Processing)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                let confirm = JobUpdate::transition(t, EventSource::Callback)
+                    .reason("submit_confirmed")
+                    .message(format!(
+                        "Lianke's callback on this job's own callback URL names task {}",
+                        callback.body.task_id
+                    ))
+                    .vendor_task(callback.body.task_id.clone())
+                    .payload(Some(callback.raw.clone()))
+                    .settle_submit()
+                    .due(chrono::Utc::now());
+                store::jobs::apply_on(&state.pool, job_id, &confirm).await?;
             }
         }
-        JobState::Processing => job,
-    };
-
-    let mut report = callback.report();
-    if callback.is_terminal() && state.config.lianke.lianke_confirm_callbacks {
-        // Trust Lianke's own answer over an unsigned body before ending the job.
-        let context = printer_context(&printer, state.engine.keyring())
-            .map_err(|err| ApiError::Internal(err.to_string()))?;
-        let confirmed = backend
-            .task_status(&context, &callback.body.task_id)
-            .await
-            .map_err(|err| {
-                tracing::warn!(%job_id, error = %err, "could not confirm a Lianke callback");
-                not_ready("Lianke could not confirm the task's state; try again.")
-            })?;
-        if confirmed.progress != report.progress {
-            tracing::warn!(%job_id, body = %report.vendor_status, vendor = %confirmed.vendor_status,
-                "a Lianke callback disagrees with Lianke's task state; using Lianke's");
-        }
-        report = TaskReport {
-            raw: Some(serde_json::json!({
-                "callback": callback.raw,
-                "confirmation": confirmed.raw,
-            })),
-            ..confirmed
-        };
     }
-    let applied = state
-        .engine
-        .apply_report(&job, report, EventSource::Callback, None, backend.as_ref())
-        .await?;
-    match applied {
-        Some(row) => Ok(Json(CallbackAck {
-            status: "applied",
-            job_state: row.state,
-        })),
-        // Another callback copy or a poll got there first.
-        None => {
-            let now = store::jobs::get_any(&state.pool, job_id)
-                .await?
-                .ok_or_else(unknown_job)?;
-            Ok(Json(CallbackAck {
-                status: "duplicate",
-                job_state: now.state,
-            }))
-        }
-    }
+    Err(not_ready("The job's submit is being settled; try again."))
 }

@@ -177,8 +177,10 @@ pub struct Accepted {
     pub raw: Option<Value>,
 }
 
-/// What the vendor says about a task, mapped to the neutral model.
-#[derive(Debug, Clone, PartialEq)]
+/// What the vendor says about a task, mapped to the neutral model. Serialized as a
+/// recorded callback's `progress` (the callback inbox).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(tag = "progress", rename_all = "snake_case")]
 pub enum TaskProgress {
     /// Still working; `reason` is the neutral sub-stage (queued_at_vendor, rendering, …).
     Processing {
@@ -576,6 +578,21 @@ pub trait PrintTarget: Backend {
         vendor_task_id: &str,
     ) -> Result<TaskReport, VendorError>;
 
+    /// Reports on several tasks of one device (`printer`'s), one answer per id in order, in
+    /// as few vendor calls as the vendor allows (confirming a batch of callbacks). By
+    /// default one [`PrintTarget::task_status`] after another.
+    async fn task_statuses(
+        &self,
+        printer: &PrinterContext,
+        vendor_task_ids: &[String],
+    ) -> Vec<Result<TaskReport, VendorError>> {
+        let mut reports = Vec::with_capacity(vendor_task_ids.len());
+        for id in vendor_task_ids {
+            reports.push(self.task_status(printer, id).await);
+        }
+        reports
+    }
+
     /// What [`Backend::find_task`] can tell (the engine never calls it for `None`).
     fn lookup_kind(&self) -> LookupKind {
         LookupKind::None
@@ -823,6 +840,21 @@ impl<B: PrintTarget> PrintTarget for Measured<B> {
             "task_status",
             self.inner.task_status(printer, vendor_task_id)
         )
+    }
+    async fn task_statuses(
+        &self,
+        printer: &PrinterContext,
+        vendor_task_ids: &[String],
+    ) -> Vec<Result<TaskReport, VendorError>> {
+        let timer = CallTimer::start(self.inner.name(), "task_statuses");
+        let reports = self.inner.task_statuses(printer, vendor_task_ids).await;
+        // Counted as one call: failed when any task's answer did.
+        let summary = reports
+            .iter()
+            .find_map(|r| r.as_ref().err().cloned())
+            .map_or(Ok(()), Err);
+        timer.finish(&summary);
+        reports
     }
     async fn find_task(
         &self,

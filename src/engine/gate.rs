@@ -2,7 +2,8 @@
 //! every worker, API request and replica (the leased rows of `store::slots`). The engine's
 //! workers take their slot around submit, poll, cancel and lookup; every other vendor call
 //! on a device (live status, capabilities, discovery, housekeeping, credential checks)
-//! goes through [`through`].
+//! goes through [`through`]. Confirmations of recorded callbacks do not (see
+//! `engine::callbacks`).
 //!
 //! It owns the waiting for a slot; it must not decide anything about jobs.
 

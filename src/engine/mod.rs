@@ -4,12 +4,14 @@
 //! from the error's [`Decision`]. One module per loop — `dispatch`, `poll`, `cancel`,
 //! `reconcile` — on the shared lease code of `lease`; `notify` wakes the claimer,
 //! `gate` guards every non-worker vendor call on a device, `status` checks printers,
-//! `outbox` delivers webhooks. This file holds the engine, its settings and `handle`, which
-//! routes a claimed job to its loop.
+//! `outbox` delivers webhooks, `callbacks` confirms and applies recorded vendor callbacks.
+//! This file holds the engine, its settings and `handle`, which routes a claimed job to its
+//! loop.
 //!
 //! It knows vendors only through [`PrintTarget`]; it must not answer HTTP or call the
 //! service layer.
 
+mod callbacks;
 mod cancel;
 mod claim;
 mod dispatch;
@@ -155,6 +157,8 @@ pub struct Engine {
     /// Where document bytes live (Postgres or an object store).
     documents: DocumentStore,
     wake: Notify,
+    /// Set when a callback was recorded here: wakes an inbox loop.
+    callbacks_wake: Notify,
     /// Set when jobs became due here; the announcer tells the other replicas (coalesced).
     announce: Notify,
     /// Jobs this process put off to a near moment, so a worker wakes for them then.
@@ -213,6 +217,7 @@ impl Engine {
             keyring,
             documents,
             wake: Notify::new(),
+            callbacks_wake: Notify::new(),
             announce: Notify::new(),
             alarms: notify::Alarms::new(),
             in_flight: claim::InFlight::default(),
@@ -255,9 +260,9 @@ impl Engine {
         &self.callback_keys
     }
 
-    /// Starts the claimer (which runs up to `workers` jobs at once), the LISTEN task, the
-    /// alarms and the sweeper on `tracker`; they stop when `shutdown` fires, each job in
-    /// hand finished (or given back) first.
+    /// Starts the claimer (which runs up to `workers` jobs at once), the callback inbox
+    /// loops, the LISTEN task, the alarms and the sweeper on `tracker`; they stop when
+    /// `shutdown` fires, each job in hand finished (or given back) first.
     pub fn spawn(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
         let engine = Arc::clone(self);
         let stop = shutdown.clone();
@@ -269,6 +274,11 @@ impl Engine {
         let engine = Arc::clone(self);
         let stop = shutdown.clone();
         tracker.spawn(async move { engine.alarm_loop(stop).await });
+        for _ in 0..callbacks::LOOPS {
+            let engine = Arc::clone(self);
+            let stop = shutdown.clone();
+            tracker.spawn(async move { engine.callback_loop(stop).await });
+        }
         let engine = Arc::clone(self);
         tracker.spawn(async move { engine.sweep_loop(shutdown).await });
     }

@@ -80,9 +80,45 @@ pub async fn apply_task_report(
     breaker_threshold: i32,
     breaker_cooldown: Duration,
 ) -> EngineResult<Option<JobRow>> {
+    let Some(update) = report_update(job, &report, source, lease, poll_every) else {
+        return Ok(None);
+    };
+    let row = store::jobs::apply_on(pool, job.id, &update).await?;
+    if row.is_some() {
+        match &report.progress {
+            TaskProgress::Completed => {
+                store::printers::record_success(pool, &job.printer_id).await?
+            }
+            TaskProgress::Failed { error } => {
+                store::printers::record_failure(
+                    pool,
+                    &job.printer_id,
+                    Failure::of(error),
+                    BreakerEffect::Count {
+                        threshold: breaker_threshold,
+                        cooldown: breaker_cooldown,
+                    },
+                )
+                .await?;
+            }
+            _ => {}
+        }
+    }
+    Ok(row)
+}
+
+/// The update a vendor's task report makes to a processing job (`None` for a job in another
+/// state: a report only moves a processing job).
+pub(super) fn report_update(
+    job: &JobRow,
+    report: &TaskReport,
+    source: EventSource,
+    lease: Option<Uuid>,
+    poll_every: Duration,
+) -> Option<JobUpdate> {
     let from = job.state;
     if from != JobState::Processing {
-        return Ok(None);
+        return None;
     }
     let mut update = match &report.progress {
         TaskProgress::Processing { reason } => {
@@ -124,26 +160,5 @@ pub async fn apply_task_report(
     if source == EventSource::Callback {
         update = update.from_callback();
     }
-    let row = store::jobs::apply_on(pool, job.id, &update).await?;
-    if row.is_some() {
-        match &report.progress {
-            TaskProgress::Completed => {
-                store::printers::record_success(pool, &job.printer_id).await?
-            }
-            TaskProgress::Failed { error } => {
-                store::printers::record_failure(
-                    pool,
-                    &job.printer_id,
-                    Failure::of(error),
-                    BreakerEffect::Count {
-                        threshold: breaker_threshold,
-                        cooldown: breaker_cooldown,
-                    },
-                )
-                .await?;
-            }
-            _ => {}
-        }
-    }
-    Ok(row)
+    Some(update)
 }

@@ -240,6 +240,16 @@ pub async fn get_any(pool: &PgPool, id: Uuid) -> StoreResult<Option<JobRow>> {
     )
 }
 
+/// The jobs of `ids` that exist, in no particular order.
+pub async fn get_many(pool: &PgPool, ids: &[Uuid]) -> StoreResult<Vec<JobRow>> {
+    Ok(
+        sqlx::query_as::<_, JobRow>(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ANY($1)"))
+            .bind(ids)
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
 pub async fn get_by_idempotency_key(
     pool: &PgPool,
     tenant: &str,
@@ -687,7 +697,7 @@ const OUTBOX_CTE: &str = "outbox AS (
              SELECT u.tenant, t.type, u.id,
                     COALESCE((SELECT max(sequence) FROM outbox_events WHERE job_id = u.id), 0) + t.n,
                     to_jsonb(u) - 'request_hash'
-             FROM updated u, a,
+             FROM updated u JOIN a ON a.job = u.id,
                   unnest(CASE WHEN a.event_source = 'operator' THEN ARRAY['job.' || a.to_state, 'job.resolved']
                               ELSE ARRAY['job.' || a.to_state] END) WITH ORDINALITY AS t(type, n)
              WHERE a.from_state <> a.to_state
@@ -809,8 +819,58 @@ pub async fn apply(
     id: Uuid,
     u: &JobUpdate,
 ) -> StoreResult<Option<JobRow>> {
-    let sql = format!(
-        "WITH a AS (SELECT * FROM jsonb_to_record($1) AS a({APPLY_ARGS})),
+    // Vendor words and payloads may hold U+0000: stored escaped (see `storable`).
+    let escaped = storable_update(u);
+    let u = escaped.as_ref().unwrap_or(u);
+    let row = sqlx::query(&apply_sql("jsonb_to_record"))
+        .bind(Json(ApplyArgs::of(id, u)))
+        .fetch_optional(conn)
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    Ok(Some(applied(&row, u)?))
+}
+
+/// [`apply`] for many jobs in one statement (each job at most once): the updates whose
+/// guard held, as their jobs now are.
+pub async fn apply_many(pool: &PgPool, updates: &[(Uuid, JobUpdate)]) -> StoreResult<Vec<JobRow>> {
+    if updates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let escaped: Vec<Option<JobUpdate>> = updates.iter().map(|(_, u)| storable_update(u)).collect();
+    let args: Vec<ApplyArgs<'_>> = updates
+        .iter()
+        .zip(&escaped)
+        .map(|((id, u), e)| ApplyArgs::of(*id, e.as_ref().unwrap_or(u)))
+        .collect();
+    let rows = sqlx::query(&apply_sql("jsonb_to_recordset"))
+        .bind(Json(&args))
+        .fetch_all(pool)
+        .await?;
+    let by_id: std::collections::HashMap<Uuid, &JobUpdate> = updates
+        .iter()
+        .zip(&escaped)
+        .map(|((id, u), e)| (*id, e.as_ref().unwrap_or(u)))
+        .collect();
+    let mut jobs = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: Uuid = row.try_get("id")?;
+        let Some(u) = by_id.get(&id) else {
+            return Err(StoreError::Corrupt(format!(
+                "job {id} was updated without an update for it"
+            )));
+        };
+        jobs.push(applied(row, u)?);
+    }
+    Ok(jobs)
+}
+
+/// The statement of [`apply`] and [`apply_many`]: `source` is `jsonb_to_record` (one
+/// update) or `jsonb_to_recordset` (many).
+fn apply_sql(source: &str) -> String {
+    format!(
+        "WITH a AS (SELECT * FROM {source}($1) AS a({APPLY_ARGS})),
          updated AS (
              UPDATE jobs SET
                  state = a.to_state,
@@ -838,23 +898,17 @@ pub async fn apply(
              INSERT INTO job_events (job_id, source, kind, from_state, to_state, reason, message, vendor_payload)
              SELECT updated.id, a.event_source, a.event_kind, a.from_state, a.to_state, a.new_reason,
                     a.event_message, a.event_payload
-             FROM updated, a WHERE a.write_event
+             FROM updated JOIN a ON a.job = updated.id WHERE a.write_event
          ),
          {OUTBOX_CTE}
          SELECT {COLUMNS}, (SELECT p.backend FROM printers p WHERE p.id = updated.printer_id) AS printer_backend
          FROM updated"
-    );
-    // Vendor words and payloads may hold U+0000: stored escaped (see `storable`).
-    let escaped = storable_update(u);
-    let u = escaped.as_ref().unwrap_or(u);
-    let row = sqlx::query(&sql)
-        .bind(Json(ApplyArgs::of(id, u)))
-        .fetch_optional(conn)
-        .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let job = JobRow::from_row(&row)?;
+    )
+}
+
+/// Reads a row the statement of [`apply`] returned and reports the change it made.
+fn applied(row: &sqlx::postgres::PgRow, u: &JobUpdate) -> StoreResult<JobRow> {
+    let job = JobRow::from_row(row)?;
     if u.from != u.to {
         let backend: Option<String> = row.try_get("printer_backend")?;
         crate::observe::job_changed(&crate::observe::JobChange {
@@ -872,7 +926,7 @@ pub async fn apply(
             created_at: job.created_at,
         });
     }
-    Ok(Some(job))
+    Ok(job)
 }
 
 /// Convenience: [`apply`] on a pooled connection.

@@ -270,6 +270,16 @@ pub async fn get(pool: &PgPool, id: &str) -> StoreResult<Option<PrinterRow>> {
     )
 }
 
+/// The printers of `ids` that exist.
+pub async fn get_many(pool: &PgPool, ids: &[String]) -> StoreResult<Vec<PrinterRow>> {
+    Ok(sqlx::query_as::<_, PrinterRow>(&format!(
+        "SELECT {COLUMNS} FROM printers WHERE id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(pool)
+    .await?)
+}
+
 pub async fn get_in(conn: &mut PgConnection, id: &str) -> StoreResult<Option<PrinterRow>> {
     Ok(
         sqlx::query_as::<_, PrinterRow>(&format!("SELECT {COLUMNS} FROM printers WHERE id = $1"))
@@ -447,29 +457,38 @@ pub async fn claim_status_checks(
 /// reset, the breaker closes, the printer is online and seen now. Cheap when nothing
 /// changes (the `last_seen_at` stamp is refreshed at most every 10 s).
 pub async fn record_success(pool: &PgPool, id: &str) -> StoreResult<()> {
-    let changed: Option<(Option<bool>, bool, String)> = sqlx::query_as(
+    record_successes(pool, &[id.to_owned()]).await
+}
+
+/// [`record_success`] for several printers in one statement (a batch of callbacks).
+pub async fn record_successes(pool: &PgPool, ids: &[String]) -> StoreResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let changed: Vec<(String, Option<bool>, bool, String)> = sqlx::query_as(
         "WITH old AS (
              SELECT id, online, breaker_open_until FROM printers
-             WHERE id = $1 AND (breaker_failures <> 0 OR breaker_open_until IS NOT NULL
+             WHERE id = ANY($1) AND (breaker_failures <> 0 OR breaker_open_until IS NOT NULL
                  OR consecutive_failures <> 0 OR online IS DISTINCT FROM true
                  OR last_seen_at IS NULL OR last_seen_at < now() - interval '10 seconds')
+             ORDER BY id
              FOR UPDATE
          )
          UPDATE printers p SET breaker_failures = 0, breaker_open_until = NULL,
              consecutive_failures = 0, online = true, last_seen_at = now()
          FROM old WHERE p.id = old.id
-         RETURNING old.online, old.breaker_open_until IS NOT NULL, p.backend",
+         RETURNING p.id, old.online, old.breaker_open_until IS NOT NULL, p.backend",
     )
-    .bind(id)
-    .fetch_optional(pool)
+    .bind(ids)
+    .fetch_all(pool)
     .await?;
-    if let Some((was_online, was_open, backend)) = changed {
+    for (id, was_online, was_open, backend) in changed {
         if was_open {
-            crate::observe::breaker_changed(id, &backend, BreakerChange::Closed, None);
-            printer_event(pool, id, "printer.circuit_closed").await?;
+            crate::observe::breaker_changed(&id, &backend, BreakerChange::Closed, None);
+            printer_event(pool, &id, "printer.circuit_closed").await?;
         }
-        if let Some(event) = report_online_change(id, &backend, was_online, true) {
-            printer_event(pool, id, event).await?;
+        if let Some(event) = report_online_change(&id, &backend, was_online, true) {
+            printer_event(pool, &id, event).await?;
         }
     }
     Ok(())

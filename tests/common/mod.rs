@@ -358,14 +358,15 @@ impl TestApp {
     }
 
     /// Handles everything due now, deterministically.
+    /// Applies the recorded vendor callbacks, then handles every job due now; returns how
+    /// many jobs were handled.
     pub async fn run_engine(&self) -> usize {
-        self.app
-            .as_ref()
-            .expect("running")
-            .engine()
-            .run_due_now()
+        let engine = self.app.as_ref().expect("running").engine();
+        engine
+            .apply_callbacks_now()
             .await
-            .expect("engine run")
+            .expect("applying recorded callbacks");
+        engine.run_due_now().await.expect("engine run")
     }
 
     /// Runs the engine until `job` reaches `state` or `limit` passes.

@@ -1,6 +1,7 @@
 //! The Lianke backend end to end: gateway ↔ vendor simulator over real HTTP(S), real
 //! Postgres, one fresh database per test. Jobs are driven deterministically with
-//! `run_engine`; callbacks arrive on their own, as Lianke sends them.
+//! `run_engine`; callbacks arrive on their own, as Lianke sends them, and are applied when
+//! the engine runs (the webhook only records them).
 
 use crate::common;
 
@@ -170,21 +171,6 @@ impl Lianke {
         )
     }
 
-    /// Waits (without driving the engine) until the job is in `state`.
-    async fn wait_for(&self, job: &str, state: &str) -> Value {
-        for _ in 0..300 {
-            let current = self.app.job(job).await;
-            if current["state"] == state {
-                return current;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!(
-            "job {job} never reached {state}: {:#}",
-            self.app.job(job).await
-        );
-    }
-
     /// The simulator's callback attempts, once there is one (it records an attempt after
     /// the receiver's answer reached it, which can be after the job moved).
     async fn callbacks(&self) -> Vec<vendor_sim::CallbackAttempt> {
@@ -255,8 +241,9 @@ async fn submits_carry_the_documented_form_fields_for_every_document_kind() {
         "document": {"html": "<h1>Hi</h1>", "filename": "page.html"}}))
         .await;
     for job in [&url_job, &b64_job, &text_job, &html_job] {
-        lk.app.run_engine().await;
-        lk.wait_for(&id(job), "completed").await;
+        lk.app
+            .drive_until(&id(job), "completed", Duration::from_secs(10))
+            .await;
     }
     let entries = lk.submit_entries();
     assert_eq!(entries.len(), 4, "one submit per job");
@@ -355,8 +342,10 @@ async fn a_callback_completes_the_job_without_polling() {
     let lk = start(Results::Callbacks, |_| {}).await;
     lk.printer("office", DEVICE).await;
     let job = lk.app.submit_text("office", "callback me").await;
-    lk.app.run_engine().await;
-    let done = lk.wait_for(&id(&job), "completed").await;
+    let done = lk
+        .app
+        .drive_until(&id(&job), "completed", Duration::from_secs(10))
+        .await;
     assert_eq!(done["vendor_status"], "SUCCESS");
     let polls = lk
         .sim
@@ -996,8 +985,10 @@ async fn completed_over_tls() -> (Lianke, Value) {
     assert!(lk.app.base_url.starts_with("https://"));
     lk.printer("office", DEVICE).await;
     let job = lk.app.submit_text("office", "over tls").await;
-    lk.app.run_engine().await;
-    let done = lk.wait_for(&id(&job), "completed").await;
+    let done = lk
+        .app
+        .drive_until(&id(&job), "completed", Duration::from_secs(10))
+        .await;
     (lk, done)
 }
 
@@ -1058,7 +1049,10 @@ async fn a_callback_during_a_hung_submit_settles_the_job_with_its_own_task() {
     let job = lk.app.submit_text("office", "hung but called back").await;
     // The submit hangs until the vendor timeout; Lianke's callback arrives meanwhile.
     lk.app.run_engine().await;
-    let done = lk.wait_for(&id(&job), "completed").await;
+    let done = lk
+        .app
+        .drive_until(&id(&job), "completed", Duration::from_secs(10))
+        .await;
     let tasks = lk.sim.lianke_tasks();
     assert_eq!(tasks.len(), 1);
     assert_eq!(done["vendor_task_id"], tasks[0].task_id.as_str());
@@ -1261,7 +1255,15 @@ async fn a_callback_body_that_lianke_contradicts_does_not_end_the_job() {
     );
     let response = lk.app.client.post(&url).json(&body).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(lk.app.job(&id(&job)).await["state"], "processing");
+    let ack: Value = response.json().await.unwrap();
+    assert_eq!(ack["status"], "recorded");
+    lk.app.run_engine().await;
+    let job = lk.app.job(&id(&job)).await;
+    assert_eq!(job["state"], "processing");
+    assert_eq!(
+        job["vendor_status"], "READY",
+        "Lianke's word, not the body's"
+    );
     lk.stop().await;
 }
 
@@ -1304,6 +1306,7 @@ async fn a_thousand_jobs_on_ten_boxes_with_transient_errors_each_print_exactly_o
     let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
     loop {
         let engine = lk.app.app.as_ref().unwrap().engine().clone();
+        engine.apply_callbacks_now().await.unwrap();
         let mut workers = Vec::new();
         for _ in 0..8 {
             let engine = engine.clone();
@@ -1449,7 +1452,10 @@ async fn a_callback_with_a_nul_character_still_applies_and_is_stored_escaped() {
     let response = lk.app.client.post(url).json(&body).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let ack: Value = response.json().await.unwrap();
-    assert_eq!(ack["job_state"], "completed");
+    assert_eq!(ack["status"], "recorded");
+    lk.app
+        .drive_until(&id(&job), "completed", Duration::from_secs(10))
+        .await;
     let stored: Vec<String> = sqlx::query_scalar(
         "SELECT vendor_payload::text FROM job_events WHERE job_id = $1 AND vendor_payload IS NOT NULL",
     )
@@ -1461,5 +1467,214 @@ async fn a_callback_with_a_nul_character_still_applies_and_is_stored_escaped() {
         stored.iter().any(|p| p.contains(r"ok\\u0000done")),
         "{stored:?}"
     );
+    lk.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// The callback inbox: answered once recorded, confirmed and applied by the engine
+
+/// Callbacks recorded and not yet applied.
+async fn inbox(lk: &Lianke) -> i64 {
+    print_gateway::store::callbacks::waiting(&lk.app.pool)
+        .await
+        .expect("count the inbox")
+}
+
+fn task_queries(lk: &Lianke) -> usize {
+    lk.sim
+        .ledger_count(&LedgerFilter::vendor(Vendor::Lianke).endpoint("GET", "/api/print/job"))
+}
+
+/// A job whose task ended at Lianke, and whose callback was answered (recorded, not
+/// applied: no engine runs meanwhile).
+async fn called_back(lk: &Lianke) -> Value {
+    lk.printer("office", DEVICE).await;
+    let job = lk.app.submit_text("office", "inbox").await;
+    lk.app.run_engine().await;
+    let attempts = lk.callbacks().await;
+    assert_eq!(
+        attempts.first().and_then(|a| a.http_status),
+        Some(200),
+        "{attempts:#?}"
+    );
+    lk.app.job(&id(&job)).await
+}
+
+#[tokio::test]
+async fn a_recorded_callback_survives_a_restart_and_is_applied_once() {
+    let lk = start(Results::Callbacks, |_| {}).await;
+    let job = called_back(&lk).await;
+    assert_eq!(job["state"], "processing", "answered, not yet applied");
+    assert_eq!(inbox(&lk).await, 1);
+    // Lianke's retry of the same callback is a duplicate.
+    let url = callback_url(&lk, &job);
+    let body = body_for(
+        job["vendor_task_id"].as_str().unwrap(),
+        DEVICE,
+        "SUCCESS",
+        200,
+    );
+    let response = lk.app.client.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let ack: Value = response.json().await.unwrap();
+    assert_eq!(ack["status"], "duplicate");
+    // A replica claimed it and died before applying it: its lease keeps others off…
+    let claimed = print_gateway::store::callbacks::claim(
+        &lk.app.pool,
+        uuid::Uuid::new_v4(),
+        10,
+        Duration::from_secs(600),
+        &["lianke"],
+    )
+    .await
+    .unwrap();
+    assert_eq!(claimed.len(), 1);
+    lk.app.run_engine().await;
+    assert_eq!(lk.app.job(&id(&job)).await["state"], "processing");
+    // …until it runs out. The process stops; another one, with its workers, starts on the
+    // same database and applies the callback.
+    sqlx::query("UPDATE callback_inbox SET lease_until = now() - interval '1 second'")
+        .execute(&lk.app.pool)
+        .await
+        .unwrap();
+    let Lianke { sim, app, .. } = lk;
+    let (database_url, pool) = (app.database_url.clone(), app.pool.clone());
+    app.shutdown().await;
+    let sim_url = sim.base_url();
+    let configure = move |c: &mut Config| {
+        c.lianke.lianke_base_url = sim_url.clone();
+        c.lianke.lianke_api_key = Some(DEFAULT_LIANKE_API_KEY.into());
+    };
+    let mut probe = test_config("postgres://unused/unused");
+    configure(&mut probe);
+    let backend = LiankeBackend::new(DEFAULT_LIANKE_API_KEY.into(), lianke_settings(&probe))
+        .expect("lianke backend");
+    let worker = common::start_on(
+        database_url,
+        pool,
+        BackendRegistry::new().with(Arc::new(backend)),
+        Role::Worker,
+        configure,
+    )
+    .await;
+    // A worker process serves no HTTP: the job is read from the database. The callback is
+    // forgotten right after the apply, in a statement of its own.
+    let job_id = uuid::Uuid::parse_str(&id(&job)).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let done = loop {
+        let now = print_gateway::store::jobs::get_any(&worker.pool, job_id)
+            .await
+            .unwrap()
+            .expect("the job");
+        let waiting = print_gateway::store::callbacks::waiting(&worker.pool)
+            .await
+            .unwrap();
+        if now.state.as_str() == "completed" && waiting == 0 {
+            break now;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the recorded callback was not applied ({waiting} waiting): {now:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(done.vendor_status.as_deref(), Some("SUCCESS"));
+    let completions: Vec<String> = sqlx::query_scalar(
+        "SELECT source FROM job_events WHERE job_id = $1 AND to_state = 'completed'",
+    )
+    .bind(job_id)
+    .fetch_all(&worker.pool)
+    .await
+    .unwrap();
+    assert_eq!(completions, ["callback"], "applied once, from the callback");
+    let queries =
+        sim.ledger_count(&LedgerFilter::vendor(Vendor::Lianke).endpoint("GET", "/api/print/job"));
+    assert_eq!(queries, 1, "confirmed once");
+    worker.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_confirmation_that_fails_keeps_the_callback_for_a_later_try() {
+    let lk = start(Results::Callbacks, |_| {}).await;
+    lk.sim.add_fault(
+        FaultRule::new(FaultAction::HttpStatus { status: 503 })
+            .vendor(Vendor::Lianke)
+            .endpoint("GET", "/api/print/job")
+            .times(1),
+    );
+    let job = called_back(&lk).await;
+    lk.app.run_engine().await;
+    assert_eq!(task_queries(&lk), 1);
+    let kept: (i32, Option<String>) =
+        sqlx::query_as("SELECT attempts, last_error FROM callback_inbox WHERE job_id = $1")
+            .bind(uuid::Uuid::parse_str(&id(&job)).unwrap())
+            .fetch_one(&lk.app.pool)
+            .await
+            .expect("the callback is kept");
+    assert_eq!(kept.0, 1);
+    assert!(kept.1.is_some());
+    assert_eq!(
+        lk.app.job(&id(&job)).await["state"],
+        "processing",
+        "no outcome guessed"
+    );
+    let done = lk
+        .app
+        .drive_until(&id(&job), "completed", Duration::from_secs(10))
+        .await;
+    assert_eq!(done["vendor_status"], "SUCCESS");
+    assert_eq!(task_queries(&lk), 2);
+    assert_eq!(inbox(&lk).await, 0);
+    lk.stop().await;
+}
+
+/// Many callbacks of one box are confirmed with one `query_device_task` call, and each
+/// job ends with its own task's outcome.
+#[tokio::test]
+async fn a_boxs_callbacks_are_confirmed_together_and_each_job_gets_its_own_outcome() {
+    let lk = start(Results::Callbacks, |_| {}).await;
+    lk.sim.script_lianke_outcomes(
+        DEVICE,
+        vec![
+            LiankeOutcome::Success { total_page: 1 },
+            LiankeOutcome::PrintError {
+                code: 497,
+                msg: "no printer".into(),
+            },
+            LiankeOutcome::Success { total_page: 1 },
+        ],
+    );
+    lk.printer("office", DEVICE).await;
+    let mut jobs = Vec::new();
+    for n in 0..3 {
+        let job = lk.app.submit_text("office", &format!("job {n}")).await;
+        jobs.push(id(&job));
+    }
+    // Dispatch only: the callbacks stay recorded until the engine applies them below.
+    let engine = lk.app.app.as_ref().expect("running").engine().clone();
+    assert_eq!(engine.run_due_now().await.unwrap(), 3);
+    for _ in 0..500 {
+        if inbox(&lk).await == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(inbox(&lk).await, 3, "three callbacks recorded");
+    lk.app.run_engine().await;
+    let states: Vec<String> = {
+        let mut v = Vec::new();
+        for job in &jobs {
+            v.push(lk.app.job(job).await["state"].as_str().unwrap().to_owned());
+        }
+        v
+    };
+    assert_eq!(states, ["completed", "failed", "completed"]);
+    let lists = lk.sim.ledger_count(
+        &LedgerFilter::vendor(Vendor::Lianke).endpoint("POST", "/api/print/query_device_task"),
+    );
+    assert_eq!(lists, 1, "one call for the box");
+    assert_eq!(task_queries(&lk), 0);
+    assert_eq!(inbox(&lk).await, 0);
     lk.stop().await;
 }

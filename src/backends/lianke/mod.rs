@@ -397,6 +397,36 @@ impl LiankeBackend {
         Ok((part, None))
     }
 
+    /// The device's tasks of the last day (`query_device_task`), each with its raw row.
+    async fn device_tasks(
+        &self,
+        d: &Device,
+    ) -> Result<Vec<(wire::DeviceTask, Value)>, VendorError> {
+        let body = json!({"deviceId": d.locator.device_id, "deviceKey": d.key.expose_secret()});
+        let (data, _raw): (wire::DeviceTaskRows, Value) = self
+            .call(
+                self.http
+                    .post(self.url("/api/print/query_device_task"))
+                    .json(&body),
+                Call::DeviceTasks,
+            )
+            .await?;
+        data.task_list
+            .into_iter()
+            .map(|row| {
+                let task = serde_json::from_value(row.clone()).map_err(|err| {
+                    VendorError::new(
+                        ErrorCode::VendorProtocolError,
+                        Decision::Retry,
+                        format!("Lianke's task list has an unreadable task: {err}"),
+                    )
+                    .with_raw(row.clone())
+                })?;
+                Ok((task, row))
+            })
+            .collect()
+    }
+
     /// Tasks of the device created near `around`, newest first, from `query_device_task`.
     async fn tasks_near(
         &self,
@@ -424,6 +454,12 @@ impl LiankeBackend {
             })
             .collect())
     }
+}
+
+/// The gateway's name of a Lianke box (`printers.device`): every printer on one box shares
+/// its device slots.
+pub fn device_name(device_id: &str) -> String {
+    format!("lianke:{device_id}")
 }
 
 /// Lianke's times are China Standard Time, `YYYY-MM-DD HH:MM:SS`.
@@ -482,7 +518,7 @@ impl Backend for LiankeBackend {
             );
         }
         Ok(PrinterSetup {
-            device: format!("lianke:{}", locator.device_id),
+            device: device_name(&locator.device_id),
             // Lianke allows one concurrent call per device on several endpoints.
             max_in_flight: 1,
         })
@@ -695,6 +731,44 @@ impl PrintTarget for LiankeBackend {
     ) -> Result<TaskReport, VendorError> {
         let d = device(printer)?;
         self.task(&d, vendor_task_id).await
+    }
+
+    /// One task: `GET /api/print/job`. Several: one `query_device_task` (the device's tasks
+    /// of the last day, with the same state and result words as the task query), then the
+    /// task query for any the list does not show (a task older than a day).
+    async fn task_statuses(
+        &self,
+        printer: &PrinterContext,
+        vendor_task_ids: &[String],
+    ) -> Vec<Result<TaskReport, VendorError>> {
+        let d = match device(printer) {
+            Ok(d) => d,
+            Err(err) => return vendor_task_ids.iter().map(|_| Err(err.clone())).collect(),
+        };
+        if let [one] = vendor_task_ids {
+            return vec![self.task(&d, one).await];
+        }
+        let listed = match self.device_tasks(&d).await {
+            Ok(tasks) => tasks,
+            Err(err) => return vendor_task_ids.iter().map(|_| Err(err.clone())).collect(),
+        };
+        let mut by_id: HashMap<&str, &(wire::DeviceTask, Value)> = listed
+            .iter()
+            .map(|entry| (entry.0.task_id.as_str(), entry))
+            .collect();
+        let mut reports = Vec::with_capacity(vendor_task_ids.len());
+        for id in vendor_task_ids {
+            let report = match by_id.remove(id.as_str()) {
+                Some((task, row)) => Ok(TaskReport {
+                    progress: mapping::task_progress(&task.status, task.result.as_ref()),
+                    vendor_status: task.status.as_str().to_owned(),
+                    raw: Some(row.clone()),
+                }),
+                None => self.task(&d, id).await,
+            };
+            reports.push(report);
+        }
+        reports
     }
 
     /// Lianke's task list carries no reference of ours, so an unconfirmed submit is found

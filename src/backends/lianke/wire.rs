@@ -125,6 +125,13 @@ pub struct DeviceTasks {
     pub task_list: Vec<DeviceTask>,
 }
 
+/// `data` of `POST /api/print/query_device_task`, each task kept as sent.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeviceTaskRows {
+    #[serde(default)]
+    pub task_list: Vec<Value>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct DeviceTask {
     pub task_id: String,
