@@ -42,10 +42,12 @@ enum Sorted<'a> {
 }
 
 impl Engine {
-    /// A callback was recorded: wakes an inbox loop of this process (the others find it at
-    /// their next sweep).
+    /// A callback was recorded: wakes an inbox loop of this process at once and, through
+    /// the announcer's coalesced NOTIFY (at most one per few milliseconds, however many
+    /// callbacks), those of the other replicas (an API-only replica runs no inbox loop).
     pub fn callback_recorded(&self) {
         self.callbacks_wake.notify_one();
+        self.announce.notify_one();
     }
 
     /// Applies every recorded callback due now, batch after batch, until none is due: the

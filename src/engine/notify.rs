@@ -30,16 +30,23 @@ impl Engine {
     }
 
     pub(super) async fn listen_loop(self: Arc<Self>, shutdown: CancellationToken) {
-        wake_on_notify(&self.pool, DUE_CHANNEL, &self.wake, &shutdown).await;
+        // A due job and a recorded callback share the channel (both coalesced by the announcer).
+        wake_on_notify(
+            &self.pool,
+            DUE_CHANNEL,
+            &[&self.wake, &self.callbacks_wake],
+            &shutdown,
+        )
+        .await;
     }
 }
 
-/// Wakes one waiter of `wake` on every notification on `channel`, reconnecting when the
+/// Wakes one waiter of each of `wake` on every notification on `channel`, reconnecting when the
 /// connection drops, until `shutdown`. Loops that use it keep a periodic sweep for the gaps.
 pub async fn wake_on_notify(
     pool: &PgPool,
     channel: &str,
-    wake: &Notify,
+    wake: &[&Notify],
     shutdown: &CancellationToken,
 ) {
     while !shutdown.is_cancelled() {
@@ -63,7 +70,7 @@ pub async fn wake_on_notify(
         loop {
             tokio::select! {
                 message = listener.recv() => match message {
-                    Ok(_) => wake.notify_one(),
+                    Ok(_) => wake.iter().for_each(|w| w.notify_one()),
                     Err(err) => {
                         tracing::warn!(error = %err, channel, "LISTEN connection lost; reconnecting");
                         break;

@@ -222,8 +222,9 @@ impl Outbox {
         tracker.spawn(async move { outbox.dispatch_loop(stop, tasks).await });
         let outbox = Arc::clone(self);
         let stop = shutdown.clone();
-        tracker
-            .spawn(async move { wake_on_notify(&outbox.pool, CHANNEL, &outbox.wake, &stop).await });
+        tracker.spawn(async move {
+            wake_on_notify(&outbox.pool, CHANNEL, &[&outbox.wake], &stop).await
+        });
         let outbox = Arc::clone(self);
         tracker.spawn(async move { outbox.sweep_loop(shutdown).await });
     }

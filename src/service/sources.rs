@@ -230,7 +230,7 @@ impl WecomBridge {
     }
 
     async fn listen_loop(self: Arc<Self>, shutdown: CancellationToken) {
-        crate::engine::wake_on_notify(&self.pool, WECOM_CHANNEL, &self.wake, &shutdown).await;
+        crate::engine::wake_on_notify(&self.pool, WECOM_CHANNEL, &[&self.wake], &shutdown).await;
     }
 
     /// Handles pushes and reports whenever woken, and at least every sweep interval.

@@ -1596,12 +1596,17 @@ async fn a_recorded_callback_survives_a_restart_and_is_applied_once() {
 
 #[tokio::test]
 async fn a_confirmation_that_fails_keeps_the_callback_for_a_later_try() {
-    let lk = start(Results::Callbacks, |_| {}).await;
-    lk.sim.add_fault(
+    // A backoff far beyond the test: the failed confirmation is tried again only when the
+    // test makes it due (a 20 ms backoff let a loaded run_engine try twice).
+    let lk = start(Results::Callbacks, |c| {
+        c.retry_base_ms = 600_000;
+        c.retry_max_ms = 600_000;
+    })
+    .await;
+    let fault = lk.sim.add_fault(
         FaultRule::new(FaultAction::HttpStatus { status: 503 })
             .vendor(Vendor::Lianke)
-            .endpoint("GET", "/api/print/job")
-            .times(1),
+            .endpoint("GET", "/api/print/job"),
     );
     let job = called_back(&lk).await;
     lk.app.run_engine().await;
@@ -1619,6 +1624,13 @@ async fn a_confirmation_that_fails_keeps_the_callback_for_a_later_try() {
         "processing",
         "no outcome guessed"
     );
+    // Lianke answers again, and the kept callback's retry comes due.
+    assert!(lk.sim.remove_fault(fault));
+    sqlx::query("UPDATE callback_inbox SET due_at = now() WHERE job_id = $1")
+        .bind(uuid::Uuid::parse_str(&id(&job)).unwrap())
+        .execute(&lk.app.pool)
+        .await
+        .unwrap();
     let done = lk
         .app
         .drive_until(&id(&job), "completed", Duration::from_secs(10))
