@@ -348,7 +348,10 @@ pub async fn list(
 ///
 /// The walk goes printer by printer: each printer whose device has `n` free slots offers
 /// its `n` earliest due jobs (index `jobs_printer_due`), and the earliest `limit` of those
-/// are taken. Device slots are counted once per claim, not once per job. `in_flight` lists
+/// are taken. A printer that takes no new submits (disabled, breaker open) offers only the
+/// jobs that need the engine anyway (index `jobs_printer_due_attention`), so its backlog
+/// of pending jobs is never walked (with 1.2 M pending on 200 printers whose breakers were
+/// open, one claim took 2.9 s when it was). Device slots are counted once per claim, not once per job. `in_flight` lists
 /// the printer of every job this process is handling (one entry per job): those may not
 /// hold their slot yet, so a device counts as busy as the larger of its taken slots and its
 /// jobs in flight here — a claim never hands out a second job for a device whose first has
@@ -368,28 +371,46 @@ pub async fn claim_due(
              SELECT p.device, count(*) AS n FROM unnest($5::text[]) AS f(printer_id)
              JOIN printers p ON p.id = f.printer_id GROUP BY p.device
          ), open AS (
-             SELECT p.id, p.enabled, p.breaker_open_until,
+             SELECT p.id,
+                    p.enabled AND (p.breaker_open_until IS NULL OR p.breaker_open_until <= now()) AS takes_new,
                     p.max_in_flight - greatest(COALESCE(s.n, 0), COALESCE(h.n, 0)) AS free
              FROM printers p
              LEFT JOIN slots s ON s.device = p.device
              LEFT JOIN here h ON h.device = p.device
              WHERE p.backend = ANY($4)
-         ), due AS (
+         ), due_any AS (
              SELECT c.id, c.due_at FROM open o CROSS JOIN LATERAL (
                  SELECT j.id, j.due_at FROM jobs j
                  WHERE j.printer_id = o.id
                    AND j.state IN ('pending', 'processing', 'unconfirmed')
                    AND j.due_at <= now()
                    AND (j.lease_until IS NULL OR j.lease_until < now())
-                   AND (j.state <> 'pending' OR j.cancel_requested OR j.submit_started_at IS NOT NULL
-                        OR j.expires_at <= now() OR j.pool_id IS NOT NULL
-                        OR (o.enabled AND (o.breaker_open_until IS NULL OR o.breaker_open_until <= now())))
                  ORDER BY j.due_at
                  LIMIT greatest(o.free, 0)
                  FOR UPDATE OF j SKIP LOCKED
              ) c
-             WHERE o.free > 0
-             ORDER BY c.due_at
+             WHERE o.free > 0 AND o.takes_new
+         ), due_attention AS (
+             SELECT c.id, c.due_at FROM open o CROSS JOIN LATERAL (
+                 SELECT j.id, j.due_at FROM jobs j
+                 WHERE j.printer_id = o.id
+                   AND (j.state IN ('processing', 'unconfirmed')
+                        OR (j.state = 'pending' AND (j.cancel_requested OR j.submit_started_at IS NOT NULL
+                                                     OR j.expires_at IS NOT NULL OR j.pool_id IS NOT NULL)))
+                   AND (j.state <> 'pending' OR j.cancel_requested OR j.submit_started_at IS NOT NULL
+                        OR j.expires_at <= now() OR j.pool_id IS NOT NULL)
+                   AND j.due_at <= now()
+                   AND (j.lease_until IS NULL OR j.lease_until < now())
+                 ORDER BY j.due_at
+                 LIMIT greatest(o.free, 0)
+                 FOR UPDATE OF j SKIP LOCKED
+             ) c
+             WHERE o.free > 0 AND NOT o.takes_new
+         ), due AS (
+             SELECT id, due_at FROM due_any
+             UNION ALL
+             SELECT id, due_at FROM due_attention
+             ORDER BY due_at
              LIMIT $2
          )
          UPDATE jobs SET lease_owner = $1, lease_until = now() + make_interval(secs => $3)

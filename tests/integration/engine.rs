@@ -962,3 +962,41 @@ async fn resolve_is_refused_for_jobs_that_are_not_unconfirmed_and_for_other_call
     common::assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
     assert_eq!(app.job(&job).await["state"], "unconfirmed");
 }
+
+#[tokio::test]
+async fn a_disabled_printer_keeps_its_backlog_but_its_expired_jobs_are_still_settled() {
+    let backend = ScriptedBackend::new();
+    let app = spawn_app_with(
+        BackendRegistry::new().with(backend.clone()),
+        Role::Api,
+        |_| {},
+    )
+    .await;
+    app.create_printer("office", "scripted").await;
+    let waiting = app.submit_text("office", "waits").await;
+    let expiring = app
+        .submit(
+            json!({"printer_id": "office", "document": {"text": "too late"},
+                       "expires_at": "2999-01-01T00:00:00Z"}),
+        )
+        .await;
+    let response = app
+        .patch("/v1/printers/office", &json!({"enabled": false}))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // Its deadline passes while the printer is disabled.
+    sqlx::query("UPDATE jobs SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(uuid_of(&expiring))
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    // The claim walks a printer that takes no new submits only for the jobs that need the
+    // engine anyway: the expired one is failed, the other one is not even claimed.
+    assert_eq!(app.run_engine().await, 1);
+    let expired = app.job(&id_of(&expiring)).await;
+    assert_eq!(expired["state"], "failed");
+    assert_eq!(expired["error"]["code"], "expired");
+    assert_eq!(app.job(&id_of(&waiting)).await["state"], "pending");
+    assert_eq!(backend.submits_of(uuid_of(&waiting)), 0);
+}
