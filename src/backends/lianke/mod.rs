@@ -427,25 +427,18 @@ impl LiankeBackend {
             .collect()
     }
 
-    /// Tasks of the device created near `around`, newest first, from `query_device_task`.
+    /// Tasks of the device created between `from` and `to`, from `query_device_task`.
     async fn tasks_near(
         &self,
         d: &Device,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<wire::DeviceTask>, VendorError> {
-        let body = json!({"deviceId": d.locator.device_id, "deviceKey": d.key.expose_secret()});
-        let (data, _raw): (wire::DeviceTasks, Value) = self
-            .call(
-                self.http
-                    .post(self.url("/api/print/query_device_task"))
-                    .json(&body),
-                Call::DeviceTasks,
-            )
-            .await?;
-        Ok(data
-            .task_list
+        Ok(self
+            .device_tasks(d)
+            .await?
             .into_iter()
+            .map(|(task, _row)| task)
             .filter(|t| {
                 t.create_at
                     .as_deref()

@@ -118,14 +118,8 @@ pub struct TaskData {
     pub task_result: Option<TaskResult>,
 }
 
-/// `data` of `POST /api/print/query_device_task` (the device's tasks of the last day).
-#[derive(Debug, Clone, Deserialize)]
-pub struct DeviceTasks {
-    #[serde(default)]
-    pub task_list: Vec<DeviceTask>,
-}
-
-/// `data` of `POST /api/print/query_device_task`, each task kept as sent.
+/// `data` of `POST /api/print/query_device_task` (the device's tasks of the last day),
+/// each task kept as sent and read into a [`DeviceTask`] by the caller.
 #[derive(Debug, Clone, Deserialize)]
 pub struct DeviceTaskRows {
     #[serde(default)]
