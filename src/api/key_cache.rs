@@ -27,7 +27,7 @@ pub type KeyCache = ChangeCache<CachedKey>;
 
 /// A key cache keeping keys for `ttl`; zero disables it.
 pub fn new(ttl: Duration) -> KeyCache {
-    ChangeCache::new(ttl, CHANNEL, "API key", |key, payload| {
+    ChangeCache::new(ttl, CHANNEL, |key, payload| {
         // The trigger names the key by id; anything unreadable forgets every key.
         Uuid::parse_str(payload).map_or(true, |id| id == key.id)
     })

@@ -49,37 +49,12 @@ pub async fn wake_on_notify(
     wake: &[&Notify],
     shutdown: &CancellationToken,
 ) {
-    while !shutdown.is_cancelled() {
-        let mut listener = match PgListener::connect_with(pool).await {
-            Ok(listener) => listener,
-            Err(err) => {
-                tracing::warn!(error = %err, channel, "cannot LISTEN; relying on the sweep");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
-                    _ = shutdown.cancelled() => return,
-                }
-            }
-        };
-        if let Err(err) = listener.listen(channel).await {
-            tracing::warn!(error = %err, channel, "LISTEN failed");
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                _ = shutdown.cancelled() => return,
-            }
+    store::listen::follow(pool, channel, shutdown, |heard| {
+        if let store::listen::Heard::Notified(_) = heard {
+            wake.iter().for_each(|w| w.notify_one());
         }
-        loop {
-            tokio::select! {
-                message = listener.recv() => match message {
-                    Ok(_) => wake.iter().for_each(|w| w.notify_one()),
-                    Err(err) => {
-                        tracing::warn!(error = %err, channel, "LISTEN connection lost; reconnecting");
-                        break;
-                    }
-                },
-                _ = shutdown.cancelled() => return,
-            }
-        }
-    }
+    })
+    .await;
 }
 
 /// Width of one alarm bucket: moments closer than this share one wake-up.

@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
+
+use super::listen::Heard;
 
 /// Entries kept at most; past it the cache starts over.
 const MAX_ENTRIES: usize = 10_000;
@@ -24,8 +25,6 @@ pub struct ChangeCache<V> {
     ttl: Duration,
     /// The NOTIFY channel of the rows' trigger.
     channel: &'static str,
-    /// What the rows are, for logs ("API key", "printer").
-    what: &'static str,
     /// Whether a change notification's payload concerns an entry (an empty payload
     /// concerns every entry).
     concerns: fn(&V, &str) -> bool,
@@ -41,13 +40,11 @@ impl<V: Clone> ChangeCache<V> {
     pub fn new(
         ttl: Duration,
         channel: &'static str,
-        what: &'static str,
         concerns: fn(&V, &str) -> bool,
     ) -> ChangeCache<V> {
         ChangeCache {
             ttl,
             channel,
-            what,
             concerns,
             entries: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
@@ -114,39 +111,11 @@ impl<V: Clone> ChangeCache<V> {
         if self.ttl.is_zero() {
             return;
         }
-        let (what, channel) = (self.what, self.channel);
-        while !shutdown.is_cancelled() {
-            let mut listener = match PgListener::connect_with(pool).await {
-                Ok(listener) => listener,
-                Err(err) => {
-                    tracing::warn!(error = %err, what, "cannot LISTEN for changes; read from the database meanwhile");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
-                        _ = shutdown.cancelled() => return,
-                    }
-                }
-            };
-            if let Err(err) = listener.listen(channel).await {
-                tracing::warn!(error = %err, what, "LISTEN for changes failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = shutdown.cancelled() => return,
-                }
-            }
-            self.set_listening(true);
-            loop {
-                tokio::select! {
-                    message = listener.recv() => match message {
-                        Ok(note) => self.invalidate(Some(note.payload())),
-                        Err(err) => {
-                            tracing::warn!(error = %err, what, "LISTEN connection lost; reconnecting");
-                            break;
-                        }
-                    },
-                    _ = shutdown.cancelled() => break,
-                }
-            }
-            self.set_listening(false);
-        }
+        super::listen::follow(pool, self.channel, shutdown, |heard| match heard {
+            Heard::Connected => self.set_listening(true),
+            Heard::Notified(payload) => self.invalidate(Some(payload)),
+            Heard::Lost => self.set_listening(false),
+        })
+        .await;
     }
 }

@@ -6,6 +6,7 @@ pub mod change_cache;
 pub mod documents;
 pub mod events;
 pub mod jobs;
+pub mod listen;
 pub mod pools;
 pub mod printers;
 pub mod retention;

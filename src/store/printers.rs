@@ -74,7 +74,7 @@ pub type PrinterCache = ChangeCache<PrinterRow>;
 
 /// A printer cache keeping rows for `ttl`; zero disables it.
 pub fn cache(ttl: Duration) -> PrinterCache {
-    ChangeCache::new(ttl, CHANGED_CHANNEL, "printer", |row, id| row.id == id)
+    ChangeCache::new(ttl, CHANGED_CHANNEL, |row, id| row.id == id)
 }
 
 /// A printer's settings for accepting a job: from `cache` when fresh, else read (and
