@@ -421,7 +421,7 @@ pub async fn create_job(
         })
         .await?;
     match service
-        .accept_job(&new_job, &document.new_document, EventSource::Api)
+        .accept_job(new_job, document.new_document, EventSource::Api)
         .await?
     {
         Some(row) => {

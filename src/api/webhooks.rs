@@ -149,20 +149,24 @@ async fn handle_lianke_callback(
     let new = NewCallback {
         job_id,
         backend: lianke::NAME,
-        device: &device,
-        task_id: &callback.body.task_id,
+        device,
+        task_id: callback.body.task_id.clone(),
         progress,
-        vendor_status: &report.vendor_status,
-        body: &callback.raw,
+        vendor_status: report.vendor_status.clone(),
+        body: callback.raw.clone(),
         ends_task,
         // Lianke's own answer is trusted over an unsigned body before a job ends.
         confirm: ends_task && state.config.lianke.lianke_confirm_callbacks,
     };
-    // One statement checks the job, its printer, device and task and records the callback;
-    // what it found tells the other answers apart. A job still awaiting (or having lost) its
-    // submit's answer is settled first, then the callback recorded.
+    // One statement checks the job, its printer, device and task and records the callback
+    // (with the other callbacks arriving at the same moment); what it found tells the other
+    // answers apart. A job still awaiting (or having lost) its submit's answer is settled
+    // first, then the callback recorded.
     for _ in 0..3 {
-        let receipt = store::callbacks::record(&state.pool, &new)
+        let receipt = state
+            .engine
+            .callback_recorder()
+            .record(new.clone())
             .await?
             .ok_or_else(unknown_job)?;
         if receipt.recorded {

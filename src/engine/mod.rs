@@ -168,6 +168,11 @@ pub struct Engine {
     in_flight: claim::InFlight,
     /// Printer settings the accept path checks (see [`store::printers::PrinterCache`]).
     printer_cache: store::printers::PrinterCache,
+    /// Stores accepted jobs, concurrent ones together (see [`store::jobs::AcceptWriter`]).
+    accept_writer: store::jobs::AcceptWriter,
+    /// Records vendor callbacks, concurrent ones together (see
+    /// [`store::callbacks::CallbackRecorder`]).
+    callback_recorder: store::callbacks::CallbackRecorder,
 }
 
 fn after(d: Duration) -> DateTime<Utc> {
@@ -207,6 +212,8 @@ impl Engine {
     ) -> Arc<Engine> {
         let renderer = pages::Renderer::new(settings.render_concurrency, settings.render);
         let printer_cache = store::printers::cache(settings.printer_cache);
+        let accept_writer = store::jobs::AcceptWriter::new(pool.clone());
+        let callback_recorder = store::callbacks::CallbackRecorder::new(pool.clone());
         Arc::new(Engine {
             renderer,
             pool,
@@ -221,6 +228,8 @@ impl Engine {
             alarms: notify::Alarms::new(),
             in_flight: claim::InFlight::default(),
             printer_cache,
+            accept_writer,
+            callback_recorder,
         })
     }
 
@@ -237,6 +246,16 @@ impl Engine {
     /// [`listen`](store::change_cache::ChangeCache::listen).
     pub fn printer_cache(&self) -> &store::printers::PrinterCache {
         &self.printer_cache
+    }
+
+    /// Where the accept path stores its jobs.
+    pub fn accept_writer(&self) -> &store::jobs::AcceptWriter {
+        &self.accept_writer
+    }
+
+    /// Where the callback webhooks record what vendors report.
+    pub fn callback_recorder(&self) -> &store::callbacks::CallbackRecorder {
+        &self.callback_recorder
     }
 
     /// The registry of configured backends.

@@ -13,7 +13,7 @@ use crate::observe;
 use crate::store;
 use crate::store::StoreError;
 use crate::store::documents::NewDocument;
-use crate::store::jobs::{JobRow, JobUpdate, NewJob};
+use crate::store::jobs::{Acceptance, JobRow, JobUpdate, NewJob};
 
 /// A job a caller asks the gateway to print, before it is checked.
 #[derive(Debug, Clone)]
@@ -193,8 +193,8 @@ impl Service {
     /// `None` when the idempotency key was already used (nothing is stored then).
     pub async fn accept_job(
         &self,
-        job: &NewJob,
-        document: &NewDocument,
+        job: NewJob,
+        document: NewDocument,
         source: EventSource,
     ) -> ServiceResult<Option<JobRow>> {
         // With an object store the bytes go there first; the row names them.
@@ -203,8 +203,21 @@ impl Service {
             Some(bytes) if documents.is_external() => documents.put(bytes.clone()).await?,
             _ => None,
         };
-        let row =
-            store::jobs::accept(&self.pool, job, document, object_key.as_deref(), source).await;
+        // what is needed after the job went to the writer
+        let printer_id = job.printer_id.clone();
+        let backend = job.backend.clone();
+        let job_source = job.source;
+        let routed = job.pool_id.clone().zip(job.route_note.clone());
+        let row = self
+            .engine
+            .accept_writer()
+            .accept(Acceptance {
+                job,
+                document,
+                object_key: object_key.clone(),
+                source,
+            })
+            .await;
         if let (Ok(None) | Err(_), Some(key)) = (&row, &object_key) {
             // An idempotent replay (or a failed write) stored no row naming the object.
             documents.delete(std::slice::from_ref(key)).await;
@@ -217,34 +230,31 @@ impl Service {
                     .as_database_error()
                     .is_some_and(|e| e.is_foreign_key_violation()) =>
             {
-                self.engine
-                    .printer_cache()
-                    .invalidate(Some(&job.printer_id));
+                self.engine.printer_cache().invalidate(Some(&printer_id));
                 return Err(ServiceError::invalid(
                     "unknown_printer",
                     format!(
-                        "Printer `{}` does not exist; GET /v1/printers lists the printers.",
-                        job.printer_id
+                        "Printer `{printer_id}` does not exist; GET /v1/printers lists the printers."
                     ),
                 ));
             }
             row => row?,
         };
         if let Some(row) = &row {
-            if let (Some(pool_id), Some(note)) = (&job.pool_id, &job.route_note) {
+            if let Some((pool_id, note)) = routed {
                 store::events::append(
                     &self.pool,
                     row.id,
                     source,
                     "member_chosen",
                     JobState::Pending,
-                    Some(note),
+                    Some(&note),
                     None,
                 )
                 .await?;
-                observe::pool_routed(pool_id, &row.printer_id, "member_chosen");
+                observe::pool_routed(&pool_id, &row.printer_id, "member_chosen");
             }
-            self.job_accepted(job);
+            self.job_accepted(&backend, job_source);
         }
         Ok(row)
     }
@@ -264,9 +274,9 @@ impl Service {
     }
 
     /// After a job was stored: count it and wake the workers.
-    pub fn job_accepted(&self, job: &NewJob) {
+    pub fn job_accepted(&self, backend: &str, source: EventSource) {
         self.engine.job_due();
-        observe::job_accepted(&job.backend, job.source.as_str());
+        observe::job_accepted(backend, source.as_str());
     }
 
     /// Cancels a job: at once when it has not reached the vendor, else by asking the

@@ -687,7 +687,7 @@ impl WecomBridge {
             store::jobs::apply(&mut tx, row.id, &update).await?;
         }
         tx.commit().await?;
-        self.service.job_accepted(&new_job);
+        self.service.job_accepted(&new_job.backend, new_job.source);
         Ok(ImportOutcome::Imported(row.id))
     }
 

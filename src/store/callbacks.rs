@@ -2,6 +2,8 @@
 //! batches by the engine under a lease (`FOR UPDATE SKIP LOCKED`, so replicas share them and
 //! a crashed holder's rows come back), confirmed, applied, then deleted.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -9,22 +11,23 @@ use serde_json::Value;
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
-use super::{StoreResult, storable};
+use super::batch::Batcher;
+use super::{StoreError, StoreResult, storable};
 use crate::domain::JobState;
 
 /// A callback to record, already authenticated and parsed.
 #[derive(Debug, Clone)]
-pub struct NewCallback<'a> {
+pub struct NewCallback {
     pub job_id: Uuid,
     /// The backend whose callback this is; the job's printer must be on it.
-    pub backend: &'a str,
+    pub backend: &'static str,
     /// The device the callback names, as the backend writes `printers.device`.
-    pub device: &'a str,
-    pub task_id: &'a str,
+    pub device: String,
+    pub task_id: String,
     /// What the body says, as the neutral `TaskProgress`.
     pub progress: Value,
-    pub vendor_status: &'a str,
-    pub body: &'a Value,
+    pub vendor_status: String,
+    pub body: Value,
     pub ends_task: bool,
     pub confirm: bool,
 }
@@ -33,6 +36,7 @@ pub struct NewCallback<'a> {
 /// whether the callback was recorded.
 #[derive(Debug, Clone, FromRow)]
 pub struct Receipt {
+    pub job_id: Uuid,
     pub state: JobState,
     pub vendor_task_id: Option<String>,
     pub backend: String,
@@ -43,23 +47,55 @@ pub struct Receipt {
     pub recorded_task: Option<String>,
 }
 
-/// Records a callback in one statement, only when it is for a `processing` job whose
-/// printer is on `backend` and `device` and whose task is `task_id`. `None`: no such job.
-/// The receipt says what the job is, so that the caller can tell a duplicate, another
-/// job's callback and a job still awaiting its submit's answer apart without another read.
-pub async fn record(pool: &PgPool, c: &NewCallback<'_>) -> StoreResult<Option<Receipt>> {
-    // Vendor words and bodies may hold U+0000: stored escaped (see `storable`).
-    let body = storable::json(c.body);
-    let progress = storable::json(&c.progress);
-    Ok(sqlx::query_as::<_, Receipt>(
-        "WITH job AS (
-             SELECT j.id, j.state, j.vendor_task_id, p.backend, p.device, p.locator
-             FROM jobs j JOIN printers p ON p.id = j.printer_id WHERE j.id = $1
+/// Records callbacks in one statement, each only when it is for a `processing` job whose
+/// printer is on its `backend` and `device` and whose task is its `task_id`. One answer per
+/// callback, in order; `None`: no such job. The receipt says what the job is, so that the
+/// caller can tell a duplicate, another job's callback and a job still awaiting its
+/// submit's answer apart without another read. The callbacks must be for different jobs
+/// (one statement cannot record two rows of one job: see [`CallbackRecorder`]).
+pub async fn record(pool: &PgPool, callbacks: &[NewCallback]) -> StoreResult<Vec<Option<Receipt>>> {
+    let n = callbacks.len();
+    let mut jobs = Vec::with_capacity(n);
+    let mut backends = Vec::with_capacity(n);
+    let mut devices = Vec::with_capacity(n);
+    let mut tasks = Vec::with_capacity(n);
+    let mut progress = Vec::with_capacity(n);
+    let mut statuses = Vec::with_capacity(n);
+    let mut bodies = Vec::with_capacity(n);
+    let mut ends = Vec::with_capacity(n);
+    let mut confirms = Vec::with_capacity(n);
+    for c in callbacks {
+        jobs.push(c.job_id);
+        backends.push(c.backend);
+        devices.push(c.device.as_str());
+        // Vendor words and bodies may hold U+0000: stored escaped (see `storable`).
+        tasks.push(storable::text(&c.task_id));
+        progress.push(storable::json(&c.progress));
+        statuses.push(storable::text(&c.vendor_status));
+        bodies.push(storable::json(&c.body));
+        ends.push(c.ends_task);
+        confirms.push(c.confirm);
+    }
+    let tasks: Vec<&str> = tasks.iter().map(AsRef::as_ref).collect();
+    let statuses: Vec<&str> = statuses.iter().map(AsRef::as_ref).collect();
+    let progress: Vec<&Value> = progress.iter().map(AsRef::as_ref).collect();
+    let bodies: Vec<&Value> = bodies.iter().map(AsRef::as_ref).collect();
+    let receipts = sqlx::query_as::<_, Receipt>(
+        "WITH input AS (
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[],
+                 $7::jsonb[], $8::bool[], $9::bool[])
+                 WITH ORDINALITY AS i(job_id, backend, device, task_id, progress, vendor_status, body, ends_task,
+                     confirm, n)
+         ), job AS (
+             SELECT i.*, j.state, j.vendor_task_id, p.backend AS printer_backend, p.device AS printer_device,
+                 p.locator
+             FROM input i JOIN jobs j ON j.id = i.job_id JOIN printers p ON p.id = j.printer_id
          ), recorded AS (
              INSERT INTO callback_inbox (job_id, backend, task_id, progress, vendor_status, body, ends_task, confirm)
-             SELECT id, $2, $4, $5, $6, $7, $8, $9 FROM job
-             WHERE job.state = 'processing' AND job.backend = $2 AND job.device = $3
-               AND job.vendor_task_id = $4
+             SELECT job_id, backend, task_id, progress, vendor_status, body, ends_task, confirm FROM job
+             WHERE state = 'processing' AND printer_backend = backend AND printer_device = device
+               AND vendor_task_id = task_id
+             ORDER BY n
              ON CONFLICT (job_id) DO UPDATE SET
                  progress = EXCLUDED.progress, vendor_status = EXCLUDED.vendor_status,
                  body = EXCLUDED.body, ends_task = true, confirm = EXCLUDED.confirm,
@@ -68,22 +104,105 @@ pub async fn record(pool: &PgPool, c: &NewCallback<'_>) -> StoreResult<Option<Re
                WHERE NOT callback_inbox.ends_task AND EXCLUDED.ends_task
              RETURNING job_id
          )
-         SELECT job.state, job.vendor_task_id, job.backend, job.locator,
-                EXISTS (SELECT 1 FROM recorded) AS recorded,
-                (SELECT c.task_id FROM callback_inbox c WHERE c.job_id = job.id) AS recorded_task
+         SELECT job.job_id, job.state, job.vendor_task_id, job.printer_backend AS backend, job.locator,
+                EXISTS (SELECT 1 FROM recorded r WHERE r.job_id = job.job_id) AS recorded,
+                (SELECT c.task_id FROM callback_inbox c WHERE c.job_id = job.job_id) AS recorded_task
          FROM job",
     )
-    .bind(c.job_id)
-    .bind(c.backend)
-    .bind(c.device)
-    .bind(storable::text(c.task_id).as_ref())
-    .bind(progress.as_ref())
-    .bind(storable::text(c.vendor_status).as_ref())
-    .bind(body.as_ref())
-    .bind(c.ends_task)
-    .bind(c.confirm)
-    .fetch_optional(pool)
-    .await?)
+    .bind(&jobs)
+    .bind(&backends)
+    .bind(&devices)
+    .bind(&tasks)
+    .bind(&progress)
+    .bind(&statuses)
+    .bind(&bodies)
+    .bind(&ends)
+    .bind(&confirms)
+    .fetch_all(pool)
+    .await?;
+    let mut found: HashMap<Uuid, Receipt> = receipts.into_iter().map(|r| (r.job_id, r)).collect();
+    Ok(jobs.iter().map(|id| found.remove(id)).collect())
+}
+
+/// Most callbacks one recording statement takes, and how many such statements run at once.
+const RECORD_BATCH: usize = 64;
+const RECORD_STATEMENTS: usize = 4;
+
+/// The webhook's recorder, one per process: callbacks that arrive at the same moment are
+/// recorded by one statement and one commit (see [`super::batch`]); a lone one at once.
+pub struct CallbackRecorder {
+    pool: PgPool,
+    batcher: OnceLock<Batcher<NewCallback, StoreResult<Option<Receipt>>>>,
+}
+
+impl CallbackRecorder {
+    pub fn new(pool: PgPool) -> CallbackRecorder {
+        CallbackRecorder {
+            pool,
+            batcher: OnceLock::new(),
+        }
+    }
+
+    /// Records one callback (see [`record`]) with whatever else is being recorded now.
+    pub async fn record(&self, callback: NewCallback) -> StoreResult<Option<Receipt>> {
+        let batcher = self.batcher.get_or_init(|| {
+            let pool = self.pool.clone();
+            Batcher::spawn(RECORD_BATCH, RECORD_STATEMENTS, move |callbacks| {
+                record_each(pool.clone(), callbacks)
+            })
+        });
+        batcher
+            .write(callback)
+            .await
+            // the recorder's task is gone: the runtime is shutting down
+            .unwrap_or(Err(StoreError::Db(sqlx::Error::PoolClosed)))
+    }
+}
+
+/// Records a batch: a job's first callback of the batch in one statement with the others',
+/// a second one of the same job (Lianke repeating itself) after it, on its own; when the
+/// statement fails, each callback on its own, so that each gets its own answer.
+async fn record_each(
+    pool: PgPool,
+    callbacks: Vec<NewCallback>,
+) -> Vec<StoreResult<Option<Receipt>>> {
+    let mut seen = HashSet::with_capacity(callbacks.len());
+    let (first, again): (Vec<_>, Vec<_>) = callbacks
+        .into_iter()
+        .enumerate()
+        .partition(|(_, c)| seen.insert(c.job_id));
+    let (places, first): (Vec<usize>, Vec<NewCallback>) = first.into_iter().unzip();
+    let mut answers: Vec<Option<StoreResult<Option<Receipt>>>> =
+        (0..places.len() + again.len()).map(|_| None).collect();
+    match record(&pool, &first).await {
+        Ok(receipts) => {
+            for (place, receipt) in places.iter().zip(receipts) {
+                answers[*place] = Some(Ok(receipt));
+            }
+        }
+        Err(err) if first.len() == 1 => answers[places[0]] = Some(Err(err)),
+        Err(_) => {
+            let each = futures::future::join_all(
+                first
+                    .chunks(1)
+                    .map(|one| async { record(&pool, one).await.map(|mut r| r.pop().flatten()) }),
+            )
+            .await;
+            for (place, answer) in places.iter().zip(each) {
+                answers[*place] = Some(answer);
+            }
+        }
+    }
+    for (place, callback) in again {
+        let answer = record(&pool, std::slice::from_ref(&callback))
+            .await
+            .map(|mut r| r.pop().flatten());
+        answers[place] = Some(answer);
+    }
+    answers
+        .into_iter()
+        .map(|a| a.expect("every callback of the batch was answered"))
+        .collect()
 }
 
 /// A recorded callback, claimed.

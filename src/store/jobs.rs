@@ -9,6 +9,7 @@ use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+use super::batch::Batcher;
 use super::documents::NewDocument;
 use super::storable;
 use super::{StoreError, StoreResult};
@@ -133,71 +134,206 @@ pub async fn insert(
     Ok(row)
 }
 
-/// Accepts a job from the API: its document, the job (pending, due now) and its first
-/// event in one statement, so one round trip and Postgres' implicit transaction. `None` when
-/// the tenant already used the idempotency key (then nothing is stored). Nobody is notified
-/// here: the caller wakes the workers after the commit (see `Engine::job_due`).
-///
-/// With `object_key` the bytes are already in the document object store: the row keeps
-/// the key, their size and hash, and no content.
-pub async fn accept(
-    pool: &PgPool,
-    job: &NewJob,
-    doc: &NewDocument,
-    object_key: Option<&str>,
-    source: EventSource,
-) -> StoreResult<Option<JobRow>> {
-    let document_id = Uuid::now_v7();
-    // The document and the event are inserted only when the job row was, and the foreign
-    // keys are checked at the end of the statement, when all three rows exist.
-    let row = sqlx::query_as::<_, JobRow>(&format!(
-        "WITH job AS (
+/// A job the API accepts, with its document (see [`accept`]).
+#[derive(Debug, Clone)]
+pub struct Acceptance {
+    pub job: NewJob,
+    pub document: NewDocument,
+    /// Where the bytes already are in the document object store (the row then keeps the
+    /// key, their size and hash, and no content).
+    pub object_key: Option<String>,
+    pub source: EventSource,
+}
+
+/// Accepts jobs from the API: for each, its document, the job (pending, due now) and its
+/// first event, all of them in one statement (one round trip, one commit: concurrent
+/// requests are grouped by [`super::batch::Batcher`]). One answer per job, in order: the
+/// row, or `None` when the tenant already used the idempotency key (then nothing is stored
+/// for it; of two jobs in one call with the same key, the first is stored). An error fails
+/// every job of the call. Nobody is notified here: the caller wakes the workers after the
+/// commit (see `Engine::job_due`).
+pub async fn accept(pool: &PgPool, jobs: &[Acceptance]) -> StoreResult<Vec<Option<JobRow>>> {
+    let n = jobs.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut tenants = Vec::with_capacity(n);
+    let mut printers = Vec::with_capacity(n);
+    let mut document_ids = Vec::with_capacity(n);
+    let mut sources = Vec::with_capacity(n);
+    let mut options = Vec::with_capacity(n);
+    let mut modes = Vec::with_capacity(n);
+    let mut dropped = Vec::with_capacity(n);
+    let mut metadata = Vec::with_capacity(n);
+    let mut keys = Vec::with_capacity(n);
+    let mut hashes = Vec::with_capacity(n);
+    let mut expires = Vec::with_capacity(n);
+    let mut vendor_ids = Vec::with_capacity(n);
+    let mut infos = Vec::with_capacity(n);
+    let mut pools = Vec::with_capacity(n);
+    let mut kinds = Vec::with_capacity(n);
+    let mut doc_types = Vec::with_capacity(n);
+    let mut content_types = Vec::with_capacity(n);
+    let mut filenames = Vec::with_capacity(n);
+    let mut urls = Vec::with_capacity(n);
+    let mut sizes = Vec::with_capacity(n);
+    let mut digests = Vec::with_capacity(n);
+    let mut contents = Vec::with_capacity(n);
+    let mut object_keys = Vec::with_capacity(n);
+    let mut event_sources = Vec::with_capacity(n);
+    for Acceptance {
+        job,
+        document: doc,
+        object_key,
+        source,
+    } in jobs
+    {
+        ids.push(job.id);
+        tenants.push(job.tenant.as_str());
+        printers.push(job.printer_id.as_str());
+        document_ids.push(Uuid::now_v7());
+        sources.push(job.source);
+        options.push(Json(&job.options));
+        modes.push(job.options_mode);
+        // text[] of different lengths cannot share one array: each travels as jsonb
+        dropped.push(Json(&job.dropped_options));
+        metadata.push(job.metadata.as_ref());
+        keys.push(job.idempotency_key.as_deref());
+        hashes.push(job.request_hash.as_deref());
+        expires.push(job.expires_at);
+        vendor_ids.push(job.vendor_ids.as_ref());
+        infos.push(&job.document_info);
+        pools.push(job.pool_id.as_deref());
+        kinds.push(doc.kind.as_str());
+        doc_types.push(doc.doc_type.map(|t| t.extension()));
+        content_types.push(doc.content_type.as_deref());
+        filenames.push(doc.filename.as_deref());
+        urls.push(doc.url.as_deref());
+        sizes.push(doc.size() as i64);
+        digests.push(doc.sha256());
+        contents.push(match object_key {
+            Some(_) => None,
+            None => doc.content.as_deref(),
+        });
+        object_keys.push(object_key.as_deref());
+        event_sources.push(source.as_str());
+    }
+    // The documents and events are inserted only for the jobs that were, and the foreign
+    // keys are checked at the end of the statement, when all the rows exist.
+    let rows = sqlx::query_as::<_, JobRow>(&format!(
+        "WITH input AS (
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::jsonb[],
+                 $7::text[], $8::jsonb[], $9::jsonb[], $10::text[], $11::bytea[], $12::timestamptz[],
+                 $13::jsonb[], $14::jsonb[], $15::text[])
+                 WITH ORDINALITY AS i(id, tenant, printer_id, document_id, source, options, options_mode,
+                     dropped_options, metadata, idempotency_key, request_hash, expires_at, vendor_ids,
+                     document_info, pool_id, n)
+         ), doc_input AS (
+             SELECT * FROM unnest($4::uuid[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[],
+                 $21::int8[], $22::bytea[], $23::bytea[], $24::text[], $25::text[], $1::uuid[])
+                 AS d(id, kind, doc_type, content_type, filename, url, size_bytes, sha256, content, object_key,
+                     event_source, job_id)
+         ), job AS (
              INSERT INTO jobs (id, tenant, printer_id, document_id, source, options, options_mode, dropped_options,
                  metadata, idempotency_key, request_hash, expires_at, vendor_ids, document_info, pool_id, state, due_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $25, 'pending', clock_timestamp())
+             SELECT id, tenant, printer_id, document_id, source, options, options_mode,
+                 ARRAY(SELECT jsonb_array_elements_text(dropped_options)), metadata, idempotency_key, request_hash,
+                 expires_at, vendor_ids, document_info, pool_id, 'pending', clock_timestamp()
+             FROM input ORDER BY n
              ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
              RETURNING {COLUMNS}
          ), doc AS (
              INSERT INTO documents (id, kind, doc_type, content_type, filename, url, size_bytes, sha256, content, object_key)
-             SELECT $4, $15, $16, $17, $18, $19, $20, $21, $22, $24 FROM job
+             SELECT d.id, d.kind, d.doc_type, d.content_type, d.filename, d.url, d.size_bytes, d.sha256, d.content,
+                 d.object_key
+             FROM doc_input d JOIN job ON job.id = d.job_id
          ), event AS (
              INSERT INTO job_events (job_id, source, kind, from_state, to_state, reason)
-             SELECT id, $23, 'accepted', NULL, 'pending', 'accepted' FROM job
+             SELECT job.id, d.event_source, 'accepted', NULL, 'pending', 'accepted'
+             FROM doc_input d JOIN job ON job.id = d.job_id
          )
          SELECT {COLUMNS} FROM job"
     ))
-    .bind(job.id)
-    .bind(&job.tenant)
-    .bind(&job.printer_id)
-    .bind(document_id)
-    .bind(job.source)
-    .bind(Json(&job.options))
-    .bind(job.options_mode)
-    .bind(&job.dropped_options)
-    .bind(&job.metadata)
-    .bind(&job.idempotency_key)
-    .bind(&job.request_hash)
-    .bind(job.expires_at)
-    .bind(&job.vendor_ids)
-    .bind(&job.document_info)
-    .bind(doc.kind.as_str())
-    .bind(doc.doc_type.map(|t| t.extension()))
-    .bind(&doc.content_type)
-    .bind(&doc.filename)
-    .bind(&doc.url)
-    .bind(doc.size() as i64)
-    .bind(doc.sha256())
-    .bind(if object_key.is_some() {
-        None
-    } else {
-        doc.content.as_deref()
-    })
-    .bind(source.as_str())
-    .bind(object_key)
-    .bind(&job.pool_id)
-    .fetch_optional(pool)
+    .bind(&ids)
+    .bind(&tenants)
+    .bind(&printers)
+    .bind(&document_ids)
+    .bind(&sources)
+    .bind(&options)
+    .bind(&modes)
+    .bind(&dropped)
+    .bind(&metadata)
+    .bind(&keys)
+    .bind(&hashes)
+    .bind(&expires)
+    .bind(&vendor_ids)
+    .bind(&infos)
+    .bind(&pools)
+    .bind(&kinds)
+    .bind(&doc_types)
+    .bind(&content_types)
+    .bind(&filenames)
+    .bind(&urls)
+    .bind(&sizes)
+    .bind(&digests)
+    .bind(&contents)
+    .bind(&object_keys)
+    .bind(&event_sources)
+    .fetch_all(pool)
     .await?;
-    Ok(row)
+    let mut stored: std::collections::HashMap<Uuid, JobRow> =
+        rows.into_iter().map(|row| (row.id, row)).collect();
+    Ok(ids.iter().map(|id| stored.remove(id)).collect())
+}
+
+/// Most jobs one accept statement stores, and how many such statements run at once.
+const ACCEPT_BATCH: usize = 64;
+const ACCEPT_STATEMENTS: usize = 4;
+
+/// The accept path's writer, one per process: jobs accepted at the same moment share one
+/// statement and one commit (see [`super::batch`]); a lone job is written at once.
+pub struct AcceptWriter {
+    pool: PgPool,
+    batcher: std::sync::OnceLock<Batcher<Acceptance, StoreResult<Option<JobRow>>>>,
+}
+
+impl AcceptWriter {
+    pub fn new(pool: PgPool) -> AcceptWriter {
+        AcceptWriter {
+            pool,
+            batcher: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Stores one job (see [`accept`]) with whatever else is being accepted now.
+    pub async fn accept(&self, job: Acceptance) -> StoreResult<Option<JobRow>> {
+        let batcher = self.batcher.get_or_init(|| {
+            let pool = self.pool.clone();
+            Batcher::spawn(ACCEPT_BATCH, ACCEPT_STATEMENTS, move |jobs| {
+                accept_each(pool.clone(), jobs)
+            })
+        });
+        batcher
+            .write(job)
+            .await
+            // the writer's task is gone: the runtime is shutting down
+            .unwrap_or(Err(StoreError::Db(sqlx::Error::PoolClosed)))
+    }
+}
+
+/// One statement for the batch; when it fails, one per job, so that each job gets its own
+/// answer (a printer deleted behind one job's cached settings fails that job alone).
+async fn accept_each(pool: PgPool, jobs: Vec<Acceptance>) -> Vec<StoreResult<Option<JobRow>>> {
+    match accept(&pool, &jobs).await {
+        Ok(rows) => rows.into_iter().map(Ok).collect(),
+        Err(err) if jobs.len() == 1 => vec![Err(err)],
+        Err(_) => {
+            futures::future::join_all(jobs.chunks(1).map(|one| async {
+                accept(&pool, one)
+                    .await
+                    .map(|mut rows| rows.pop().flatten())
+            }))
+            .await
+        }
+    }
 }
 
 /// Tells every replica's workers (LISTEN) that jobs became due. The engine coalesces calls.

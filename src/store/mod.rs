@@ -1,6 +1,7 @@
 //! Postgres: the only place with SQL. One module per aggregate.
 
 pub mod api_keys;
+pub mod batch;
 pub mod callbacks;
 pub mod change_cache;
 pub mod documents;

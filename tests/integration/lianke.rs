@@ -5,6 +5,7 @@
 
 use crate::common;
 
+use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -1687,6 +1688,80 @@ async fn a_boxs_callbacks_are_confirmed_together_and_each_job_gets_its_own_outco
     );
     assert_eq!(lists, 1, "one call for the box");
     assert_eq!(task_queries(&lk), 0);
+    assert_eq!(inbox(&lk).await, 0);
+    lk.stop().await;
+}
+
+#[tokio::test]
+async fn callbacks_arriving_together_are_each_recorded_once() {
+    let lk = start(Results::Callbacks, |_| {}).await;
+    // Lianke's own callbacks are dropped: the test sends them itself, all at once.
+    lk.sim.add_callback_fault(CallbackFault {
+        vendor: Some(Vendor::Lianke),
+        mischief: CallbackMischief::Drop,
+        times: 3,
+    });
+    lk.printer("office", DEVICE).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(id(&lk.app.submit_text("office", &format!("job {n}")).await));
+    }
+    let engine = lk.app.app.as_ref().expect("running").engine().clone();
+    assert_eq!(engine.run_due_now().await.unwrap(), 3);
+    // Lianke finished the three tasks (its dropped callbacks say so).
+    for _ in 0..500 {
+        if lk.sim.callbacks().len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(lk.sim.callbacks().len(), 3);
+    // Five copies of each job's terminal callback, fifteen requests at the same moment: the
+    // webhook records them in shared statements, where one job's copies meet.
+    let mut sends = Vec::new();
+    for job_id in &ids {
+        let job = lk.app.job(job_id).await;
+        assert_eq!(job["state"], "processing");
+        let url = callback_url(&lk, &job);
+        let body = body_for(
+            job["vendor_task_id"].as_str().unwrap(),
+            DEVICE,
+            "SUCCESS",
+            200,
+        );
+        for _ in 0..5 {
+            let request = lk.app.client.post(&url).json(&body);
+            let job_id = job_id.clone();
+            sends.push(tokio::spawn(async move {
+                let response = request.send().await.unwrap();
+                let status = response.status();
+                let ack: Value = response.json().await.unwrap();
+                (job_id, status, ack)
+            }));
+        }
+    }
+    let mut recorded: HashMap<String, usize> = HashMap::new();
+    for send in sends {
+        let (job_id, status, ack) = send.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{ack}");
+        match ack["status"].as_str() {
+            Some("recorded") => *recorded.entry(job_id).or_default() += 1,
+            Some("duplicate") => {}
+            other => panic!("unexpected answer {other:?}: {ack}"),
+        }
+    }
+    for job_id in &ids {
+        assert_eq!(recorded.get(job_id), Some(&1), "{job_id}: {recorded:?}");
+    }
+    assert_eq!(inbox(&lk).await, 3);
+    lk.app.run_engine().await;
+    for job_id in &ids {
+        let job = lk.app.job(job_id).await;
+        assert_eq!(job["state"], "completed");
+        let events = lk.app.events(job_id).await;
+        let from_callbacks = events.iter().filter(|e| e["source"] == "callback").count();
+        assert_eq!(from_callbacks, 1, "{events:#?}");
+    }
     assert_eq!(inbox(&lk).await, 0);
     lk.stop().await;
 }
