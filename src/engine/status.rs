@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +20,8 @@ use crate::store::{self, StoreError};
 
 /// Printers checked per round of the background loop (per replica).
 const CHECKS_PER_ROUND: i64 = 50;
+/// Printers of a round asked at once (each on its own device).
+const CONCURRENT_CHECKS: usize = 8;
 
 /// Asks the printer's backend for its status, holding one of the device's slots (waiting
 /// up to `wait` for one; still busy: `device_busy`, nothing asked or recorded), and records
@@ -96,7 +99,10 @@ async fn ask(
 
 /// Checks every enabled printer not checked for `every`, one replica per printer, and
 /// fetches again the capabilities of print targets whose cache is missing or older than
-/// `capabilities_age` (zero: never here), in the same device slot.
+/// `capabilities_age` (zero: never here), in the same device slot. Up to
+/// `CONCURRENT_CHECKS` printers are asked at once; once `shutdown` fires no new check
+/// starts (the ones under way finish), so a round never holds a stopping process for
+/// longer than one vendor call. A printer left out is checked one period later.
 pub async fn check_due(
     pool: &PgPool,
     backends: &BackendRegistry,
@@ -104,43 +110,65 @@ pub async fn check_due(
     every: Duration,
     timeout: Duration,
     capabilities_age: Duration,
+    shutdown: &CancellationToken,
 ) -> Result<usize, StoreError> {
     let due = store::printers::claim_status_checks(pool, every, CHECKS_PER_ROUND).await?;
+    let outcomes: Vec<Result<bool, StoreError>> = futures::stream::iter(due)
+        .take_until(shutdown.cancelled())
+        .map(|row| check_one(pool, backends, keyring, row, timeout, capabilities_age))
+        .buffer_unordered(CONCURRENT_CHECKS)
+        .collect()
+        .await;
     let mut checked = 0;
-    for row in due {
-        if backends.get(&row.backend).is_none() {
-            continue;
+    for outcome in outcomes {
+        if outcome? {
+            checked += 1;
         }
-        // A status call is a vendor call on the device like any other (Lianke allows one
-        // at a time per box): it takes a slot, or waits for the next round.
-        let Some(held) = gate::acquire(
-            pool,
-            &row.device,
-            row.max_in_flight,
-            Duration::ZERO,
-            timeout,
-        )
-        .await?
-        else {
-            continue;
-        };
-        let outcome = ask(pool, backends, keyring, &row, timeout).await;
-        let refreshed = match &outcome {
-            Ok(Ok(status))
-                if status.online != Some(false) && capabilities_stale(&row, capabilities_age) =>
-            {
-                refresh_capabilities(pool, backends, keyring, &row, timeout).await
-            }
-            _ => Ok(()),
-        };
-        held.release(pool).await;
-        if let Err(err) = outcome? {
-            tracing::debug!(printer_id = %row.id, error = %err, "status check failed");
-        }
-        refreshed?;
-        checked += 1;
     }
     Ok(checked)
+}
+
+/// One printer of a round: false when it was not asked (no such backend here, or its
+/// device busy: it waits for the next round).
+async fn check_one(
+    pool: &PgPool,
+    backends: &BackendRegistry,
+    keyring: &Keyring,
+    row: PrinterRow,
+    timeout: Duration,
+    capabilities_age: Duration,
+) -> Result<bool, StoreError> {
+    if backends.get(&row.backend).is_none() {
+        return Ok(false);
+    }
+    // A status call is a vendor call on the device like any other (Lianke allows one
+    // at a time per box): it takes a slot, or waits for the next round.
+    let Some(held) = gate::acquire(
+        pool,
+        &row.device,
+        row.max_in_flight,
+        Duration::ZERO,
+        timeout,
+    )
+    .await?
+    else {
+        return Ok(false);
+    };
+    let outcome = ask(pool, backends, keyring, &row, timeout).await;
+    let refreshed = match &outcome {
+        Ok(Ok(status))
+            if status.online != Some(false) && capabilities_stale(&row, capabilities_age) =>
+        {
+            refresh_capabilities(pool, backends, keyring, &row, timeout).await
+        }
+        _ => Ok(()),
+    };
+    held.release(pool).await;
+    if let Err(err) = outcome? {
+        tracing::debug!(printer_id = %row.id, error = %err, "status check failed");
+    }
+    refreshed?;
+    Ok(true)
 }
 
 fn capabilities_stale(row: &PrinterRow, age: Duration) -> bool {
@@ -212,6 +240,7 @@ impl super::Engine {
         every: Duration,
         timeout: Duration,
         capabilities_age: Duration,
+        shutdown: &CancellationToken,
     ) -> Result<usize, StoreError> {
         check_due(
             &self.pool,
@@ -220,6 +249,7 @@ impl super::Engine {
             every,
             timeout,
             capabilities_age,
+            shutdown,
         )
         .await
     }
@@ -246,7 +276,7 @@ pub fn spawn(
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    if let Err(err) = engine.check_printers_due(every, timeout, capabilities_age).await {
+                    if let Err(err) = engine.check_printers_due(every, timeout, capabilities_age, &shutdown).await {
                         tracing::warn!(error = %err, "printer status checks failed");
                     }
                 }

@@ -76,6 +76,9 @@ struct State {
     max_in_flight_seen: HashMap<String, u32>,
     /// What printer_status says about `online`, per printer; default: online.
     online: HashMap<String, Option<bool>>,
+    /// How long printer_status takes, and how many were asked.
+    printer_status_pause: Duration,
+    printer_status_calls: u32,
 }
 
 pub struct ScriptedBackend {
@@ -111,6 +114,16 @@ impl ScriptedBackend {
     /// What the vendor's status call says about `printer` from now on.
     pub fn set_online(&self, printer: &str, online: Option<bool>) {
         self.lock().online.insert(printer.to_owned(), online);
+    }
+
+    /// How long each printer status call takes from now on.
+    pub fn set_printer_status_pause(&self, pause: Duration) {
+        self.lock().printer_status_pause = pause;
+    }
+
+    /// Printer status calls begun so far.
+    pub fn printer_status_calls(&self) -> u32 {
+        self.lock().printer_status_calls
     }
 
     /// Queues steps for the next submits to `printer`.
@@ -262,12 +275,17 @@ impl Backend for ScriptedBackend {
     }
 
     async fn printer_status(&self, printer: &PrinterContext) -> Result<PrinterStatus, VendorError> {
-        let online = self
-            .lock()
-            .online
-            .get(printer.id.as_str())
-            .copied()
-            .unwrap_or(Some(true));
+        let (online, pause) = {
+            let mut state = self.lock();
+            state.printer_status_calls += 1;
+            let online = state
+                .online
+                .get(printer.id.as_str())
+                .copied()
+                .unwrap_or(Some(true));
+            (online, state.printer_status_pause)
+        };
+        tokio::time::sleep(pause).await;
         Ok(PrinterStatus {
             online,
             ready: Some(true),

@@ -262,6 +262,53 @@ async fn capabilities_are_cached_until_refreshed_and_status_is_live() {
 /// The background status round fetches again the capabilities of a printer whose cache is
 /// older than `CAPABILITIES_REFRESH_SECS`, and leaves a fresher cache alone.
 #[tokio::test]
+async fn a_status_round_asks_printers_together_and_stops_starting_checks_at_shutdown() {
+    let scripted = ScriptedBackend::new();
+    let app = spawn_app(BackendRegistry::new().with(scripted.clone())).await;
+    for n in 0..20 {
+        app.create_printer_with(json!({"id": format!("p{n}"), "backend": "scripted", "locator": {"device": format!("box-{n}")}}))
+            .await;
+    }
+    let engine = app.app.as_ref().expect("running").engine().clone();
+    let round = |stop: tokio_util::sync::CancellationToken| {
+        let engine = engine.clone();
+        async move {
+            engine
+                .check_printers_due(
+                    std::time::Duration::ZERO,
+                    std::time::Duration::from_secs(30),
+                    std::time::Duration::ZERO,
+                    &stop,
+                )
+                .await
+                .unwrap()
+        }
+    };
+    // A process already stopping starts no check.
+    let stopped = tokio_util::sync::CancellationToken::new();
+    stopped.cancel();
+    let before = scripted.printer_status_calls();
+    assert_eq!(round(stopped).await, 0);
+    assert_eq!(scripted.printer_status_calls(), before);
+
+    // Slow answers: the round asks several printers at once; a shutdown during it lets
+    // the checks under way finish and starts no other.
+    scripted.set_printer_status_pause(std::time::Duration::from_secs(2));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(round(stop.clone()));
+    while scripted.printer_status_calls() < before + 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    stop.cancel();
+    let checked = running.await.unwrap();
+    assert!(
+        (2..20).contains(&checked),
+        "checked {checked} of 20 (the ones under way when shutdown came)"
+    );
+    assert_eq!((scripted.printer_status_calls() - before) as usize, checked);
+}
+
+#[tokio::test]
 async fn the_status_round_refreshes_capabilities_older_than_the_refresh_age() {
     let app = app().await;
     app.create_printer("old", "scripted").await;
@@ -280,6 +327,7 @@ async fn the_status_round_refreshes_capabilities_older_than_the_refresh_age() {
             std::time::Duration::ZERO,
             std::time::Duration::from_secs(5),
             std::time::Duration::from_secs(86_400),
+            &tokio_util::sync::CancellationToken::new(),
         )
         .await
         .unwrap();
