@@ -76,6 +76,19 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     }
 }
 
+/// The answer for each of `n` items whose batch found the database unreachable (`err`):
+/// the same error for each, still read as "unavailable" (`super::is_unavailable`), so
+/// that every caller answers 503 without trying again on its own.
+pub fn unavailable_for_each<T>(err: &sqlx::Error, n: usize) -> Vec<super::StoreResult<T>> {
+    (0..n)
+        .map(|_| {
+            Err(super::StoreError::Db(sqlx::Error::Io(
+                std::io::Error::other(err.to_string()),
+            )))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
@@ -134,6 +147,21 @@ mod tests {
             sizes.len() <= 5 && sizes.iter().any(|&n| n > 1),
             "the 20 that queued behind the first shared batches: {sizes:?}"
         );
+    }
+
+    #[test]
+    fn an_unreachable_database_is_still_unreachable_for_each_item() {
+        let answers: Vec<super::super::StoreResult<()>> =
+            unavailable_for_each(&sqlx::Error::PoolTimedOut, 3);
+        assert_eq!(answers.len(), 3);
+        for answer in answers {
+            match answer {
+                Err(super::super::StoreError::Db(err)) => {
+                    assert!(super::super::is_unavailable(&err), "{err}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[tokio::test]

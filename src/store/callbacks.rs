@@ -181,6 +181,13 @@ async fn record_each(
             }
         }
         Err(err) if first.len() == 1 => answers[places[0]] = Some(Err(err)),
+        // no second wait per callback for a database that cannot be reached
+        Err(StoreError::Db(err)) if super::is_unavailable(&err) => {
+            let each = super::batch::unavailable_for_each(&err, places.len());
+            for (place, answer) in places.iter().zip(each) {
+                answers[*place] = Some(answer);
+            }
+        }
         Err(_) => {
             let each = futures::future::join_all(
                 first

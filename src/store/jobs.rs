@@ -320,11 +320,15 @@ impl AcceptWriter {
 }
 
 /// One statement for the batch; when it fails, one per job, so that each job gets its own
-/// answer (a printer deleted behind one job's cached settings fails that job alone).
+/// answer (a printer deleted behind one job's cached settings fails that job alone). A
+/// database that cannot be reached fails them all at once (no second wait per job).
 async fn accept_each(pool: PgPool, jobs: Vec<Acceptance>) -> Vec<StoreResult<Option<JobRow>>> {
     match accept(&pool, &jobs).await {
         Ok(rows) => rows.into_iter().map(Ok).collect(),
         Err(err) if jobs.len() == 1 => vec![Err(err)],
+        Err(StoreError::Db(err)) if super::is_unavailable(&err) => {
+            super::batch::unavailable_for_each(&err, jobs.len())
+        }
         Err(_) => {
             futures::future::join_all(jobs.chunks(1).map(|one| async {
                 accept(&pool, one)
