@@ -166,7 +166,7 @@ async fn handle_lianke_callback(
         let receipt = state
             .engine
             .callback_recorder()
-            .record(new.clone())
+            .write(new.clone())
             .await?
             .ok_or_else(unknown_job)?;
         if receipt.recorded {

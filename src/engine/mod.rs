@@ -212,8 +212,8 @@ impl Engine {
     ) -> Arc<Engine> {
         let renderer = pages::Renderer::new(settings.render_concurrency, settings.render);
         let printer_cache = store::printers::cache(settings.printer_cache);
-        let accept_writer = store::jobs::AcceptWriter::new(pool.clone());
-        let callback_recorder = store::callbacks::CallbackRecorder::new(pool.clone());
+        let accept_writer = store::jobs::accept_writer(pool.clone());
+        let callback_recorder = store::callbacks::callback_recorder(pool.clone());
         Arc::new(Engine {
             renderer,
             pool,

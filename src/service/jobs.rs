@@ -211,7 +211,7 @@ impl Service {
         let row = self
             .engine
             .accept_writer()
-            .accept(Acceptance {
+            .write(Acceptance {
                 job,
                 document,
                 object_key: object_key.clone(),

@@ -76,6 +76,51 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     }
 }
 
+/// A database writer on a [`Batcher`], started on first use (on the runtime of its first
+/// caller, so it can be built anywhere). `write_batch` answers each item of a batch.
+pub struct StoreWriter<I, O> {
+    pool: sqlx::PgPool,
+    max_batch: usize,
+    max_in_flight: usize,
+    write_batch: WriteBatch<I, O>,
+    batcher: std::sync::OnceLock<Batcher<I, super::StoreResult<O>>>,
+}
+
+type WriteBatch<I, O> =
+    fn(sqlx::PgPool, Vec<I>) -> futures::future::BoxFuture<'static, Vec<super::StoreResult<O>>>;
+
+impl<I: Send + 'static, O: Send + 'static> StoreWriter<I, O> {
+    pub fn new(
+        pool: sqlx::PgPool,
+        max_batch: usize,
+        max_in_flight: usize,
+        write_batch: WriteBatch<I, O>,
+    ) -> Self {
+        StoreWriter {
+            pool,
+            max_batch,
+            max_in_flight,
+            write_batch,
+            batcher: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Writes `item` with whatever else is being written now.
+    pub async fn write(&self, item: I) -> super::StoreResult<O> {
+        let batcher = self.batcher.get_or_init(|| {
+            let (pool, write_batch) = (self.pool.clone(), self.write_batch);
+            Batcher::spawn(self.max_batch, self.max_in_flight, move |items| {
+                write_batch(pool.clone(), items)
+            })
+        });
+        batcher
+            .write(item)
+            .await
+            // the writer's task is gone: the runtime is shutting down
+            .unwrap_or(Err(super::StoreError::Db(sqlx::Error::PoolClosed)))
+    }
+}
+
 /// The answer for each of `n` items whose batch found the database unreachable (`err`):
 /// the same error for each, still read as "unavailable" (`super::is_unavailable`), so
 /// that every caller answers 503 without trying again on its own.

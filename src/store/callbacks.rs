@@ -3,7 +3,6 @@
 //! a crashed holder's rows come back), confirmed, applied, then deleted.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -11,7 +10,7 @@ use serde_json::Value;
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
-use super::batch::Batcher;
+use super::batch::StoreWriter;
 use super::{StoreError, StoreResult, storable};
 use crate::domain::JobState;
 
@@ -130,33 +129,12 @@ const RECORD_STATEMENTS: usize = 4;
 
 /// The webhook's recorder, one per process: callbacks that arrive at the same moment are
 /// recorded by one statement and one commit (see [`super::batch`]); a lone one at once.
-pub struct CallbackRecorder {
-    pool: PgPool,
-    batcher: OnceLock<Batcher<NewCallback, StoreResult<Option<Receipt>>>>,
-}
+pub type CallbackRecorder = StoreWriter<NewCallback, Option<Receipt>>;
 
-impl CallbackRecorder {
-    pub fn new(pool: PgPool) -> CallbackRecorder {
-        CallbackRecorder {
-            pool,
-            batcher: OnceLock::new(),
-        }
-    }
-
-    /// Records one callback (see [`record`]) with whatever else is being recorded now.
-    pub async fn record(&self, callback: NewCallback) -> StoreResult<Option<Receipt>> {
-        let batcher = self.batcher.get_or_init(|| {
-            let pool = self.pool.clone();
-            Batcher::spawn(RECORD_BATCH, RECORD_STATEMENTS, move |callbacks| {
-                record_each(pool.clone(), callbacks)
-            })
-        });
-        batcher
-            .write(callback)
-            .await
-            // the recorder's task is gone: the runtime is shutting down
-            .unwrap_or(Err(StoreError::Db(sqlx::Error::PoolClosed)))
-    }
+pub fn callback_recorder(pool: PgPool) -> CallbackRecorder {
+    StoreWriter::new(pool, RECORD_BATCH, RECORD_STATEMENTS, |pool, callbacks| {
+        Box::pin(record_each(pool, callbacks))
+    })
 }
 
 /// Records a batch: a job's first callback of the batch in one statement with the others',

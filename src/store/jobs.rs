@@ -9,7 +9,7 @@ use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::batch::Batcher;
+use super::batch::StoreWriter;
 use super::documents::NewDocument;
 use super::storable;
 use super::{StoreError, StoreResult};
@@ -290,33 +290,12 @@ const ACCEPT_STATEMENTS: usize = 4;
 
 /// The accept path's writer, one per process: jobs accepted at the same moment share one
 /// statement and one commit (see [`super::batch`]); a lone job is written at once.
-pub struct AcceptWriter {
-    pool: PgPool,
-    batcher: std::sync::OnceLock<Batcher<Acceptance, StoreResult<Option<JobRow>>>>,
-}
+pub type AcceptWriter = StoreWriter<Acceptance, Option<JobRow>>;
 
-impl AcceptWriter {
-    pub fn new(pool: PgPool) -> AcceptWriter {
-        AcceptWriter {
-            pool,
-            batcher: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// Stores one job (see [`accept`]) with whatever else is being accepted now.
-    pub async fn accept(&self, job: Acceptance) -> StoreResult<Option<JobRow>> {
-        let batcher = self.batcher.get_or_init(|| {
-            let pool = self.pool.clone();
-            Batcher::spawn(ACCEPT_BATCH, ACCEPT_STATEMENTS, move |jobs| {
-                accept_each(pool.clone(), jobs)
-            })
-        });
-        batcher
-            .write(job)
-            .await
-            // the writer's task is gone: the runtime is shutting down
-            .unwrap_or(Err(StoreError::Db(sqlx::Error::PoolClosed)))
-    }
+pub fn accept_writer(pool: PgPool) -> AcceptWriter {
+    StoreWriter::new(pool, ACCEPT_BATCH, ACCEPT_STATEMENTS, |pool, jobs| {
+        Box::pin(accept_each(pool, jobs))
+    })
 }
 
 /// One statement for the batch; when it fails, one per job, so that each job gets its own
