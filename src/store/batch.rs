@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -77,17 +78,26 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
 }
 
 /// A database writer on a [`Batcher`], started on first use (on the runtime of its first
-/// caller, so it can be built anywhere). `write_batch` answers each item of a batch.
+/// caller, so it can be built anywhere). `write_batch` answers each item of a batch, on a
+/// connection taken for the batch.
+///
+/// No caller waits for a connection longer than the pool's acquire timeout in all: a batch
+/// gets what is left of it for its oldest item (time queued behind busy statements counts),
+/// and a batch that gets no connection in that time is answered "unavailable" (503) at
+/// once, nothing written.
 pub struct StoreWriter<I, O> {
     pool: sqlx::PgPool,
     max_batch: usize,
     max_in_flight: usize,
     write_batch: WriteBatch<I, O>,
-    batcher: std::sync::OnceLock<Batcher<I, super::StoreResult<O>>>,
+    batcher: std::sync::OnceLock<Batcher<(Instant, I), super::StoreResult<O>>>,
 }
 
-type WriteBatch<I, O> =
-    fn(sqlx::PgPool, Vec<I>) -> futures::future::BoxFuture<'static, Vec<super::StoreResult<O>>>;
+type WriteBatch<I, O> = fn(
+    sqlx::PgPool,
+    sqlx::pool::PoolConnection<sqlx::Postgres>,
+    Vec<I>,
+) -> futures::future::BoxFuture<'static, Vec<super::StoreResult<O>>>;
 
 impl<I: Send + 'static, O: Send + 'static> StoreWriter<I, O> {
     pub fn new(
@@ -109,12 +119,28 @@ impl<I: Send + 'static, O: Send + 'static> StoreWriter<I, O> {
     pub async fn write(&self, item: I) -> super::StoreResult<O> {
         let batcher = self.batcher.get_or_init(|| {
             let (pool, write_batch) = (self.pool.clone(), self.write_batch);
-            Batcher::spawn(self.max_batch, self.max_in_flight, move |items| {
-                write_batch(pool.clone(), items)
-            })
+            let acquire_timeout = pool.options().get_acquire_timeout();
+            Batcher::spawn(
+                self.max_batch,
+                self.max_in_flight,
+                move |queued: Vec<(Instant, I)>| {
+                    let pool = pool.clone();
+                    async move {
+                        let oldest = queued.iter().map(|(at, _)| *at).min();
+                        let waited = oldest.map_or(Duration::ZERO, |at| at.elapsed());
+                        let budget = acquire_timeout.saturating_sub(waited);
+                        let items: Vec<I> = queued.into_iter().map(|(_, item)| item).collect();
+                        match tokio::time::timeout(budget, pool.acquire()).await {
+                            Ok(Ok(conn)) => write_batch(pool, conn, items).await,
+                            Ok(Err(err)) => unavailable_for_each(&err, items.len()),
+                            Err(_) => unavailable_for_each(&sqlx::Error::PoolTimedOut, items.len()),
+                        }
+                    }
+                },
+            )
         });
         batcher
-            .write(item)
+            .write((Instant::now(), item))
             .await
             // the writer's task is gone: the runtime is shutting down
             .unwrap_or(Err(super::StoreError::Db(sqlx::Error::PoolClosed)))

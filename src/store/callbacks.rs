@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{FromRow, PgPool};
+use sqlx::pool::PoolConnection;
+use sqlx::{FromRow, PgPool, Postgres};
 use uuid::Uuid;
 
 use super::batch::StoreWriter;
@@ -52,7 +53,10 @@ pub struct Receipt {
 /// caller can tell a duplicate, another job's callback and a job still awaiting its
 /// submit's answer apart without another read. The callbacks must be for different jobs
 /// (one statement cannot record two rows of one job: see [`CallbackRecorder`]).
-pub async fn record(pool: &PgPool, callbacks: &[NewCallback]) -> StoreResult<Vec<Option<Receipt>>> {
+pub async fn record(
+    db: impl sqlx::PgExecutor<'_>,
+    callbacks: &[NewCallback],
+) -> StoreResult<Vec<Option<Receipt>>> {
     let n = callbacks.len();
     let mut jobs = Vec::with_capacity(n);
     let mut backends = Vec::with_capacity(n);
@@ -117,7 +121,7 @@ pub async fn record(pool: &PgPool, callbacks: &[NewCallback]) -> StoreResult<Vec
     .bind(&bodies)
     .bind(&ends)
     .bind(&confirms)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?;
     let mut found: HashMap<Uuid, Receipt> = receipts.into_iter().map(|r| (r.job_id, r)).collect();
     Ok(jobs.iter().map(|id| found.remove(id)).collect())
@@ -132,9 +136,12 @@ const RECORD_STATEMENTS: usize = 4;
 pub type CallbackRecorder = StoreWriter<NewCallback, Option<Receipt>>;
 
 pub fn callback_recorder(pool: PgPool) -> CallbackRecorder {
-    StoreWriter::new(pool, RECORD_BATCH, RECORD_STATEMENTS, |pool, callbacks| {
-        Box::pin(record_each(pool, callbacks))
-    })
+    StoreWriter::new(
+        pool,
+        RECORD_BATCH,
+        RECORD_STATEMENTS,
+        |pool, conn, callbacks| Box::pin(record_each(pool, conn, callbacks)),
+    )
 }
 
 /// Records a batch: a job's first callback of the batch in one statement with the others',
@@ -142,6 +149,7 @@ pub fn callback_recorder(pool: PgPool) -> CallbackRecorder {
 /// statement fails, each callback on its own, so that each gets its own answer.
 async fn record_each(
     pool: PgPool,
+    mut conn: PoolConnection<Postgres>,
     callbacks: Vec<NewCallback>,
 ) -> Vec<StoreResult<Option<Receipt>>> {
     let mut seen = HashSet::with_capacity(callbacks.len());
@@ -152,7 +160,9 @@ async fn record_each(
     let (places, first): (Vec<usize>, Vec<NewCallback>) = first.into_iter().unzip();
     let mut answers: Vec<Option<StoreResult<Option<Receipt>>>> =
         (0..places.len() + again.len()).map(|_| None).collect();
-    match record(&pool, &first).await {
+    let recorded = record(&mut *conn, &first).await;
+    drop(conn);
+    match recorded {
         Ok(receipts) => {
             for (place, receipt) in places.iter().zip(receipts) {
                 answers[*place] = Some(Ok(receipt));

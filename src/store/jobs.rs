@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use sqlx::pool::PoolConnection;
 use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
@@ -152,7 +153,10 @@ pub struct Acceptance {
 /// for it; of two jobs in one call with the same key, the first is stored). An error fails
 /// every job of the call. Nobody is notified here: the caller wakes the workers after the
 /// commit (see `Engine::job_due`).
-pub async fn accept(pool: &PgPool, jobs: &[Acceptance]) -> StoreResult<Vec<Option<JobRow>>> {
+pub async fn accept(
+    db: impl sqlx::PgExecutor<'_>,
+    jobs: &[Acceptance],
+) -> StoreResult<Vec<Option<JobRow>>> {
     let n = jobs.len();
     let mut ids = Vec::with_capacity(n);
     let mut tenants = Vec::with_capacity(n);
@@ -277,7 +281,7 @@ pub async fn accept(pool: &PgPool, jobs: &[Acceptance]) -> StoreResult<Vec<Optio
     .bind(&contents)
     .bind(&object_keys)
     .bind(&event_sources)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?;
     let mut stored: std::collections::HashMap<Uuid, JobRow> =
         rows.into_iter().map(|row| (row.id, row)).collect();
@@ -293,16 +297,22 @@ const ACCEPT_STATEMENTS: usize = 4;
 pub type AcceptWriter = StoreWriter<Acceptance, Option<JobRow>>;
 
 pub fn accept_writer(pool: PgPool) -> AcceptWriter {
-    StoreWriter::new(pool, ACCEPT_BATCH, ACCEPT_STATEMENTS, |pool, jobs| {
-        Box::pin(accept_each(pool, jobs))
+    StoreWriter::new(pool, ACCEPT_BATCH, ACCEPT_STATEMENTS, |pool, conn, jobs| {
+        Box::pin(accept_each(pool, conn, jobs))
     })
 }
 
 /// One statement for the batch; when it fails, one per job, so that each job gets its own
 /// answer (a printer deleted behind one job's cached settings fails that job alone). A
 /// database that cannot be reached fails them all at once (no second wait per job).
-async fn accept_each(pool: PgPool, jobs: Vec<Acceptance>) -> Vec<StoreResult<Option<JobRow>>> {
-    match accept(&pool, &jobs).await {
+async fn accept_each(
+    pool: PgPool,
+    mut conn: PoolConnection<Postgres>,
+    jobs: Vec<Acceptance>,
+) -> Vec<StoreResult<Option<JobRow>>> {
+    let written = accept(&mut *conn, &jobs).await;
+    drop(conn);
+    match written {
         Ok(rows) => rows.into_iter().map(Ok).collect(),
         Err(err) if jobs.len() == 1 => vec![Err(err)],
         Err(StoreError::Db(err)) if super::is_unavailable(&err) => {
