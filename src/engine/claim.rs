@@ -71,6 +71,46 @@ impl Drop for Held {
 }
 
 impl Engine {
+    /// The printers of a claimed batch, and the documents of its pending jobs, read in one
+    /// statement each instead of one per job. A failed read is left to the workers (each
+    /// reads what it misses, and reports the error).
+    async fn prefetch(
+        &self,
+        claimed: &[JobRow],
+    ) -> (
+        HashMap<String, PrinterRow>,
+        HashMap<Uuid, store::documents::DocumentRow>,
+    ) {
+        let mut printer_ids: Vec<String> = claimed.iter().map(|j| j.printer_id.clone()).collect();
+        printer_ids.sort_unstable();
+        printer_ids.dedup();
+        let document_ids: Vec<Uuid> = claimed
+            .iter()
+            .filter(|j| j.state == JobState::Pending)
+            .map(|j| j.document_id)
+            .collect();
+        let (printers, documents) =
+            tokio::join!(store::printers::get_many(&self.pool, &printer_ids), async {
+                if document_ids.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    store::documents::get_many(&self.pool, &document_ids).await
+                }
+            });
+        (
+            printers
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| (p.id.clone(), p))
+                .collect(),
+            documents
+                .unwrap_or_default()
+                .into_iter()
+                .map(|d| (d.id, d))
+                .collect(),
+        )
+    }
+
     /// Claims due jobs for idle workers and runs each in a task on `jobs` until `shutdown`;
     /// jobs in hand are finished (their tasks are on the tracker the caller waits for).
     pub(super) async fn claim_loop(
@@ -119,13 +159,18 @@ impl Engine {
                 }
             };
             let found = claimed.len();
+            let (printers, documents) = self.prefetch(&claimed).await;
             for job in claimed {
                 let Some(permit) = permits.pop() else { break };
                 let held = Held::new(Arc::clone(&self), &job.printer_id);
+                let pre = Prefetched {
+                    printer: printers.get(&job.printer_id).cloned(),
+                    document: documents.get(&job.document_id).cloned(),
+                };
                 jobs.spawn(async move {
                     let id = job.id;
                     let span = tracing::info_span!("job", job_id = %id);
-                    if let Err(err) = held.engine.handle(job, token).instrument(span).await {
+                    if let Err(err) = held.engine.handle(job, token, pre).instrument(span).await {
                         tracing::error!(job_id = %id, error = %err, "handling a job failed; it will be retried when its lease expires");
                     }
                     drop(permit);

@@ -118,8 +118,16 @@ impl Engine {
         &self,
         w: &Work<'_>,
     ) -> EngineResult<Option<SubmitRequest>> {
-        let Some(doc) = store::documents::get(&self.pool, w.job.document_id).await? else {
-            return Ok(None);
+        let read;
+        let doc = match w.document {
+            Some(doc) => doc,
+            None => match store::documents::get(&self.pool, w.job.document_id).await? {
+                Some(doc) => {
+                    read = doc;
+                    &read
+                }
+                None => return Ok(None),
+            },
         };
         let bytes = if doc.url.is_some() {
             None
@@ -130,7 +138,7 @@ impl Engine {
                 (None, None) => None,
             }
         };
-        Ok(Some(self.submit_request(w, bytes, &doc)))
+        Ok(Some(self.submit_request(w, bytes, doc)))
     }
 
     /// A pending job: submit it, unless it must expire, was canceled, or its last submit
@@ -251,11 +259,17 @@ impl Engine {
             },
         );
 
-        // The outcome is recorded before the device slot is given back: the next job on
-        // the device must see an unknown outcome (and wait) rather than slip in between.
-        let recorded = self.record_submit_outcome(w, outcome).await;
-        self.free_slot(w, slot).await;
-        recorded
+        // The outcome is recorded before the device slot is given back, or in the same
+        // statement: the next job on the device must see an unknown outcome (and wait)
+        // rather than slip in between.
+        let recorded = self.record_submit_outcome(w, outcome, slot).await;
+        if matches!(recorded, Ok(true)) {
+            // Another job on this device may be waiting for the slot.
+            self.wake.notify_one();
+        } else {
+            self.free_slot(w, slot).await;
+        }
+        recorded.map(|_| ())
     }
 
     /// When the printer cannot take the document's type but takes rendered pages (a PDF
@@ -326,12 +340,15 @@ impl Engine {
         }
     }
 
-    /// Records what a submit came back with (the device slot is still held).
+    /// Records what a submit came back with (the device slot is still held). True when
+    /// the slot was freed in the same statement as the outcome (an accepted submit
+    /// recorded under the lease); otherwise the caller frees it.
     pub(super) async fn record_submit_outcome(
         &self,
         w: &Work<'_>,
         outcome: Result<crate::backends::Accepted, VendorError>,
-    ) -> EngineResult<()> {
+        slot: i32,
+    ) -> EngineResult<bool> {
         let job = w.job;
         let now = Utc::now();
         match outcome {
@@ -355,15 +372,17 @@ impl Engine {
                 .settle_submit()
                 .count_attempt();
                 let task = update.vendor_task_id.clone().unwrap_or_default();
-                match self
-                    .apply_retrying(job.id, &update.clone().leased(w.token))
-                    .await
-                {
+                let under_lease = update
+                    .clone()
+                    .leased(w.token)
+                    .freeing_slot(&w.printer.device, slot);
+                match self.apply_retrying(job.id, &under_lease).await {
                     // A cancel arrived while the submit was in flight: send it right away.
                     Ok(Some(row)) if row.cancel_requested => {
-                        store::jobs::make_due_now(&self.pool, row.id).await?
+                        store::jobs::make_due_now(&self.pool, row.id).await?;
+                        return Ok(true);
                     }
-                    Ok(Some(_)) => {}
+                    Ok(Some(_)) => return Ok(true),
                     // The job moved while the submit was in flight (the lease ran out and
                     // another worker marked it unconfirmed, or a callback got there
                     // first): the answer is still the best evidence of its task.
@@ -374,9 +393,9 @@ impl Engine {
                         return Err(err);
                     }
                 }
-                Ok(())
+                Ok(false)
             }
-            Err(err) => self.after_submit_error(w, err).await,
+            Err(err) => self.after_submit_error(w, err).await.map(|()| false),
         }
     }
 

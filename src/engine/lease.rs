@@ -22,7 +22,11 @@ impl Engine {
         };
         let id = job.id;
         let span = tracing::info_span!("job", job_id = %id);
-        if let Err(err) = self.handle(job, token).instrument(span).await {
+        if let Err(err) = self
+            .handle(job, token, Prefetched::default())
+            .instrument(span)
+            .await
+        {
             tracing::error!(job_id = %id, error = %err, "handling a job failed; it will be retried when its lease expires");
         }
         Ok(true)

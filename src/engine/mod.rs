@@ -332,7 +332,7 @@ impl Engine {
         }
     }
 
-    async fn handle(&self, job: JobRow, token: Uuid) -> EngineResult<()> {
+    async fn handle(&self, job: JobRow, token: Uuid, pre: Prefetched) -> EngineResult<()> {
         let state = job.state;
         // A pool job is routed before each submit (never after one started).
         let mut printer_id = job.printer_id.clone();
@@ -352,7 +352,11 @@ impl Engine {
         } else {
             job
         };
-        let Some(printer) = store::printers::get(&self.pool, &job.printer_id).await? else {
+        let printer = match pre.printer.filter(|p| p.id == job.printer_id) {
+            Some(printer) => Some(printer),
+            None => store::printers::get(&self.pool, &job.printer_id).await?,
+        };
+        let Some(printer) = printer else {
             return Err(EngineError::PrinterGone {
                 job: job.id,
                 printer: job.printer_id.clone(),
@@ -387,7 +391,9 @@ impl Engine {
         {
             return Ok(());
         }
+        let document = pre.document.filter(|d| d.id == job.document_id);
         let work = Work {
+            document: document.as_ref(),
             job: &job,
             printer: &printer,
             backend: backend.as_ref(),
@@ -450,8 +456,19 @@ fn vendor_task_of(job: &JobRow) -> EngineResult<String> {
         .ok_or(EngineError::NoVendorTask(job.id))
 }
 
+/// What the claimer read for a job in one statement per batch, so that its worker need
+/// not read it again (each is re-read when missing or not the job's any more: a pool job
+/// routed to another printer).
+#[derive(Default)]
+struct Prefetched {
+    printer: Option<PrinterRow>,
+    document: Option<store::documents::DocumentRow>,
+}
+
 struct Work<'a> {
     job: &'a JobRow,
+    /// The job's document row when the claimer read it.
+    document: Option<&'a store::documents::DocumentRow>,
     printer: &'a PrinterRow,
     backend: &'a dyn PrintTarget,
     context: &'a PrinterContext,

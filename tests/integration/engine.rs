@@ -451,6 +451,54 @@ async fn the_per_device_limit_holds_one_call_at_a_time() {
 }
 
 #[tokio::test]
+async fn every_submit_gives_its_device_slot_back_whatever_the_vendor_answered() {
+    // An accepted submit frees its slot in the statement that records the answer; an
+    // error, an unknown outcome and a refusal free it after theirs. None may leave the
+    // slot held until its lease runs out (the device would sit idle meanwhile).
+    let (app, backend) = setup().await;
+    backend.script(
+        "office",
+        [
+            Step::Accept,
+            Step::AcceptButLoseAnswer,
+            Step::Fail(permanent()),
+            // last: its retry would take the next step
+            Step::Fail(transient()),
+        ],
+    );
+    let held = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM device_slots")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+    };
+    let mut reasons = Vec::new();
+    for text in ["accepted", "unknown", "refused", "transient"] {
+        let job = app.submit_text("office", text).await;
+        app.run_engine().await;
+        assert_eq!(backend.submits_of(uuid_of(&job)), 1);
+        assert_eq!(held().await, 0, "the {text} submit left its slot held");
+        let events = app.events(&id_of(&job)).await;
+        // what the dispatcher recorded right after the submit
+        let after_submit = events
+            .iter()
+            .find(|e| e["source"] == "dispatcher")
+            .map(|e| e["reason"].as_str().unwrap_or_default().to_owned());
+        reasons.push(after_submit.unwrap_or_default());
+    }
+    assert_eq!(
+        reasons,
+        [
+            "submitted",
+            "submit_outcome_unknown",
+            "printer_auth_failed",
+            "retry_scheduled"
+        ]
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_job_past_expires_at_fails_with_expired() {
     let (app, backend) = setup().await;
     backend.always("office", Step::Fail(offline()));
