@@ -47,7 +47,7 @@ impl Engine {
     /// callbacks), those of the other replicas (an API-only replica runs no inbox loop).
     pub fn callback_recorded(&self) {
         self.callbacks_wake.notify_one();
-        self.announce.notify_one();
+        self.announce.callbacks();
     }
 
     /// Applies every recorded callback due now, batch after batch, until none is due: the

@@ -158,8 +158,9 @@ pub struct Engine {
     wake: Notify,
     /// Set when a callback was recorded here: wakes an inbox loop.
     callbacks_wake: Notify,
-    /// Set when jobs became due here; the announcer tells the other replicas (coalesced).
-    announce: Notify,
+    /// What became due here (jobs, callbacks) for the announcer to tell the other
+    /// replicas, coalesced.
+    announce: notify::Announcement,
     /// Jobs this process put off to a near moment, so a worker wakes for them then.
     alarms: notify::Alarms,
     /// Converts documents a printer cannot take (bounded: see `pages`).
@@ -224,7 +225,7 @@ impl Engine {
             documents,
             wake: Notify::new(),
             callbacks_wake: Notify::new(),
-            announce: Notify::new(),
+            announce: notify::Announcement::default(),
             alarms: notify::Alarms::new(),
             in_flight: claim::InFlight::default(),
             printer_cache,
@@ -307,7 +308,7 @@ impl Engine {
     /// backstop if a notification is lost.
     pub fn job_due(&self) {
         self.wake.notify_one();
-        self.announce.notify_one();
+        self.announce.jobs();
     }
 
     /// Writes a job's update (the one guarded state-machine write) and, when it leaves the

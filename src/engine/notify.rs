@@ -1,8 +1,87 @@
-//! Wake-ups: the coalesced NOTIFY that tells other replicas a job is due, and the
-//! LISTEN loop that wakes a worker on every notification (with a sweep for the gaps).
-//! It owns no job state.
+//! Wake-ups: the coalesced NOTIFY that tells other replicas a job is due or a callback
+//! recorded, and the LISTEN loop that wakes the loops a notification is for (with a sweep
+//! for the gaps). It owns no job state.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::*;
+
+/// What the announcer has to tell the other replicas: set by [`Engine::job_due`] and
+/// [`Engine::callback_recorded`], taken by the announcer for its next NOTIFY. The payload
+/// names the engine that sent it (its own listener ignores it: its loops were woken in
+/// process already) and what became due: `<engine> jobs`, `<engine> callbacks`,
+/// `<engine> jobs,callbacks`. Any other payload (the database's own `''` for a job made due
+/// by a statement) wakes both kinds of loop.
+pub(super) struct Announcement {
+    engine: Uuid,
+    jobs: AtomicBool,
+    callbacks: AtomicBool,
+    ready: Notify,
+}
+
+impl Default for Announcement {
+    fn default() -> Announcement {
+        Announcement {
+            engine: Uuid::new_v4(),
+            jobs: AtomicBool::new(false),
+            callbacks: AtomicBool::new(false),
+            ready: Notify::new(),
+        }
+    }
+}
+
+/// Which loops a notification wakes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Wakes {
+    pub(super) jobs: bool,
+    pub(super) callbacks: bool,
+}
+
+impl Announcement {
+    pub(super) fn jobs(&self) {
+        self.jobs.store(true, Ordering::Release);
+        self.ready.notify_one();
+    }
+
+    pub(super) fn callbacks(&self) {
+        self.callbacks.store(true, Ordering::Release);
+        self.ready.notify_one();
+    }
+
+    /// The payload of the next NOTIFY, taking what was set; `None` when nothing was.
+    fn take(&self) -> Option<String> {
+        let jobs = self.jobs.swap(false, Ordering::AcqRel);
+        let callbacks = self.callbacks.swap(false, Ordering::AcqRel);
+        let kinds = match (jobs, callbacks) {
+            (true, true) => "jobs,callbacks",
+            (true, false) => "jobs",
+            (false, true) => "callbacks",
+            (false, false) => return None,
+        };
+        Some(format!("{} {kinds}", self.engine))
+    }
+
+    /// What a heard payload wakes here.
+    pub(super) fn wakes(&self, payload: &str) -> Wakes {
+        let parsed = payload
+            .split_once(' ')
+            .and_then(|(engine, kinds)| Some((Uuid::parse_str(engine).ok()?, kinds)));
+        match parsed {
+            Some((engine, _)) if engine == self.engine => Wakes {
+                jobs: false,
+                callbacks: false,
+            },
+            Some((_, kinds)) => Wakes {
+                jobs: kinds.split(',').any(|k| k == "jobs"),
+                callbacks: kinds.split(',').any(|k| k == "callbacks"),
+            },
+            None => Wakes {
+                jobs: true,
+                callbacks: true,
+            },
+        }
+    }
+}
 
 impl Engine {
     /// Starts the announcer of [`Engine::job_due`] (processes that accept jobs run it).
@@ -11,15 +90,18 @@ impl Engine {
         tracker.spawn(async move { engine.announce_loop(shutdown).await });
     }
 
-    /// The first due job is announced at once; later ones within `ANNOUNCE_EVERY` share
-    /// the next notification.
+    /// The first due job or callback is announced at once; later ones within
+    /// `ANNOUNCE_EVERY` share the next notification.
     pub(super) async fn announce_loop(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             tokio::select! {
-                _ = self.announce.notified() => {}
+                _ = self.announce.ready.notified() => {}
                 _ = shutdown.cancelled() => return,
             }
-            if let Err(err) = store::jobs::notify_due(&self.pool, DUE_CHANNEL).await {
+            let Some(payload) = self.announce.take() else {
+                continue;
+            };
+            if let Err(err) = store::jobs::notify_due(&self.pool, DUE_CHANNEL, &payload).await {
                 tracing::warn!(error = %err, "could not notify other replicas of due jobs; their sweep will find them");
             }
             tokio::select! {
@@ -30,13 +112,19 @@ impl Engine {
     }
 
     pub(super) async fn listen_loop(self: Arc<Self>, shutdown: CancellationToken) {
-        // A due job and a recorded callback share the channel (both coalesced by the announcer).
-        wake_on_notify(
-            &self.pool,
-            DUE_CHANNEL,
-            &[&self.wake, &self.callbacks_wake],
-            &shutdown,
-        )
+        // A due job and a recorded callback share the channel (both coalesced by the
+        // announcer); the payload says which loops to wake.
+        store::listen::follow(&self.pool, DUE_CHANNEL, &shutdown, |heard| {
+            if let store::listen::Heard::Notified(payload) = heard {
+                let wakes = self.announce.wakes(payload);
+                if wakes.jobs {
+                    self.wake.notify_one();
+                }
+                if wakes.callbacks {
+                    self.callbacks_wake.notify_one();
+                }
+            }
+        })
         .await;
     }
 }
@@ -143,5 +231,56 @@ impl Engine {
                 _ = shutdown.cancelled() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notification_wakes_the_loops_it_names_on_other_engines_only() {
+        let here = Announcement::default();
+        let there = Announcement::default();
+        assert_eq!(here.take(), None, "nothing set, nothing to announce");
+
+        here.callbacks();
+        let payload = here.take().expect("a callback to announce");
+        assert_eq!(here.take(), None, "taken once");
+        let none = Wakes {
+            jobs: false,
+            callbacks: false,
+        };
+        assert_eq!(
+            here.wakes(&payload),
+            none,
+            "its own loops were woken in process"
+        );
+        assert_eq!(
+            there.wakes(&payload),
+            Wakes {
+                jobs: false,
+                callbacks: true
+            }
+        );
+
+        here.jobs();
+        here.callbacks();
+        let both = Wakes {
+            jobs: true,
+            callbacks: true,
+        };
+        assert_eq!(there.wakes(&here.take().unwrap()), both);
+        here.jobs();
+        assert_eq!(
+            there.wakes(&here.take().unwrap()),
+            Wakes {
+                jobs: true,
+                callbacks: false
+            }
+        );
+        // the database's own notification for a job a statement made due
+        assert_eq!(here.wakes(""), both);
+        assert_eq!(here.wakes("not ours"), both);
     }
 }

@@ -330,9 +330,10 @@ async fn accept_each(
 }
 
 /// Tells every replica's workers (LISTEN) that jobs became due. The engine coalesces calls.
-pub async fn notify_due(pool: &PgPool, channel: &str) -> StoreResult<()> {
-    sqlx::query("SELECT pg_notify($1, '')")
+pub async fn notify_due(pool: &PgPool, channel: &str, payload: &str) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
         .bind(channel)
+        .bind(payload)
         .execute(pool)
         .await?;
     Ok(())
