@@ -25,7 +25,7 @@ use crate::store;
 use crate::store::webhooks::{AttemptOutcome, ClaimedDelivery, EndpointRow, OutboxEventRow};
 use crate::webhook_signature;
 
-/// The channel the `outbox_fan_out` trigger signals on.
+/// The channel the outbox fan-out trigger (`outbox_fan_out_rows`) signals on.
 pub const CHANNEL: &str = "print_gateway_webhooks";
 
 /// Renders an event as the JSON body receivers get (the API layer knows how a job or a

@@ -863,7 +863,8 @@ impl JobUpdate {
 /// The outbox half of [`apply`] (issue 12): a state change (`$2` → `$3`) writes the event
 /// `job.<new state>`, and an operator's change (source `$14` = `operator`, i.e. a resolve)
 /// also `job.resolved`. Each carries the job's next sequence number and the job as it now
-/// is; the `outbox_fan_out` trigger turns it into one delivery per subscribed endpoint.
+/// is; the fan-out trigger (`outbox_fan_out_rows`, once per statement) turns it into one
+/// delivery per subscribed endpoint.
 const OUTBOX_CTE: &str = "outbox AS (
              INSERT INTO outbox_events (tenant, type, job_id, sequence, snapshot)
              SELECT u.tenant, t.type, u.id,
