@@ -109,15 +109,9 @@ impl Engine {
             .into_iter()
             .map(|j| (j.id, j))
             .collect();
-        let mut printer_ids: Vec<String> = jobs.values().map(|j| j.printer_id.clone()).collect();
-        printer_ids.sort();
-        printer_ids.dedup();
         let printers: HashMap<String, PrinterRow> =
-            store::printers::get_many(&self.pool, &printer_ids)
-                .await?
-                .into_iter()
-                .map(|p| (p.id.clone(), p))
-                .collect();
+            store::printers::get_many(&self.pool, jobs.values().map(|j| j.printer_id.as_str()))
+                .await?;
 
         let mut done = Vec::new();
         let mut retries = Vec::new();

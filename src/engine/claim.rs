@@ -81,16 +81,14 @@ impl Engine {
         HashMap<String, PrinterRow>,
         HashMap<Uuid, store::documents::DocumentRow>,
     ) {
-        let mut printer_ids: Vec<String> = claimed.iter().map(|j| j.printer_id.clone()).collect();
-        printer_ids.sort_unstable();
-        printer_ids.dedup();
+        let printer_ids = claimed.iter().map(|j| j.printer_id.as_str());
         let document_ids: Vec<Uuid> = claimed
             .iter()
             .filter(|j| j.state == JobState::Pending)
             .map(|j| j.document_id)
             .collect();
         let (printers, documents) =
-            tokio::join!(store::printers::get_many(&self.pool, &printer_ids), async {
+            tokio::join!(store::printers::get_many(&self.pool, printer_ids), async {
                 if document_ids.is_empty() {
                     Ok(Vec::new())
                 } else {
@@ -98,11 +96,7 @@ impl Engine {
                 }
             });
         (
-            printers
-                .unwrap_or_default()
-                .into_iter()
-                .map(|p| (p.id.clone(), p))
-                .collect(),
+            printers.unwrap_or_default(),
             documents
                 .unwrap_or_default()
                 .into_iter()

@@ -61,23 +61,26 @@ pub async fn insert(conn: &mut PgConnection, doc: &NewDocument) -> StoreResult<U
     Ok(id)
 }
 
+/// The columns of [`DocumentRow`] (metadata, not the bytes).
+const COLUMNS: &str = "id, kind, doc_type, content_type, filename, url, size_bytes, sha256";
+
 /// The documents of `ids` that exist (metadata only, as [`get`]).
 pub async fn get_many(pool: &PgPool, ids: &[Uuid]) -> StoreResult<Vec<DocumentRow>> {
-    Ok(sqlx::query_as::<_, DocumentRow>(
-        "SELECT id, kind, doc_type, content_type, filename, url, size_bytes, sha256 FROM documents WHERE id = ANY($1)",
-    )
+    Ok(sqlx::query_as::<_, DocumentRow>(&format!(
+        "SELECT {COLUMNS} FROM documents WHERE id = ANY($1)"
+    ))
     .bind(ids)
     .fetch_all(pool)
     .await?)
 }
 
 pub async fn get(pool: &PgPool, id: Uuid) -> StoreResult<Option<DocumentRow>> {
-    Ok(sqlx::query_as::<_, DocumentRow>(
-        "SELECT id, kind, doc_type, content_type, filename, url, size_bytes, sha256 FROM documents WHERE id = $1",
+    Ok(
+        sqlx::query_as::<_, DocumentRow>(&format!("SELECT {COLUMNS} FROM documents WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?,
     )
-    .bind(id)
-    .fetch_optional(pool)
-    .await?)
 }
 
 /// A document's bytes when they are in Postgres, else the key of its object (the document

@@ -270,14 +270,21 @@ pub async fn get(pool: &PgPool, id: &str) -> StoreResult<Option<PrinterRow>> {
     )
 }
 
-/// The printers of `ids` that exist.
-pub async fn get_many(pool: &PgPool, ids: &[String]) -> StoreResult<Vec<PrinterRow>> {
-    Ok(sqlx::query_as::<_, PrinterRow>(&format!(
+/// The printers of `ids` that exist, by id (`ids` may repeat).
+pub async fn get_many<'a>(
+    pool: &PgPool,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> StoreResult<std::collections::HashMap<String, PrinterRow>> {
+    let mut ids: Vec<&str> = ids.into_iter().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows = sqlx::query_as::<_, PrinterRow>(&format!(
         "SELECT {COLUMNS} FROM printers WHERE id = ANY($1)"
     ))
-    .bind(ids)
+    .bind(&ids)
     .fetch_all(pool)
-    .await?)
+    .await?;
+    Ok(rows.into_iter().map(|p| (p.id.clone(), p)).collect())
 }
 
 pub async fn get_in(conn: &mut PgConnection, id: &str) -> StoreResult<Option<PrinterRow>> {
