@@ -288,9 +288,13 @@ pub async fn accept(
     Ok(ids.iter().map(|id| stored.remove(id)).collect())
 }
 
-/// Most jobs one accept statement stores, and how many such statements run at once.
+/// Most jobs one accept statement stores, and how many such statements run at once. Two,
+/// not more: each statement ends in a commit that waits for a WAL flush, and fewer
+/// statements carry bigger batches through fewer flushes (measured against 1, 3 and 4 in
+/// `bench/RESULTS.md`); not one, so that a statement slowed by a big document does not
+/// hold every other accept of the process.
 const ACCEPT_BATCH: usize = 64;
-const ACCEPT_STATEMENTS: usize = 4;
+const ACCEPT_STATEMENTS: usize = 2;
 
 /// The accept path's writer, one per process: jobs accepted at the same moment share one
 /// statement and one commit (see [`super::batch`]); a lone job is written at once.
