@@ -1083,7 +1083,8 @@ fn apply_sql(source: &str) -> String {
          ),
          freed AS (
              DELETE FROM device_slots d USING updated JOIN a ON a.job = updated.id
-             WHERE d.device = a.free_device AND d.slot = a.free_slot AND d.job_id = updated.id
+             WHERE a.free_device IS NOT NULL
+               AND d.device = a.free_device AND d.slot = a.free_slot AND d.job_id = updated.id
          ),
          {OUTBOX_CTE}
          SELECT {COLUMNS}, (SELECT p.backend FROM printers p WHERE p.id = updated.printer_id) AS printer_backend
