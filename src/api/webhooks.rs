@@ -157,6 +157,7 @@ async fn handle_lianke_callback(
         ends_task,
         // Lianke's own answer is trusted over an unsigned body before a job ends.
         confirm: ends_task && state.config.lianke.lianke_confirm_callbacks,
+        lease: state.engine.callback_lease(),
     };
     // One statement checks the job, its printer, device and task and records the callback
     // (with the other callbacks arriving at the same moment); what it found tells the other
@@ -170,7 +171,7 @@ async fn handle_lianke_callback(
             .await?
             .ok_or_else(unknown_job)?;
         if receipt.recorded {
-            state.engine.callback_recorded();
+            state.engine.callback_recorded(&new);
             return Ok(Json(CallbackAck {
                 status: "recorded",
                 job_state: JobState::Processing,

@@ -9,12 +9,13 @@
 //! guessed. A crash before the apply leaves the callbacks to the next claim once their lease
 //! runs out; a crash after it finds the jobs moved on, so nothing is applied twice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 
 use super::*;
-use crate::store::callbacks::{RecordedCallback, Retry};
+use crate::store::callbacks::{InboxLease, NewCallback, RecordedCallback, Retry};
 
 /// Callbacks claimed at once.
 const BATCH: i64 = 512;
@@ -24,6 +25,50 @@ const CONFIRM_CONCURRENCY: usize = 64;
 
 /// Inbox loops per process: one claims and applies while another waits on vendors.
 pub(super) const LOOPS: usize = 2;
+
+/// Most callbacks waiting in a process's [`Handoff`]; past it, callbacks are recorded
+/// unleased and claimed as usual.
+const HANDOFF_MAX: usize = 4 * BATCH as usize;
+
+/// Callbacks this process's webhook recorded already leased (see
+/// [`Engine::callback_lease`]): its inbox loops take them from memory, with no claim
+/// statement and no wait for a NOTIFY. Each row is recorded under a lease of its own, as a
+/// claim would have taken it: a crash leaves it to the next claim once the lease runs out,
+/// another replica's claim never takes it meanwhile, and a callback that replaces it gets
+/// another lease, so finishing the first cannot forget the second.
+#[derive(Default)]
+pub(super) struct Handoff {
+    /// This process runs inbox loops (a worker or `all` replica).
+    running: AtomicBool,
+    waiting: std::sync::Mutex<VecDeque<RecordedCallback>>,
+}
+
+impl Handoff {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, VecDeque<RecordedCallback>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Up to `most` waiting callbacks, oldest first, one per job: of a job's callbacks,
+    /// the last recorded (it replaced the others in the inbox).
+    fn take(&self, most: usize) -> Vec<RecordedCallback> {
+        let taken: Vec<RecordedCallback> = {
+            let mut waiting = self.waiting();
+            let n = waiting.len().min(most);
+            waiting.drain(..n).collect()
+        };
+        let last: HashMap<Uuid, usize> = taken
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.job_id, i))
+            .collect();
+        taken
+            .into_iter()
+            .enumerate()
+            .filter(|(i, c)| last.get(&c.job_id) == Some(i))
+            .map(|(_, c)| c)
+            .collect()
+    }
+}
 
 /// A claimed callback's job, with what is known of its task.
 struct Known<'a> {
@@ -45,9 +90,39 @@ impl Engine {
     /// A callback was recorded: wakes an inbox loop of this process at once and, through
     /// the announcer's coalesced NOTIFY (at most one per few milliseconds, however many
     /// callbacks), those of the other replicas (an API-only replica runs no inbox loop).
-    pub fn callback_recorded(&self) {
+    pub fn callback_recorded(&self, callback: &NewCallback) {
+        if let Some(lease) = callback.lease {
+            self.handoff.waiting().push_back(RecordedCallback {
+                job_id: callback.job_id,
+                task_id: callback.task_id.clone(),
+                progress: callback.progress.clone(),
+                vendor_status: callback.vendor_status.clone(),
+                body: callback.body.clone(),
+                confirm: callback.confirm,
+                attempts: 1,
+                lease_owner: lease.owner,
+            });
+            self.callbacks_wake.notify_one();
+            return;
+        }
         self.callbacks_wake.notify_one();
         self.announce.callbacks();
+    }
+
+    /// The lease a callback about to be recorded takes, when an inbox loop of this process
+    /// will apply it (see [`Handoff`]); `None` leaves it for any replica's loop to claim.
+    pub fn callback_lease(&self) -> Option<InboxLease> {
+        (self.handoff.running.load(Ordering::Relaxed) && self.handoff.waiting().len() < HANDOFF_MAX)
+            .then(|| InboxLease {
+                owner: Uuid::new_v4(),
+                lasts: self.settings.lease,
+            })
+    }
+
+    /// This process runs inbox loops from now on: callbacks its webhook records are
+    /// handed to them.
+    pub(super) fn take_callback_handoffs(&self) {
+        self.handoff.running.store(true, Ordering::Relaxed);
     }
 
     /// Applies every recorded callback due now, batch after batch, until none is due: the
@@ -88,21 +163,52 @@ impl Engine {
                 }
             }
         }
+        self.give_back_handoffs().await;
     }
 
-    /// Claims one batch of recorded callbacks and settles it. Returns how many were claimed.
+    /// On shutdown: no more callbacks are recorded leased to this process, and those
+    /// waiting for its loops are given back for any replica to claim now rather than when
+    /// their leases run out.
+    async fn give_back_handoffs(&self) {
+        self.handoff.running.store(false, Ordering::Relaxed);
+        let waiting = self.handoff.take(usize::MAX);
+        if waiting.is_empty() {
+            return;
+        }
+        let now = Utc::now();
+        let back: Vec<Retry> = waiting
+            .iter()
+            .map(|c| Retry {
+                job_id: c.job_id,
+                lease_owner: c.lease_owner,
+                due_at: now,
+                error: "the process that recorded it stopped before applying it".into(),
+            })
+            .collect();
+        if let Err(err) = store::callbacks::retry_later(&self.pool, &back).await {
+            tracing::warn!(error = %err, waiting = back.len(), "could not give back recorded callbacks on shutdown; they are claimed when their leases run out");
+        }
+    }
+
+    /// Takes one batch of recorded callbacks — those handed over by this process's webhook
+    /// first, else claimed — and settles it. Returns how many were taken.
     async fn apply_recorded_callbacks(&self, token: Uuid) -> EngineResult<usize> {
-        let claimed = store::callbacks::claim(
-            &self.pool,
-            token,
-            BATCH,
-            self.settings.lease,
-            &self.backends.names(),
-        )
-        .await?;
+        let mut claimed = self.handoff.take(BATCH as usize);
+        if claimed.is_empty() {
+            claimed = store::callbacks::claim(
+                &self.pool,
+                token,
+                BATCH,
+                self.settings.lease,
+                &self.backends.names(),
+            )
+            .await?;
+        }
         if claimed.is_empty() {
             return Ok(0);
         }
+        let owners: HashMap<Uuid, Uuid> =
+            claimed.iter().map(|c| (c.job_id, c.lease_owner)).collect();
         let ids: Vec<Uuid> = claimed.iter().map(|c| c.job_id).collect();
         let jobs: HashMap<Uuid, JobRow> = store::jobs::get_many(&self.pool, &ids)
             .await?
@@ -180,8 +286,12 @@ impl Engine {
 
         self.apply_known(&known, &printers).await?;
         done.extend(known.iter().map(|k| k.job.id));
-        store::callbacks::finish(&self.pool, token, &done).await?;
-        store::callbacks::retry_later(&self.pool, token, &retries).await?;
+        let done: Vec<(Uuid, Uuid)> = done
+            .into_iter()
+            .filter_map(|id| owners.get(&id).map(|owner| (id, *owner)))
+            .collect();
+        store::callbacks::finish(&self.pool, &done).await?;
+        store::callbacks::retry_later(&self.pool, &retries).await?;
         Ok(claimed.len())
     }
 
@@ -341,6 +451,7 @@ impl Engine {
     fn retry(&self, callback: &RecordedCallback, why: &str) -> Retry {
         Retry {
             job_id: callback.job_id,
+            lease_owner: callback.lease_owner,
             due_at: after(self.settings.retry.delay(callback.attempts.max(1) as u32)),
             error: why.to_owned(),
         }

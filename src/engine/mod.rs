@@ -174,6 +174,11 @@ pub struct Engine {
     /// Records vendor callbacks, concurrent ones together (see
     /// [`store::callbacks::CallbackRecorder`]).
     callback_recorder: store::callbacks::CallbackRecorder,
+    /// Writes the engine's job updates, concurrent ones together (see
+    /// [`store::jobs::ApplyWriter`]).
+    apply_writer: store::jobs::ApplyWriter,
+    /// Callbacks recorded here for this process's inbox loops (see [`callbacks::Handoff`]).
+    handoff: callbacks::Handoff,
 }
 
 fn after(d: Duration) -> DateTime<Utc> {
@@ -215,6 +220,7 @@ impl Engine {
         let printer_cache = store::printers::cache(settings.printer_cache);
         let accept_writer = store::jobs::accept_writer(pool.clone());
         let callback_recorder = store::callbacks::callback_recorder(pool.clone());
+        let apply_writer = store::jobs::apply_writer(pool.clone());
         Arc::new(Engine {
             renderer,
             pool,
@@ -231,6 +237,8 @@ impl Engine {
             printer_cache,
             accept_writer,
             callback_recorder,
+            apply_writer,
+            handoff: callbacks::Handoff::default(),
         })
     }
 
@@ -293,6 +301,7 @@ impl Engine {
         let engine = Arc::clone(self);
         let stop = shutdown.clone();
         tracker.spawn(async move { engine.alarm_loop(stop).await });
+        self.take_callback_handoffs();
         for _ in 0..callbacks::LOOPS {
             let engine = Arc::clone(self);
             let stop = shutdown.clone();
@@ -315,7 +324,10 @@ impl Engine {
     /// job due soon, sets an alarm so that a worker here takes it up then rather than at
     /// the next sweep.
     async fn save(&self, id: Uuid, update: &JobUpdate) -> EngineResult<Option<JobRow>> {
-        let row = store::jobs::apply_on(&self.pool, id, update).await?;
+        let row = self
+            .apply_writer
+            .write((id, update.clone(), tracing::Span::current()))
+            .await?;
         if let (Some(_), Some(at)) = (&row, update.due_at) {
             self.wake_at(at);
         }

@@ -147,6 +147,68 @@ impl<I: Send + 'static, O: Send + 'static> StoreWriter<I, O> {
     }
 }
 
+/// A batch for a statement that may take each key (a job) once: the first item of each key
+/// goes in the statement, a later item of the same key after it, on its own.
+pub struct OncePerKey<I> {
+    /// The first item of each key, in the order they came: the statement's items.
+    pub first: Vec<I>,
+    places: Vec<usize>,
+    again: Vec<(usize, I)>,
+}
+
+impl<I> OncePerKey<I> {
+    pub fn split<K: std::hash::Hash + Eq>(items: Vec<I>, key: impl Fn(&I) -> K) -> Self {
+        let mut seen = std::collections::HashSet::with_capacity(items.len());
+        let (first, again): (Vec<_>, Vec<_>) = items
+            .into_iter()
+            .enumerate()
+            .partition(|(_, item)| seen.insert(key(item)));
+        let (places, first) = first.into_iter().unzip();
+        OncePerKey {
+            first,
+            places,
+            again,
+        }
+    }
+
+    /// Every item's answer, in the order the items came. `written` is what the statement
+    /// for [`first`](Self::first) gave, one output per item in order; `one` writes an item
+    /// on its own: each later item of a key, in order, and — when the statement failed for
+    /// another reason than an unreachable database — each first item, so that each gets its
+    /// own answer (an unreachable database fails them all at once).
+    pub async fn answer<O>(
+        self,
+        written: super::StoreResult<Vec<O>>,
+        one: impl Fn(I) -> futures::future::BoxFuture<'static, super::StoreResult<O>>,
+    ) -> Vec<super::StoreResult<O>> {
+        let OncePerKey {
+            first,
+            places,
+            again,
+        } = self;
+        let mut answers: Vec<Option<super::StoreResult<O>>> =
+            (0..places.len() + again.len()).map(|_| None).collect();
+        let firsts: Vec<super::StoreResult<O>> = match written {
+            Ok(outputs) => outputs.into_iter().map(Ok).collect(),
+            Err(err) if first.len() == 1 => vec![Err(err)],
+            Err(super::StoreError::Db(err)) if super::is_unavailable(&err) => {
+                unavailable_for_each(&err, first.len())
+            }
+            Err(_) => futures::future::join_all(first.into_iter().map(&one)).await,
+        };
+        for (place, answer) in places.iter().zip(firsts) {
+            answers[*place] = Some(answer);
+        }
+        for (place, item) in again {
+            answers[place] = Some(one(item).await);
+        }
+        answers
+            .into_iter()
+            .map(|a| a.expect("every item of the batch was answered"))
+            .collect()
+    }
+}
+
 /// The answer for each of `n` items whose batch found the database unreachable (`err`):
 /// the same error for each, still read as "unavailable" (`super::is_unavailable`), so
 /// that every caller answers 503 without trying again on its own.

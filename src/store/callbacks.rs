@@ -2,17 +2,19 @@
 //! batches by the engine under a lease (`FOR UPDATE SKIP LOCKED`, so replicas share them and
 //! a crashed holder's rows come back), confirmed, applied, then deleted.
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::pool::PoolConnection;
+use sqlx::types::Json;
 use sqlx::{FromRow, PgPool, Postgres};
 use uuid::Uuid;
 
-use super::batch::StoreWriter;
-use super::{StoreError, StoreResult, storable};
+use super::batch::{OncePerKey, StoreWriter};
+use super::{StoreResult, storable};
 use crate::domain::JobState;
 
 /// A callback to record, already authenticated and parsed.
@@ -30,6 +32,16 @@ pub struct NewCallback {
     pub body: Value,
     pub ends_task: bool,
     pub confirm: bool,
+    /// Recorded already claimed under this lease (the recording process's inbox loop takes
+    /// it from memory, see `engine::callbacks`); `None`: left for any loop to claim.
+    pub lease: Option<InboxLease>,
+}
+
+/// A lease a callback is recorded under: its holder and how long it lasts.
+#[derive(Debug, Clone, Copy)]
+pub struct InboxLease {
+    pub owner: Uuid,
+    pub lasts: Duration,
 }
 
 /// What recording a callback found: the job as the webhook must judge the callback, and
@@ -47,6 +59,26 @@ pub struct Receipt {
     pub recorded_task: Option<String>,
 }
 
+/// One callback as the recording statement reads it (`jsonb_to_recordset`): one typed
+/// argument for the batch, so that the statement keeps one generic plan (nine array
+/// arguments made Postgres plan it anew on every call, since a plan that knows the arrays'
+/// lengths always looked cheaper).
+#[derive(serde::Serialize)]
+struct RecordArgs<'a> {
+    job_id: Uuid,
+    backend: &'a str,
+    device: Cow<'a, str>,
+    task_id: Cow<'a, str>,
+    progress: Cow<'a, Value>,
+    vendor_status: Cow<'a, str>,
+    body: Cow<'a, Value>,
+    ends_task: bool,
+    confirm: bool,
+    lease_owner: Option<Uuid>,
+    lease_secs: Option<f64>,
+    n: usize,
+}
+
 /// Records callbacks in one statement, each only when it is for a `processing` job whose
 /// printer is on its `backend` and `device` and whose task is its `task_id`. One answer per
 /// callback, in order; `None`: no such job. The receipt says what the job is, so that the
@@ -57,53 +89,49 @@ pub async fn record(
     db: impl sqlx::PgExecutor<'_>,
     callbacks: &[NewCallback],
 ) -> StoreResult<Vec<Option<Receipt>>> {
-    let n = callbacks.len();
-    let mut jobs = Vec::with_capacity(n);
-    let mut backends = Vec::with_capacity(n);
-    let mut devices = Vec::with_capacity(n);
-    let mut tasks = Vec::with_capacity(n);
-    let mut progress = Vec::with_capacity(n);
-    let mut statuses = Vec::with_capacity(n);
-    let mut bodies = Vec::with_capacity(n);
-    let mut ends = Vec::with_capacity(n);
-    let mut confirms = Vec::with_capacity(n);
-    for c in callbacks {
-        jobs.push(c.job_id);
-        backends.push(c.backend);
-        devices.push(c.device.as_str());
-        // Vendor words and bodies may hold U+0000: stored escaped (see `storable`).
-        tasks.push(storable::text(&c.task_id));
-        progress.push(storable::json(&c.progress));
-        statuses.push(storable::text(&c.vendor_status));
-        bodies.push(storable::json(&c.body));
-        ends.push(c.ends_task);
-        confirms.push(c.confirm);
-    }
-    let tasks: Vec<&str> = tasks.iter().map(AsRef::as_ref).collect();
-    let statuses: Vec<&str> = statuses.iter().map(AsRef::as_ref).collect();
-    let progress: Vec<&Value> = progress.iter().map(AsRef::as_ref).collect();
-    let bodies: Vec<&Value> = bodies.iter().map(AsRef::as_ref).collect();
+    // Vendor words and bodies may hold U+0000: stored escaped (see `storable`).
+    let args: Vec<RecordArgs<'_>> = callbacks
+        .iter()
+        .enumerate()
+        .map(|(n, c)| RecordArgs {
+            job_id: c.job_id,
+            backend: c.backend,
+            device: storable::text(&c.device),
+            task_id: storable::text(&c.task_id),
+            progress: storable::json(&c.progress),
+            vendor_status: storable::text(&c.vendor_status),
+            body: storable::json(&c.body),
+            ends_task: c.ends_task,
+            confirm: c.confirm,
+            lease_owner: c.lease.map(|l| l.owner),
+            lease_secs: c.lease.map(|l| l.lasts.as_secs_f64()),
+            n,
+        })
+        .collect();
     let receipts = sqlx::query_as::<_, Receipt>(
         "WITH input AS (
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[],
-                 $7::jsonb[], $8::bool[], $9::bool[])
-                 WITH ORDINALITY AS i(job_id, backend, device, task_id, progress, vendor_status, body, ends_task,
-                     confirm, n)
+             SELECT * FROM jsonb_to_recordset($1) AS i(job_id uuid, backend text, device text, task_id text,
+                 progress jsonb, vendor_status text, body jsonb, ends_task bool, confirm bool,
+                 lease_owner uuid, lease_secs float8, n int)
          ), job AS (
              SELECT i.*, j.state, j.vendor_task_id, p.backend AS printer_backend, p.device AS printer_device,
                  p.locator
              FROM input i JOIN jobs j ON j.id = i.job_id JOIN printers p ON p.id = j.printer_id
          ), recorded AS (
-             INSERT INTO callback_inbox (job_id, backend, task_id, progress, vendor_status, body, ends_task, confirm)
-             SELECT job_id, backend, task_id, progress, vendor_status, body, ends_task, confirm FROM job
+             INSERT INTO callback_inbox (job_id, backend, task_id, progress, vendor_status, body, ends_task, confirm,
+                 lease_owner, lease_until, attempts)
+             SELECT job_id, backend, task_id, progress, vendor_status, body, ends_task, confirm,
+                 lease_owner, now() + make_interval(secs => lease_secs),
+                 CASE WHEN lease_owner IS NULL THEN 0 ELSE 1 END
+             FROM job
              WHERE state = 'processing' AND printer_backend = backend AND printer_device = device
                AND vendor_task_id = task_id
              ORDER BY n
              ON CONFLICT (job_id) DO UPDATE SET
                  progress = EXCLUDED.progress, vendor_status = EXCLUDED.vendor_status,
                  body = EXCLUDED.body, ends_task = true, confirm = EXCLUDED.confirm,
-                 received_at = now(), due_at = now(), attempts = 0, last_error = NULL,
-                 lease_owner = NULL, lease_until = NULL
+                 received_at = now(), due_at = now(), attempts = EXCLUDED.attempts, last_error = NULL,
+                 lease_owner = EXCLUDED.lease_owner, lease_until = EXCLUDED.lease_until
                WHERE NOT callback_inbox.ends_task AND EXCLUDED.ends_task
              RETURNING job_id
          )
@@ -112,19 +140,11 @@ pub async fn record(
                 (SELECT c.task_id FROM callback_inbox c WHERE c.job_id = job.job_id) AS recorded_task
          FROM job",
     )
-    .bind(&jobs)
-    .bind(&backends)
-    .bind(&devices)
-    .bind(&tasks)
-    .bind(&progress)
-    .bind(&statuses)
-    .bind(&bodies)
-    .bind(&ends)
-    .bind(&confirms)
+    .bind(Json(&args))
     .fetch_all(db)
     .await?;
     let mut found: HashMap<Uuid, Receipt> = receipts.into_iter().map(|r| (r.job_id, r)).collect();
-    Ok(jobs.iter().map(|id| found.remove(id)).collect())
+    Ok(callbacks.iter().map(|c| found.remove(&c.job_id)).collect())
 }
 
 /// Most callbacks one recording statement takes, and how many such statements run at once.
@@ -152,52 +172,19 @@ async fn record_each(
     mut conn: PoolConnection<Postgres>,
     callbacks: Vec<NewCallback>,
 ) -> Vec<StoreResult<Option<Receipt>>> {
-    let mut seen = HashSet::with_capacity(callbacks.len());
-    let (first, again): (Vec<_>, Vec<_>) = callbacks
-        .into_iter()
-        .enumerate()
-        .partition(|(_, c)| seen.insert(c.job_id));
-    let (places, first): (Vec<usize>, Vec<NewCallback>) = first.into_iter().unzip();
-    let mut answers: Vec<Option<StoreResult<Option<Receipt>>>> =
-        (0..places.len() + again.len()).map(|_| None).collect();
-    let recorded = record(&mut *conn, &first).await;
+    let batch = OncePerKey::split(callbacks, |c| c.job_id);
+    let recorded = record(&mut *conn, &batch.first).await;
     drop(conn);
-    match recorded {
-        Ok(receipts) => {
-            for (place, receipt) in places.iter().zip(receipts) {
-                answers[*place] = Some(Ok(receipt));
-            }
-        }
-        Err(err) if first.len() == 1 => answers[places[0]] = Some(Err(err)),
-        // no second wait per callback for a database that cannot be reached
-        Err(StoreError::Db(err)) if super::is_unavailable(&err) => {
-            let each = super::batch::unavailable_for_each(&err, places.len());
-            for (place, answer) in places.iter().zip(each) {
-                answers[*place] = Some(answer);
-            }
-        }
-        Err(_) => {
-            let each = futures::future::join_all(
-                first
-                    .chunks(1)
-                    .map(|one| async { record(&pool, one).await.map(|mut r| r.pop().flatten()) }),
-            )
-            .await;
-            for (place, answer) in places.iter().zip(each) {
-                answers[*place] = Some(answer);
-            }
-        }
-    }
-    for (place, callback) in again {
-        let answer = record(&pool, std::slice::from_ref(&callback))
-            .await
-            .map(|mut r| r.pop().flatten());
-        answers[place] = Some(answer);
-    }
-    answers
-        .into_iter()
-        .map(|a| a.expect("every callback of the batch was answered"))
-        .collect()
+    batch
+        .answer(recorded, |callback| {
+            let pool = pool.clone();
+            Box::pin(async move {
+                record(&pool, std::slice::from_ref(&callback))
+                    .await
+                    .map(|mut r| r.pop().flatten())
+            })
+        })
+        .await
 }
 
 /// A recorded callback, claimed.
@@ -211,6 +198,8 @@ pub struct RecordedCallback {
     pub confirm: bool,
     /// Claims so far, this one included.
     pub attempts: i32,
+    /// The lease it is held under: the claim's, or its own when it was recorded leased.
+    pub lease_owner: Uuid,
 }
 
 /// Claims up to `limit` recorded callbacks due now, of the backends this process has,
@@ -234,7 +223,8 @@ pub async fn claim(
          UPDATE callback_inbox c SET lease_owner = $1,
              lease_until = now() + make_interval(secs => $3), attempts = c.attempts + 1
          FROM due WHERE c.job_id = due.job_id
-         RETURNING c.job_id, c.task_id, c.progress, c.vendor_status, c.body, c.confirm, c.attempts",
+         RETURNING c.job_id, c.task_id, c.progress, c.vendor_status, c.body, c.confirm, c.attempts,
+             c.lease_owner",
     )
     .bind(token)
     .bind(limit)
@@ -244,34 +234,43 @@ pub async fn claim(
     .await?)
 }
 
-/// Forgets callbacks that were applied or need nothing more (still under `token`'s lease:
-/// a callback that replaced one meanwhile stays).
-pub async fn finish(pool: &PgPool, token: Uuid, jobs: &[Uuid]) -> StoreResult<()> {
-    if jobs.is_empty() {
+/// Forgets callbacks that were applied or need nothing more, each only while still under
+/// the lease it was taken with (`(job_id, lease_owner)`: a callback that replaced one
+/// meanwhile stays).
+pub async fn finish(pool: &PgPool, done: &[(Uuid, Uuid)]) -> StoreResult<()> {
+    if done.is_empty() {
         return Ok(());
     }
-    sqlx::query("DELETE FROM callback_inbox WHERE job_id = ANY($1) AND lease_owner = $2")
-        .bind(jobs)
-        .bind(token)
-        .execute(pool)
-        .await?;
+    let (jobs, owners): (Vec<Uuid>, Vec<Uuid>) = done.iter().copied().unzip();
+    sqlx::query(
+        "DELETE FROM callback_inbox c USING unnest($1::uuid[], $2::uuid[]) AS d(job_id, owner)
+         WHERE c.job_id = d.job_id AND c.lease_owner = d.owner",
+    )
+    .bind(&jobs)
+    .bind(&owners)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
-/// A claimed callback given back, to be tried again at `due_at`.
+/// A taken callback given back, to be tried again at `due_at`.
 #[derive(Debug, Clone)]
 pub struct Retry {
     pub job_id: Uuid,
+    /// The lease it was taken with.
+    pub lease_owner: Uuid,
     pub due_at: DateTime<Utc>,
     pub error: String,
 }
 
-/// Gives claimed callbacks back, each to be tried again at its `due_at`.
-pub async fn retry_later(pool: &PgPool, token: Uuid, retries: &[Retry]) -> StoreResult<()> {
+/// Gives taken callbacks back (each only while still under the lease it was taken with),
+/// each to be tried again at its `due_at`.
+pub async fn retry_later(pool: &PgPool, retries: &[Retry]) -> StoreResult<()> {
     if retries.is_empty() {
         return Ok(());
     }
     let ids: Vec<Uuid> = retries.iter().map(|r| r.job_id).collect();
+    let owners: Vec<Uuid> = retries.iter().map(|r| r.lease_owner).collect();
     let due: Vec<DateTime<Utc>> = retries.iter().map(|r| r.due_at).collect();
     let errors: Vec<String> = retries
         .iter()
@@ -280,13 +279,13 @@ pub async fn retry_later(pool: &PgPool, token: Uuid, retries: &[Retry]) -> Store
     sqlx::query(
         "UPDATE callback_inbox c SET due_at = r.due_at, last_error = r.error,
              lease_owner = NULL, lease_until = NULL
-         FROM unnest($1::uuid[], $2::timestamptz[], $3::text[]) AS r(job_id, due_at, error)
-         WHERE c.job_id = r.job_id AND c.lease_owner = $4",
+         FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[]) AS r(job_id, owner, due_at, error)
+         WHERE c.job_id = r.job_id AND c.lease_owner = r.owner",
     )
     .bind(&ids)
+    .bind(&owners)
     .bind(&due)
     .bind(&errors)
-    .bind(token)
     .execute(pool)
     .await?;
     Ok(())

@@ -10,7 +10,7 @@ use sqlx::types::Json;
 use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::batch::StoreWriter;
+use super::batch::{OncePerKey, StoreWriter};
 use super::documents::NewDocument;
 use super::storable;
 use super::{StoreError, StoreResult};
@@ -1015,19 +1015,36 @@ pub async fn apply(
 
 /// [`apply`] for many jobs in one statement (each job at most once): the updates whose
 /// guard held, as their jobs now are.
-pub async fn apply_many(pool: &PgPool, updates: &[(Uuid, JobUpdate)]) -> StoreResult<Vec<JobRow>> {
+///
+/// The rows are locked in the order of their ids, whatever the order of `updates`, so two
+/// such statements running at once wait for each other rather than deadlock.
+pub async fn apply_many(
+    db: impl sqlx::PgExecutor<'_>,
+    updates: &[(Uuid, JobUpdate)],
+) -> StoreResult<Vec<JobRow>> {
+    let updates: Vec<(Uuid, &JobUpdate)> = updates.iter().map(|(id, u)| (*id, u)).collect();
+    apply_batch(db, &updates, |_| tracing::Span::current()).await
+}
+
+/// [`apply_many`], each job's change reported (`observe::job_changed`) in `span_of` its id.
+async fn apply_batch(
+    db: impl sqlx::PgExecutor<'_>,
+    updates: &[(Uuid, &JobUpdate)],
+    span_of: impl Fn(Uuid) -> tracing::Span,
+) -> StoreResult<Vec<JobRow>> {
     if updates.is_empty() {
         return Ok(Vec::new());
     }
     let escaped: Vec<Option<JobUpdate>> = updates.iter().map(|(_, u)| storable_update(u)).collect();
-    let args: Vec<ApplyArgs<'_>> = updates
+    let mut args: Vec<ApplyArgs<'_>> = updates
         .iter()
         .zip(&escaped)
         .map(|((id, u), e)| ApplyArgs::of(*id, e.as_ref().unwrap_or(u)))
         .collect();
+    args.sort_by_key(|a| a.job);
     let rows = sqlx::query(&apply_sql("jsonb_to_recordset"))
         .bind(Json(&args))
-        .fetch_all(pool)
+        .fetch_all(db)
         .await?;
     let by_id: std::collections::HashMap<Uuid, &JobUpdate> = updates
         .iter()
@@ -1042,7 +1059,7 @@ pub async fn apply_many(pool: &PgPool, updates: &[(Uuid, JobUpdate)]) -> StoreRe
                 "job {id} was updated without an update for it"
             )));
         };
-        jobs.push(applied(row, u)?);
+        jobs.push(span_of(id).in_scope(|| applied(row, u))?);
     }
     Ok(jobs)
 }
@@ -1050,6 +1067,7 @@ pub async fn apply_many(pool: &PgPool, updates: &[(Uuid, JobUpdate)]) -> StoreRe
 /// The statement of [`apply`] and [`apply_many`]: `source` is `jsonb_to_record` (one
 /// update) or `jsonb_to_recordset` (many).
 fn apply_sql(source: &str) -> String {
+    use super::slots::FREE;
     format!(
         "WITH a AS (SELECT * FROM {source}($1) AS a({APPLY_ARGS})),
          updated AS (
@@ -1082,7 +1100,7 @@ fn apply_sql(source: &str) -> String {
              FROM updated JOIN a ON a.job = updated.id WHERE a.write_event
          ),
          freed AS (
-             DELETE FROM device_slots d USING updated JOIN a ON a.job = updated.id
+             UPDATE device_slots d SET {FREE} FROM updated JOIN a ON a.job = updated.id
              WHERE a.free_device IS NOT NULL
                AND d.device = a.free_device AND d.slot = a.free_slot AND d.job_id = updated.id
          ),
@@ -1113,6 +1131,74 @@ fn applied(row: &sqlx::postgres::PgRow, u: &JobUpdate) -> StoreResult<JobRow> {
         });
     }
     Ok(job)
+}
+
+/// Most updates one statement of the [`ApplyWriter`] takes, and how many such statements
+/// run at once.
+const APPLY_BATCH: usize = 128;
+const APPLY_STATEMENTS: usize = 2;
+
+/// The engine's writer of job updates, one per process: updates made at the same moment
+/// (vendors' answers to submits arriving together, polls) share one [`apply_many`]
+/// statement and one commit (see [`super::batch`]); a lone update is written at once. An
+/// update statement has a fixed cost well above its per-job cost (it opens every index of
+/// `jobs`, `job_events` and `outbox_events`): 0.6–0.7 ms for one job, measured under the
+/// dispatch load in `bench/RESULTS.md`.
+///
+/// Each update comes with the span of the work that made it: its change is reported (a log
+/// line, metrics) in that span, not in the writer's.
+pub type ApplyWriter = StoreWriter<(Uuid, JobUpdate, tracing::Span), Option<JobRow>>;
+
+pub fn apply_writer(pool: PgPool) -> ApplyWriter {
+    StoreWriter::new(
+        pool,
+        APPLY_BATCH,
+        APPLY_STATEMENTS,
+        |pool, conn, updates| Box::pin(apply_each(pool, conn, updates)),
+    )
+}
+
+/// Applies a batch: the first update of each job in one statement, a later update of the
+/// same job after it, on its own, in the order they came; when the statement fails, each
+/// update on its own, so that each gets its own answer. A database that cannot be reached
+/// fails them all at once.
+async fn apply_each(
+    pool: PgPool,
+    mut conn: PoolConnection<Postgres>,
+    updates: Vec<(Uuid, JobUpdate, tracing::Span)>,
+) -> Vec<StoreResult<Option<JobRow>>> {
+    use tracing::Instrument;
+    let batch = OncePerKey::split(updates, |(id, _, _)| *id);
+    let applied = match batch.first.as_slice() {
+        [(id, update, span)] => apply(&mut conn, *id, update)
+            .instrument(span.clone())
+            .await
+            .map(|row| vec![row]),
+        first => {
+            let spans: std::collections::HashMap<Uuid, &tracing::Span> =
+                first.iter().map(|(id, _, span)| (*id, span)).collect();
+            let updates: Vec<(Uuid, &JobUpdate)> =
+                first.iter().map(|(id, u, _)| (*id, u)).collect();
+            apply_batch(&mut *conn, &updates, |id| {
+                spans
+                    .get(&id)
+                    .map_or_else(tracing::Span::none, |s| (*s).clone())
+            })
+            .await
+            .map(|rows| {
+                let mut by_id: std::collections::HashMap<Uuid, JobRow> =
+                    rows.into_iter().map(|row| (row.id, row)).collect();
+                updates.iter().map(|(id, _)| by_id.remove(id)).collect()
+            })
+        }
+    };
+    drop(conn);
+    batch
+        .answer(applied, |(id, update, span)| {
+            let pool = pool.clone();
+            Box::pin(async move { apply_on(&pool, id, &update).instrument(span).await })
+        })
+        .await
 }
 
 /// Convenience: [`apply`] on a pooled connection.

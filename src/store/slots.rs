@@ -1,5 +1,9 @@
 //! Per-device vendor-call slots: at most `max_in_flight` calls on one device at once,
 //! across every worker of every replica. Slots are leases, so a crash frees them.
+//!
+//! A slot's row stays once made: freeing it sets `lease_until` to `-infinity` (see
+//! [`FREE`]) and taking it again updates the same row, so the table holds one row per
+//! device and slot number and neither change leaves an index entry behind.
 
 use std::time::Duration;
 
@@ -33,12 +37,17 @@ pub async fn acquire(
     .await?)
 }
 
+/// What freeing a slot sets (`UPDATE device_slots SET {FREE} WHERE …`).
+pub(crate) const FREE: &str = "job_id = NULL, lease_until = '-infinity'";
+
 pub async fn release(pool: &PgPool, device: &str, slot: i32, holder: Uuid) -> StoreResult<()> {
-    sqlx::query("DELETE FROM device_slots WHERE device = $1 AND slot = $2 AND job_id = $3")
-        .bind(device)
-        .bind(slot)
-        .bind(holder)
-        .execute(pool)
-        .await?;
+    sqlx::query(&format!(
+        "UPDATE device_slots SET {FREE} WHERE device = $1 AND slot = $2 AND job_id = $3"
+    ))
+    .bind(device)
+    .bind(slot)
+    .bind(holder)
+    .execute(pool)
+    .await?;
     Ok(())
 }

@@ -480,7 +480,7 @@ async fn every_submit_gives_its_device_slot_back_whatever_the_vendor_answered() 
         ],
     );
     let held = || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM device_slots")
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM device_slots WHERE lease_until > now()")
             .fetch_one(&app.pool)
             .await
             .unwrap()

@@ -72,6 +72,11 @@ fn self_signed() -> TempDir {
 }
 
 async fn start(results: Results, tweak: impl Fn(&mut Config) + Clone) -> Lianke {
+    start_as(results, Role::Api, tweak).await
+}
+
+/// [`start`] with the gateway in `role` (`Role::All` runs the engine's loops itself).
+async fn start_as(results: Results, role: Role, tweak: impl Fn(&mut Config) + Clone) -> Lianke {
     let sim = Sim::start(SimConfig::default()).await.expect("simulator");
     sim.add_lianke_device(LiankeDeviceSpec::new(DEVICE, DEVICE_KEY));
     let tls_dir = (results == Results::TlsCallbacks).then(self_signed);
@@ -114,7 +119,7 @@ async fn start(results: Results, tweak: impl Fn(&mut Config) + Clone) -> Lianke 
         .expect("lianke backend");
     let mut app = spawn_app_with(
         BackendRegistry::new().with(Arc::new(backend)),
-        Role::Api,
+        role,
         configure,
     )
     .await;
@@ -1475,6 +1480,19 @@ async fn a_callback_with_a_nul_character_still_applies_and_is_stored_escaped() {
 // The callback inbox: answered once recorded, confirmed and applied by the engine
 
 /// Callbacks recorded and not yet applied.
+/// What another replica's inbox loop would claim now (under a ten-minute lease).
+async fn rival_claim(lk: &Lianke) -> Vec<print_gateway::store::callbacks::RecordedCallback> {
+    print_gateway::store::callbacks::claim(
+        &lk.app.pool,
+        uuid::Uuid::new_v4(),
+        10,
+        Duration::from_secs(600),
+        &["lianke"],
+    )
+    .await
+    .unwrap()
+}
+
 async fn inbox(lk: &Lianke) -> i64 {
     print_gateway::store::callbacks::waiting(&lk.app.pool)
         .await
@@ -1520,15 +1538,7 @@ async fn a_recorded_callback_survives_a_restart_and_is_applied_once() {
     let ack: Value = response.json().await.unwrap();
     assert_eq!(ack["status"], "duplicate");
     // A replica claimed it and died before applying it: its lease keeps others off…
-    let claimed = print_gateway::store::callbacks::claim(
-        &lk.app.pool,
-        uuid::Uuid::new_v4(),
-        10,
-        Duration::from_secs(600),
-        &["lianke"],
-    )
-    .await
-    .unwrap();
+    let claimed = rival_claim(&lk).await;
     assert_eq!(claimed.len(), 1);
     lk.app.run_engine().await;
     assert_eq!(lk.app.job(&id(&job)).await["state"], "processing");
@@ -1596,6 +1606,64 @@ async fn a_recorded_callback_survives_a_restart_and_is_applied_once() {
 }
 
 #[tokio::test]
+async fn a_process_running_inbox_loops_records_a_callback_already_leased_to_itself() {
+    let lk = start_as(Results::Callbacks, Role::All, |_| {}).await;
+    // The confirmation takes a while: the callback waits in the inbox meanwhile.
+    lk.sim.add_fault(
+        FaultRule::new(FaultAction::Latency {
+            fixed_ms: 1_500,
+            jitter_ms: 0,
+        })
+        .vendor(Vendor::Lianke)
+        .endpoint("GET", "/api/print/job")
+        .times(1),
+    );
+    lk.printer("office", DEVICE).await;
+    let job = lk.app.submit_text("office", "handed over").await;
+    let job_id = uuid::Uuid::parse_str(&id(&job)).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (owner, attempts): (Option<uuid::Uuid>, i32) = loop {
+        let row =
+            sqlx::query_as("SELECT lease_owner, attempts FROM callback_inbox WHERE job_id = $1")
+                .bind(job_id)
+                .fetch_optional(&lk.app.pool)
+                .await
+                .unwrap();
+        if let Some(row) = row {
+            break row;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no callback was recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    // Recorded under a lease in the statement that recorded it, for this process's own
+    // loops: another replica's claim finds nothing to take.
+    assert!(owner.is_some(), "recorded without a lease");
+    assert_eq!(attempts, 1);
+    let rival = rival_claim(&lk).await;
+    assert!(rival.is_empty(), "another replica claimed it: {rival:?}");
+    // The process's own loop confirms and applies it, once.
+    // (The callback is forgotten right after the apply, in a statement of its own.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = lk.app.job(&id(&job)).await;
+        let waiting = inbox(&lk).await;
+        if now["state"] == "completed" && waiting == 0 {
+            assert_eq!(now["vendor_status"], "SUCCESS");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the callback was not applied and forgotten ({waiting} waiting): {now:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(task_queries(&lk), 1, "confirmed once");
+}
+
+#[tokio::test]
 async fn a_confirmation_that_fails_keeps_the_callback_for_a_later_try() {
     // A backoff far beyond the test: the failed confirmation is tried again only when the
     // test makes it due (a 20 ms backoff let a loaded run_engine try twice).
@@ -1642,54 +1710,86 @@ async fn a_confirmation_that_fails_keeps_the_callback_for_a_later_try() {
     lk.stop().await;
 }
 
-/// Many callbacks of one box are confirmed with one `query_device_task` call, and each
-/// job ends with its own task's outcome.
-#[tokio::test]
-async fn a_boxs_callbacks_are_confirmed_together_and_each_job_gets_its_own_outcome() {
+/// Callbacks of one box confirmed together, each job ending with its own task's outcome:
+/// (calls of the box's task list, single task queries) they took.
+async fn confirm_together(outcomes: Vec<LiankeOutcome>) -> (usize, usize) {
     let lk = start(Results::Callbacks, |_| {}).await;
-    lk.sim.script_lianke_outcomes(
-        DEVICE,
-        vec![
-            LiankeOutcome::Success { total_page: 1 },
-            LiankeOutcome::PrintError {
-                code: 497,
-                msg: "no printer".into(),
-            },
-            LiankeOutcome::Success { total_page: 1 },
-        ],
-    );
+    let expected: Vec<&str> = outcomes
+        .iter()
+        .map(|o| match o {
+            LiankeOutcome::Success { .. } => "completed",
+            _ => "failed",
+        })
+        .collect();
+    let n = outcomes.len();
+    lk.sim.script_lianke_outcomes(DEVICE, outcomes.clone());
     lk.printer("office", DEVICE).await;
     let mut jobs = Vec::new();
-    for n in 0..3 {
-        let job = lk.app.submit_text("office", &format!("job {n}")).await;
+    for i in 0..n {
+        let job = lk.app.submit_text("office", &format!("job {i}")).await;
         jobs.push(id(&job));
     }
     // Dispatch only: the callbacks stay recorded until the engine applies them below.
     let engine = lk.app.app.as_ref().expect("running").engine().clone();
-    assert_eq!(engine.run_due_now().await.unwrap(), 3);
+    assert_eq!(engine.run_due_now().await.unwrap(), n);
     for _ in 0..500 {
-        if inbox(&lk).await == 3 {
+        if inbox(&lk).await == n as i64 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(inbox(&lk).await, 3, "three callbacks recorded");
+    assert_eq!(inbox(&lk).await, n as i64, "every callback recorded");
     lk.app.run_engine().await;
-    let states: Vec<String> = {
-        let mut v = Vec::new();
-        for job in &jobs {
-            v.push(lk.app.job(job).await["state"].as_str().unwrap().to_owned());
-        }
-        v
-    };
-    assert_eq!(states, ["completed", "failed", "completed"]);
+    let mut states = Vec::new();
+    for job in &jobs {
+        states.push(lk.app.job(job).await["state"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(states, expected);
+    assert_eq!(inbox(&lk).await, 0);
     let lists = lk.sim.ledger_count(
         &LedgerFilter::vendor(Vendor::Lianke).endpoint("POST", "/api/print/query_device_task"),
     );
-    assert_eq!(lists, 1, "one call for the box");
-    assert_eq!(task_queries(&lk), 0);
-    assert_eq!(inbox(&lk).await, 0);
+    let queries = task_queries(&lk);
     lk.stop().await;
+    (lists, queries)
+}
+
+fn no_printer() -> LiankeOutcome {
+    LiankeOutcome::PrintError {
+        code: 497,
+        msg: "no printer".into(),
+    }
+}
+
+/// Many callbacks of one box are confirmed with one `query_device_task` call.
+#[tokio::test]
+async fn a_boxs_callbacks_are_confirmed_together_and_each_job_gets_its_own_outcome() {
+    let printed = LiankeOutcome::Success { total_page: 1 };
+    let outcomes = vec![
+        printed.clone(),
+        no_printer(),
+        printed.clone(),
+        printed.clone(),
+        no_printer(),
+        printed,
+    ];
+    assert_eq!(
+        confirm_together(outcomes).await,
+        (1, 0),
+        "one list call for the box"
+    );
+}
+
+/// A few callbacks of one box are confirmed with a task query each: the box's list holds
+/// every task of its day.
+#[tokio::test]
+async fn a_boxs_few_callbacks_are_confirmed_one_task_query_each() {
+    let printed = LiankeOutcome::Success { total_page: 1 };
+    assert_eq!(
+        confirm_together(vec![printed.clone(), no_printer(), printed]).await,
+        (0, 3),
+        "three task queries, no list"
+    );
 }
 
 #[tokio::test]

@@ -37,6 +37,10 @@ use wire::{Envelope, LiankeTaskState};
 /// The registry name.
 pub const NAME: &str = "lianke";
 
+/// Most tasks of one device `task_statuses` asks about one by one rather than by the
+/// device's task list.
+const ONE_BY_ONE: usize = 4;
+
 /// How the Lianke backend behaves; built from the `LIANKE_*` settings.
 #[derive(Debug, Clone)]
 pub struct LiankeSettings {
@@ -726,9 +730,11 @@ impl PrintTarget for LiankeBackend {
         self.task(&d, vendor_task_id).await
     }
 
-    /// One task: `GET /api/print/job`. Several: one `query_device_task` (the device's tasks
-    /// of the last day, with the same state and result words as the task query), then the
-    /// task query for any the list does not show (a task older than a day).
+    /// A few tasks (up to [`ONE_BY_ONE`]): `GET /api/print/job` for each, at once. More: one
+    /// `query_device_task` (the device's tasks of the last day, with the same state and
+    /// result words as the task query), then the task query for any the list does not show
+    /// (a task older than a day). The list holds every task of the box's day — a busy box's
+    /// hundreds — so for a few tasks their own small answers are less work on both sides.
     async fn task_statuses(
         &self,
         printer: &PrinterContext,
@@ -738,8 +744,9 @@ impl PrintTarget for LiankeBackend {
             Ok(d) => d,
             Err(err) => return vendor_task_ids.iter().map(|_| Err(err.clone())).collect(),
         };
-        if let [one] = vendor_task_ids {
-            return vec![self.task(&d, one).await];
+        if vendor_task_ids.len() <= ONE_BY_ONE {
+            return futures::future::join_all(vendor_task_ids.iter().map(|id| self.task(&d, id)))
+                .await;
         }
         let listed = match self.device_tasks(&d).await {
             Ok(tasks) => tasks,
