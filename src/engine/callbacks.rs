@@ -1,7 +1,8 @@
 //! Recorded vendor callbacks (the callback inbox, issue 17). The webhook answers a callback
-//! as soon as it is recorded (`store::callbacks`); this loop claims recorded callbacks in
-//! batches under a lease, confirms those that must be with the vendor — for each device one
-//! call for all of its callbacks (`PrintTarget::task_statuses`) —
+//! as soon as it is recorded (`store::callbacks`); this loop takes recorded callbacks in
+//! batches under a lease — those this process recorded already leased to itself from memory
+//! ([`Handoff`]), the others by a claim — confirms those that must be with the vendor — for
+//! each device one call for all of its callbacks (`PrintTarget::task_statuses`) —
 //! applies what is known in one statement for the batch, updates each printer's health
 //! once, and forgets them.
 //!

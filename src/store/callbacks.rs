@@ -1,6 +1,7 @@
-//! The callback inbox (issue 17): vendor result callbacks recorded by the webhook, claimed in
-//! batches by the engine under a lease (`FOR UPDATE SKIP LOCKED`, so replicas share them and
-//! a crashed holder's rows come back), confirmed, applied, then deleted.
+//! The callback inbox (issue 17): vendor result callbacks recorded by the webhook — already
+//! leased when the recording process applies them itself — or claimed in batches by the
+//! engine under a lease (`FOR UPDATE SKIP LOCKED`, so replicas share them and a crashed
+//! holder's rows come back), confirmed, applied, then deleted.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
