@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
+use serde::Deserialize;
 
 use super::*;
 use crate::store::callbacks::{InboxLease, NewCallback, RecordedCallback, Retry};
@@ -216,9 +217,11 @@ impl Engine {
             .into_iter()
             .map(|j| (j.id, j))
             .collect();
-        let printers: HashMap<String, PrinterRow> =
-            store::printers::get_many(&self.pool, jobs.values().map(|j| j.printer_id.as_str()))
-                .await?;
+        let printers: HashMap<String, PrinterRow> = store::printers::get_many_for_task_calls(
+            &self.pool,
+            jobs.values().map(|j| j.printer_id.as_str()),
+        )
+        .await?;
 
         let mut done = Vec::new();
         let mut retries = Vec::new();
@@ -252,7 +255,7 @@ impl Engine {
                     .push((callback, job));
                 continue;
             }
-            match serde_json::from_value::<TaskProgress>(callback.progress.clone()) {
+            match TaskProgress::deserialize(&callback.progress) {
                 Ok(progress) => known.push(Known {
                     job,
                     report: TaskReport {
@@ -345,7 +348,7 @@ impl Engine {
             .zip(answers)
             .map(|((callback, job), answer)| match answer {
                 Ok(confirmed) => {
-                    let said = serde_json::from_value::<TaskProgress>(callback.progress.clone());
+                    let said = TaskProgress::deserialize(&callback.progress);
                     if said.as_ref().ok() != Some(&confirmed.progress) {
                         tracing::warn!(job_id = %job.id, body = %callback.vendor_status, vendor = %confirmed.vendor_status,
                             "a callback disagrees with the vendor's task state; using the vendor's");

@@ -150,7 +150,7 @@ pub async fn record(
 
 /// Most callbacks one recording statement takes, and how many such statements run at once.
 const RECORD_BATCH: usize = 64;
-const RECORD_STATEMENTS: usize = 4;
+const RECORD_STATEMENTS: usize = 2;
 
 /// The webhook's recorder, one per process: callbacks that arrive at the same moment are
 /// recorded by one statement and one commit (see [`super::batch`]); a lone one at once.

@@ -275,11 +275,33 @@ pub async fn get_many<'a>(
     pool: &PgPool,
     ids: impl IntoIterator<Item = &'a str>,
 ) -> StoreResult<std::collections::HashMap<String, PrinterRow>> {
+    get_many_of(pool, ids, COLUMNS).await
+}
+
+/// As [`get_many`], without the capability documents (`capabilities` is `None`): for work
+/// that only calls the vendor about tasks already submitted (confirming callbacks), where
+/// a batch's capability documents were most of what the read carried and parsed.
+pub async fn get_many_for_task_calls<'a>(
+    pool: &PgPool,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> StoreResult<std::collections::HashMap<String, PrinterRow>> {
+    static COLUMNS_WITHOUT_CAPABILITIES: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| {
+            COLUMNS.replacen("capabilities,", "NULL::jsonb AS capabilities,", 1)
+        });
+    get_many_of(pool, ids, &COLUMNS_WITHOUT_CAPABILITIES).await
+}
+
+async fn get_many_of<'a>(
+    pool: &PgPool,
+    ids: impl IntoIterator<Item = &'a str>,
+    columns: &str,
+) -> StoreResult<std::collections::HashMap<String, PrinterRow>> {
     let mut ids: Vec<&str> = ids.into_iter().collect();
     ids.sort_unstable();
     ids.dedup();
     let rows = sqlx::query_as::<_, PrinterRow>(&format!(
-        "SELECT {COLUMNS} FROM printers WHERE id = ANY($1)"
+        "SELECT {columns} FROM printers WHERE id = ANY($1)"
     ))
     .bind(&ids)
     .fetch_all(pool)

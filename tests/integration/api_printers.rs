@@ -259,6 +259,50 @@ async fn capabilities_are_cached_until_refreshed_and_status_is_live() {
     );
 }
 
+/// The read behind callback confirmations leaves the capability documents out and keeps
+/// everything a vendor call needs as `get_many` reads it.
+#[tokio::test]
+async fn printers_read_for_task_calls_leave_capabilities_out() {
+    let app = app().await;
+    app.create_unverified_printer(
+        json!({"id": "office", "backend": "scripted", "locator": {"device": "office"}}),
+    )
+    .await;
+    // the first read of the capabilities caches them
+    let fresh = app.get("/v1/printers/office/capabilities").await;
+    assert_eq!(fresh.status(), StatusCode::OK);
+    let store = print_gateway::store::printers::get_many(&app.pool, ["office", "absent"])
+        .await
+        .unwrap();
+    let full = &store["office"];
+    assert!(
+        full.capabilities.is_some(),
+        "the cache holds the capabilities"
+    );
+    let light =
+        print_gateway::store::printers::get_many_for_task_calls(&app.pool, ["office", "absent"])
+            .await
+            .unwrap();
+    assert_eq!(
+        light.len(),
+        1,
+        "only printers that exist: {:?}",
+        light.keys()
+    );
+    let office = &light["office"];
+    assert!(office.capabilities.is_none());
+    assert_eq!(office.capabilities_at, full.capabilities_at);
+    assert_eq!(
+        (
+            &office.backend,
+            &office.device,
+            &office.locator,
+            &office.secrets
+        ),
+        (&full.backend, &full.device, &full.locator, &full.secrets)
+    );
+}
+
 /// The background status round fetches again the capabilities of a printer whose cache is
 /// older than `CAPABILITIES_REFRESH_SECS`, and leaves a fresher cache alone.
 #[tokio::test]
