@@ -410,3 +410,29 @@ async fn api_keys(config: Config, command: ApiKeysCommand) -> anyhow::Result<()>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// `MI_OPTION_PURGE_DELAY` is a bare index into mimalloc's option table: if an upgrade of
+    /// mimalloc moved its options, the index would name another option. The purge delay is
+    /// the only option whose default is 1,000 ms, so an index that reads that default (and
+    /// reads back what is set) is the purge delay.
+    #[test]
+    #[allow(unsafe_code)]
+    fn the_purge_delay_index_names_mimallocs_purge_delay() {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+            return; // set from outside: the default cannot be read
+        }
+        // SAFETY: reads and writes of mimalloc's option table, as in `hold_freed_memory`.
+        let (default, set) = unsafe {
+            let default = libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY);
+            super::hold_freed_memory();
+            (
+                default,
+                libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY),
+            )
+        };
+        assert_eq!(default, 1_000, "mimalloc's default purge delay");
+        assert_eq!(set, super::ALLOCATOR_PURGE_DELAY_MS);
+    }
+}
