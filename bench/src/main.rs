@@ -22,7 +22,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every phase and print the table (see bench/README.md).
+    /// Run every phase and print the table (see the README, "Benchmarks").
     Run(run::Options),
     /// The bare baselines: `GET /` (a trivial route) and `GET /row/{id}` (one sqlx
     /// primary-key select on `jobs`), no middleware.

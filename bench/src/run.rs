@@ -1,5 +1,6 @@
 //! Every phase, in one run: limits first (pgbench, the bare baselines), then the gateway
-//! (release build) against the simulator. See bench/README.md for what each phase does.
+//! (release build) against the simulator. The README's "Benchmarks" section says what each
+//! phase does.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -54,6 +55,10 @@ pub struct Options {
     /// Callbacks sent in the callback phase (at most the jobs dispatched).
     #[arg(long, default_value_t = 10_000)]
     pub callbacks: usize,
+    /// Events written to the outbox for the webhook phase (each delivered to three
+    /// endpoints).
+    #[arg(long, default_value_t = 5_000)]
+    pub webhook_events: usize,
     /// Samples of idle accept → submit latency.
     #[arg(long, default_value_t = 40)]
     pub idle_samples: usize,
@@ -65,8 +70,9 @@ pub struct Options {
     #[arg(long, default_value_t = 500.0)]
     pub soak_rate: f64,
     /// Phases to run, comma-separated (default: all): limits (pgbench), accept, get (GET by
-    /// id and /healthz with their bare baselines), list, dispatch, idle, callbacks, soak,
-    /// render (a 50-page PDF to PNG at 300 dpi: pages per second and peak RSS).
+    /// id and /healthz with their bare baselines), list, dispatch, idle, callbacks, webhooks
+    /// (outbound deliveries to three signature-checking receivers), soak, render (a 50-page
+    /// PDF to PNG at 300 dpi: pages per second and peak RSS).
     /// `dispatch` without `accept` seeds its backlog with SQL; `callbacks` needs `dispatch`.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     pub phases: Vec<String>,
@@ -222,6 +228,9 @@ impl Ctx {
             // a capacity: with it the accept and GET phases measured the limiter (~1,200/s
             // over 10 s, every other answer a 429). Off here; --gateway-env can set it.
             ("RATE_LIMIT_RPS".into(), "0".into()),
+            // the webhook phase's receivers listen on plain http on this machine
+            ("WEBHOOK_ALLOW_HTTP".into(), "true".into()),
+            ("WEBHOOK_ALLOW_PRIVATE_URLS".into(), "true".into()),
         ];
         // logging as deployed (the gateway's default filter) unless RUST_LOG says otherwise
         for kv in &self.opts.gateway_env {
@@ -488,7 +497,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             "--tenant",
             TENANT,
             "--scopes",
-            "jobs:write,jobs:read,printers:admin",
+            "jobs:write,jobs:read,printers:admin,webhooks:admin",
         ])
         .env("DATABASE_URL", &db_url)
         .output()?;
@@ -536,7 +545,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         let peak = measured["peak_rss_mib"].as_f64().unwrap_or(0.0);
         rows.push(Row::info(
             "render: 50-page PDF → PNG, A4 @ 300 dpi, 1 thread",
-            format!("{} pages/s", report::fmt_rate(rate)),
+            format!("{} pages/s", report::fmt_num(rate)),
             format!(
                 "{} s in all, {} px per page",
                 report::fmt_num(measured["seconds"].as_f64().unwrap_or(0.0)),
@@ -934,7 +943,7 @@ VALUES (gen_random_uuid(), 'bench', 'bench-lk-1', gen_random_uuid(), '{\"kind\":
 
     let soak_secs = if has("soak") { ctx.opts.soak_secs } else { 0 };
     let mut idle_rss_all = 0.0;
-    if has("idle") || has("callbacks") || soak_secs > 0 {
+    if has("idle") || has("callbacks") || has("webhooks") || soak_secs > 0 {
         let gateway = ctx.start_gateway("all")?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         idle_rss_all = rss_mib(gateway.pid()).0;
@@ -1003,6 +1012,11 @@ VALUES (gen_random_uuid(), 'bench', 'bench-lk-1', gen_random_uuid(), '{\"kind\":
         // ---- Lianke callbacks ------------------------------------------------------------
         if has("callbacks") {
             callbacks_phase(&mut ctx, &mut rows).await?;
+        }
+
+        // ---- outbound webhook deliveries ---------------------------------------------------
+        if has("webhooks") {
+            webhooks_phase(&mut ctx, &mut rows).await?;
         }
 
         // ---- soak: memory under a steady load --------------------------------------------
@@ -1086,6 +1100,7 @@ const PHASES: &[&str] = &[
     "dispatch",
     "idle",
     "callbacks",
+    "webhooks",
     "soak",
     "render",
 ];
@@ -1326,6 +1341,157 @@ async fn soak_phase(
         "MiB",
         format!("idle {idle_rss:.1} MiB"),
         256.0,
+    ));
+    Ok(())
+}
+
+/// One `print-gateway webhooks listen` receiver: the webhook ids it printed (each printed
+/// only after its signature was verified), counted as they arrive.
+struct Receiver {
+    _proc: Proc,
+    unique: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    total: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Receiver {
+    fn start(ctx: &Ctx, i: usize, port: u16, secret: &str) -> anyhow::Result<Receiver> {
+        use std::io::BufRead;
+        use std::sync::atomic::Ordering;
+        let errors = std::fs::File::create(ctx.opts.out.join(format!("webhook-receiver-{i}.err")))?;
+        let mut child = Command::new(ctx.bins.join("print-gateway"))
+            .args(["webhooks", "listen", "--quiet", "--port", &port.to_string()])
+            .args(["--secret", secret])
+            .stdout(Stdio::piped())
+            .stderr(errors)
+            .spawn()
+            .context("starting print-gateway webhooks listen")?;
+        let stdout = child.stdout.take().context("the receiver's stdout")?;
+        let unique = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let total = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (u, t) = (unique.clone(), total.clone());
+        std::thread::spawn(move || {
+            let mut seen = std::collections::HashSet::new();
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let id = line.split(' ').next().unwrap_or_default().to_owned();
+                t.fetch_add(1, Ordering::Relaxed);
+                if seen.insert(id) {
+                    u.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        let proc = Proc {
+            child,
+            name: "webhook receiver",
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("the webhook receiver on port {port} did not listen within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Receiver {
+            _proc: proc,
+            unique,
+            total,
+        })
+    }
+
+    fn unique(&self) -> usize {
+        self.unique.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn total(&self) -> usize {
+        self.total.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Outbound webhook deliveries: three endpoints, each a `print-gateway webhooks listen`
+/// receiver that verifies every signature; `--webhook-events` printer events written to the
+/// outbox in one statement (the fan-out trigger makes the deliveries as for events of state
+/// changes: this measures delivery, not job processing); deliveries/s from the commit until
+/// every receiver printed every event. The endpoints are deleted afterwards, so later
+/// phases deliver nothing.
+async fn webhooks_phase(ctx: &mut Ctx, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    const ENDPOINTS: usize = 3;
+    let n = ctx.opts.webhook_events;
+    println!("gateway: outbound webhooks ({n} events × {ENDPOINTS} endpoints)");
+    let mut endpoints = Vec::new();
+    let mut receivers = Vec::new();
+    for i in 0..ENDPOINTS {
+        let port = ctx.opts.port + 3 + i as u16;
+        let resp = ctx
+            .http
+            .post(format!("{}/v1/webhook-endpoints", ctx.gateway_url))
+            .bearer_auth(&ctx.api_key)
+            .json(&json!({"url": format!("http://127.0.0.1:{port}/")}))
+            .send()
+            .await?;
+        let status = resp.status();
+        let created: Value = resp.json().await.unwrap_or(Value::Null);
+        let (Some(id), Some(secret)) = (created["id"].as_str(), created["secret"].as_str()) else {
+            bail!("creating a webhook endpoint answered {status}: {created}");
+        };
+        endpoints.push(id.to_owned());
+        receivers.push(Receiver::start(ctx, i, port, secret)?);
+    }
+
+    let t = Instant::now();
+    sqlx::query(
+        "INSERT INTO outbox_events (tenant, type, printer_id, snapshot)
+         SELECT p.owner_tenant, 'printer.offline', p.id,
+                (to_jsonb(p) - 'secrets' - 'capabilities_raw' - 'capabilities') || '{\"secrets\": {}}'::jsonb
+         FROM printers p, generate_series(1, $1) WHERE p.id = 'bench-lk-0'",
+    )
+    .bind(n as i64)
+    .execute(&ctx.pool)
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while receivers.iter().any(|r| r.unique() < n) {
+        if Instant::now() > deadline {
+            bail!(
+                "webhook deliveries did not finish within 300 s: {:?} of {n} per endpoint",
+                receivers.iter().map(Receiver::unique).collect::<Vec<_>>()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let deliveries = n * ENDPOINTS;
+    let received: usize = receivers.iter().map(Receiver::total).sum();
+    let rate = deliveries as f64 / secs.max(1e-9);
+    println!(
+        "    {deliveries} delivered in {secs:.2} s = {rate:.0}/s ({} duplicates)",
+        received - deliveries
+    );
+
+    for id in &endpoints {
+        let resp = ctx
+            .http
+            .delete(format!("{}/v1/webhook-endpoints/{id}", ctx.gateway_url))
+            .bearer_auth(&ctx.api_key)
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            bail!("deleting webhook endpoint {id} answered {}", resp.status());
+        }
+    }
+    drop(receivers);
+    ctx.raw.insert(
+        "webhooks".into(),
+        json!({"events": n, "endpoints": ENDPOINTS, "deliveries": deliveries, "received": received,
+               "secs": secs, "rate": rate}),
+    );
+    rows.push(Row::at_least(
+        "outbound webhook deliveries/s (3 signature-checking receivers)",
+        rate,
+        "/s",
+        format!(
+            "{n} events × {ENDPOINTS} endpoints in {secs:.2} s; {} duplicates",
+            received - deliveries
+        ),
+        1000.0,
     ));
     Ok(())
 }
