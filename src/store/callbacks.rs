@@ -137,9 +137,11 @@ pub async fn record(
              RETURNING job_id
          )
          SELECT job.job_id, job.state, job.vendor_task_id, job.printer_backend AS backend, job.locator,
-                EXISTS (SELECT 1 FROM recorded r WHERE r.job_id = job.job_id) AS recorded,
-                (SELECT c.task_id FROM callback_inbox c WHERE c.job_id = job.job_id) AS recorded_task
-         FROM job",
+                r.job_id IS NOT NULL AS recorded,
+                CASE WHEN r.job_id IS NULL
+                     THEN (SELECT c.task_id FROM callback_inbox c WHERE c.job_id = job.job_id) END
+                    AS recorded_task
+         FROM job LEFT JOIN recorded r ON r.job_id = job.job_id",
     )
     .bind(Json(&args))
     .fetch_all(db)

@@ -19,17 +19,27 @@ pub async fn delete_finished_jobs(
     batch: i64,
 ) -> StoreResult<(u64, u64, Vec<String>)> {
     let mut tx = pool.begin().await?;
-    let documents: Vec<Uuid> = sqlx::query_scalar(&format!(
+    let deleted: Vec<(Uuid, Uuid)> = sqlx::query_as(&format!(
         "DELETE FROM jobs WHERE id IN (
              SELECT id FROM jobs WHERE {FINISHED} AND completed_at < $1
              ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-         RETURNING document_id"
+         RETURNING id, document_id"
     ))
     .bind(cutoff)
     .bind(batch)
     .fetch_all(&mut *tx)
     .await?;
-    let jobs = documents.len() as u64;
+    let jobs = deleted.len() as u64;
+    let (ids, documents): (Vec<Uuid>, Vec<Uuid>) = deleted.into_iter().unzip();
+    // A job's history and any callback left recorded for it go with it (no foreign key
+    // cascades them: see migration 20261210010001).
+    sqlx::query(
+        "WITH events AS (DELETE FROM job_events WHERE job_id = ANY ($1))
+         DELETE FROM callback_inbox WHERE job_id = ANY ($1)",
+    )
+    .bind(&ids)
+    .execute(&mut *tx)
+    .await?;
     let removed: Vec<Option<String>> = sqlx::query_scalar(
         "DELETE FROM documents d WHERE d.id = ANY ($1)
            AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.document_id = d.id)

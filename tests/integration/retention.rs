@@ -112,6 +112,16 @@ async fn a_purge_removes_what_retention_says_and_nothing_else() {
         idempotency_keys: 6,  // every kept job older than a day
         ..Counts::default()
     };
+    // A callback still recorded for a purged job (its job ended by a poll meanwhile) goes
+    // with the job.
+    sqlx::query(
+        "INSERT INTO callback_inbox (job_id, backend, task_id, progress, vendor_status, body, ends_task, confirm)
+         VALUES ($1, 'scripted', 't', '{}', 'done', '{}', true, false)",
+    )
+    .bind(old_completed)
+    .execute(&app.pool)
+    .await
+    .unwrap();
     let preview = retention::preview(&app.pool, cutoffs).await.unwrap();
     assert_eq!(preview, expected);
     // A dry run changes nothing.
@@ -127,6 +137,13 @@ async fn a_purge_removes_what_retention_says_and_nothing_else() {
     for gone in [old_completed, old_failed, old_canceled] {
         assert!(!exists(&app, gone).await, "{gone} should be purged");
         assert_eq!(events(&app, gone).await, 0);
+        let recorded: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM callback_inbox WHERE job_id = $1")
+                .bind(gone)
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        assert_eq!(recorded, 0, "{gone}'s recorded callback should be purged");
     }
     for kept in [
         old_unconfirmed,
