@@ -65,24 +65,41 @@ async fn send(client: &reqwest::Client, req: &Req) -> bool {
     }
 }
 
-/// Sends every request once, `concurrency` at a time.
+/// Sends every request once, `concurrency` at a time, each of `concurrency` keep-alive
+/// connections writing prebuilt HTTP/1.1 requests and reading the answers itself. The
+/// bench process's CPU per callback in the callbacks phase went from 63 µs (reqwest) to
+/// 24–30 µs with it: the load generator shares the gateway's two cores, so it should take
+/// as little as wrk would (wrk cannot send a fixed list of distinct requests once each).
 pub async fn all_once(reqs: Vec<Req>, concurrency: usize) -> LoadResult {
-    let client = client();
-    let reqs = Arc::new(reqs);
+    let wire: Vec<(String, Vec<u8>)> = reqs.iter().map(raw_request).collect();
+    let reqs = Arc::new(wire);
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, reqs, next) = (client.clone(), Arc::clone(&reqs), Arc::clone(&next));
+        let (reqs, next) = (Arc::clone(&reqs), Arc::clone(&next));
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut ok = 0;
+            let mut conn: Option<Conn> = None;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(req) = reqs.get(i) else { break };
+                let Some((addr, bytes)) = reqs.get(i) else {
+                    break;
+                };
                 let t = Instant::now();
-                if send(&client, req).await {
-                    ok += 1;
+                let answered = match conn.as_mut() {
+                    Some(c) if &c.addr == addr => c.exchange(bytes).await,
+                    _ => match Conn::open(addr).await {
+                        Ok(c) => conn.insert(c).exchange(bytes).await,
+                        Err(e) => Err(e),
+                    },
+                };
+                match answered {
+                    Ok(status) if (200..300).contains(&status) => ok += 1,
+                    Ok(_) => {}
+                    // a broken connection is opened anew for the next request
+                    Err(_) => conn = None,
                 }
                 lat.push(t.elapsed().as_secs_f64() * 1000.0);
             }
@@ -106,6 +123,89 @@ pub async fn all_once(reqs: Vec<Req>, concurrency: usize) -> LoadResult {
         elapsed_s,
         p50_ms: percentile(&lat, 50.0),
         p99_ms: percentile(&lat, 99.0),
+    }
+}
+
+/// `req` as HTTP/1.1 bytes, with the `host:port` to send it to (`http://` URLs only).
+fn raw_request(req: &Req) -> (String, Vec<u8>) {
+    let rest = req.url.strip_prefix("http://").unwrap_or(&req.url);
+    let (addr, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        req.body.len()
+    );
+    for (k, v) in &req.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(req.body.as_bytes());
+    (addr.to_owned(), bytes)
+}
+
+/// One keep-alive HTTP/1.1 connection of [`all_once`].
+struct Conn {
+    addr: String,
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(addr: &str) -> std::io::Result<Conn> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            addr: addr.to_owned(),
+            stream,
+            buf: Vec::with_capacity(4096),
+        })
+    }
+
+    /// Writes one request and reads its answer (status line, headers, a `content-length`
+    /// body); returns the status.
+    async fn exchange(&mut self, request: &[u8]) -> std::io::Result<u16> {
+        use tokio::io::AsyncWriteExt;
+        let broken =
+            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+        let timeout = Duration::from_secs(30);
+        tokio::time::timeout(timeout, self.stream.write_all(request))
+            .await
+            .map_err(|_| broken("write timed out"))??;
+        self.buf.clear();
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut resp = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(head) =
+                resp.parse(&self.buf).map_err(|_| broken("not HTTP"))?
+            {
+                let status = resp.code.unwrap_or(0);
+                let length: usize = resp
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                    .ok_or_else(|| broken("no content-length"))?;
+                while self.buf.len() < head + length {
+                    self.read_more(timeout).await?;
+                }
+                return Ok(status);
+            }
+            self.read_more(timeout).await?;
+        }
+    }
+
+    async fn read_more(&mut self, timeout: Duration) -> std::io::Result<()> {
+        use tokio::io::AsyncReadExt;
+        let n = tokio::time::timeout(timeout, self.stream.read_buf(&mut self.buf))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "read timed out"))??;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(())
     }
 }
 
